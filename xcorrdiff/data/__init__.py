@@ -1,0 +1,1 @@
+"""The xarray data layer: units, regridding, normalization, tensor conversion, batching."""

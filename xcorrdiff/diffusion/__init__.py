@@ -1,0 +1,1 @@
+"""EDM math (pure torch): sigma schedules, samplers, losses, patch geometry."""

@@ -1,0 +1,1 @@
+"""Networks (pure torch): SongUNet, EDM preconditioning, PhysicsNeMo checkpoint import."""

@@ -1,0 +1,1 @@
+"""Ensemble verification (numpy + xarray, no torch): CRPS, spread-skill, rank histograms, spectra."""
