@@ -1,0 +1,159 @@
+"""Regression and residual EDM losses: formulas, draws, patch reuse of the mean, errors."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import pytest
+import torch
+
+from xcorrdiff.diffusion import (
+    edm_loss_weight,
+    extract_patches,
+    random_patch_offsets,
+    regression_loss,
+    residual_loss,
+)
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent / "fixtures"))
+
+from toy_denoisers import ToyDenoiser, ToyRegression
+
+
+class Pointwise:
+    """A pointwise denoiser using the condition's first channels: patch-invariant."""
+
+    def __call__(self, x, condition, sigma, embedding_selector=None):
+        sigma = sigma.reshape(-1, 1, 1, 1)
+        return torch.tanh(x) / (1 + sigma) + 0.3 * condition[:, : x.shape[1]]
+
+
+def _data(batch: int = 2, shape: tuple[int, int] = (12, 16)):
+    g = torch.Generator().manual_seed(0)
+    return (
+        torch.randn(batch, 2, *shape, generator=g),
+        torch.randn(batch, 3, *shape, generator=g),
+        torch.randn(batch, 2, *shape, generator=g),
+    )
+
+
+def test_edm_loss_weight_cancels_output_scaling() -> None:
+    # λ(σ) c_out(σ)² = 1: the EDM weight makes the effective target of F unit-weighted.
+    sigma = torch.logspace(-3, 3, 25, dtype=torch.float64)
+    c_out = sigma * 0.5 / (sigma**2 + 0.25).sqrt()
+    torch.testing.assert_close(edm_loss_weight(sigma) * c_out**2, torch.ones_like(sigma))
+
+
+def test_regression_loss_is_squared_error_and_trains() -> None:
+    y, img_lr, _ = _data()
+    net = ToyRegression(2, 3, seed=1)
+    loss = regression_loss(net, y, img_lr)
+    expected = (net(torch.zeros_like(y), img_lr) - y) ** 2
+    assert loss.shape == y.shape
+    assert torch.equal(loss, expected)
+    loss.mean().backward()
+    assert net.w1.grad is not None and float(net.w1.grad.abs().sum()) > 0
+
+
+def test_residual_loss_formula_and_conditioning() -> None:
+    y, img_lr, mean = _data()
+    seen = {}
+
+    def net(x, condition, sigma):
+        seen["condition"] = condition
+        return Pointwise()(x, condition, sigma)
+
+    sigma = torch.tensor([0.3, 4.0])
+    noise = torch.randn_like(y)
+    loss = residual_loss(net, y, img_lr, mean, sigma=sigma, noise=noise)
+    r = y - mean
+    s = sigma.reshape(-1, 1, 1, 1)
+    expected = (
+        edm_loss_weight(s)
+        * (Pointwise()(r + s * noise, torch.cat([mean, img_lr], 1), sigma) - r) ** 2
+    )
+    torch.testing.assert_close(loss, expected, rtol=1e-6, atol=0)
+    assert torch.equal(seen["condition"], torch.cat([mean, img_lr], dim=1))
+    residual_loss(net, y, img_lr, mean, sigma=sigma, noise=noise, hr_mean_conditioning=False)
+    assert torch.equal(seen["condition"], img_lr)
+
+
+def test_residual_loss_draws_from_generator() -> None:
+    y, img_lr, mean = _data()
+    net = ToyDenoiser(2, 5, (12, 16), seed=4)
+    a = residual_loss(net, y, img_lr, mean, generator=torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    sigma = (torch.randn(2, generator=g) * 1.2).exp()  # sigma first, then the noise
+    noise = torch.randn(y.shape, generator=g)
+    b = residual_loss(net, y, img_lr, mean, sigma=sigma, noise=noise)
+    assert torch.equal(a, b)
+    c = residual_loss(net, y, img_lr, mean, generator=torch.Generator().manual_seed(6))
+    assert not torch.equal(a, c)
+
+
+def test_residual_loss_sigma_is_lognormal() -> None:
+    y = torch.zeros(4000, 1, 1, 1)
+    seen = {}
+
+    def net(x, condition, sigma):
+        seen["sigma"] = sigma
+        return x
+
+    g = torch.Generator().manual_seed(0)
+    residual_loss(net, y, y, y, generator=g, P_mean=-0.4, P_std=1.2)
+    log_sigma = seen["sigma"].log()
+    assert abs(float(log_sigma.mean()) + 0.4) < 0.06
+    assert abs(float(log_sigma.std()) - 1.2) < 0.05
+
+
+def test_patches_reuse_one_mean() -> None:
+    # On patches the loss of a pointwise denoiser equals the whole-domain loss cut at the
+    # same corners, with each member's sigma repeated over its patches.
+    y, img_lr, mean = _data(shape=(20, 24))
+    offsets = random_patch_offsets((20, 24), (8, 10), 5, torch.Generator().manual_seed(1))
+    sigma = torch.tensor([0.2, 7.0])
+    noise = torch.randn_like(y)
+    whole = residual_loss(Pointwise(), y, img_lr, mean, sigma=sigma, noise=noise)
+    patches = residual_loss(
+        Pointwise(), y, img_lr, mean, offsets=offsets, patch_shape=(8, 10),
+        sigma=sigma.repeat_interleave(5), noise=extract_patches(noise, offsets, (8, 10)),
+    )  # fmt: skip
+    assert patches.shape == (2 * 5, 2, 8, 10)
+    torch.testing.assert_close(patches, extract_patches(whole, offsets, (8, 10)))
+
+
+def test_patched_call_convention() -> None:
+    y, img_lr, mean = _data(shape=(20, 24))
+    offsets = torch.tensor([[0, 0], [12, 14], [3, 7]])
+    seen = {}
+
+    def net(x, condition, sigma, embedding_selector):
+        emb = torch.arange(20 * 24.0).reshape(1, 20, 24)
+        seen.update(x=x, condition=condition, sigma=sigma, emb=embedding_selector(emb))
+        return x
+
+    residual_loss(net, y, img_lr, mean, offsets=offsets, patch_shape=(8, 10))
+    assert seen["x"].shape == (6, 2, 8, 10) and seen["sigma"].shape == (6,)
+    assert seen["condition"].shape == (6, 2 + 3 + 3, 8, 10)  # mean, img_lr, global img_lr
+    full = torch.arange(20 * 24.0).reshape(1, 1, 20, 24).expand(2, 1, 20, 24)
+    assert torch.equal(seen["emb"], extract_patches(full, offsets, (8, 10)))
+
+
+def test_losses_reject_bad_input() -> None:
+    y, img_lr, mean = _data()
+    net = Pointwise()
+    with pytest.raises(ValueError, match="must share batch size and spatial shape"):
+        regression_loss(ToyRegression(2, 3), y, img_lr[:, :, :-1])
+    with pytest.raises(ValueError, match=r"must be \(batch, C, H, W\)"):
+        residual_loss(net, y[0], img_lr[0], mean[0])
+    with pytest.raises(ValueError, match="mean must have the shape of y"):
+        residual_loss(net, y, img_lr, mean[:, :1])
+    with pytest.raises(ValueError, match="patch_shape is required with offsets"):
+        residual_loss(net, y, img_lr, mean, offsets=torch.tensor([[0, 0]]))
+    with pytest.raises(ValueError, match="patch_shape is only used with offsets"):
+        residual_loss(net, y, img_lr, mean, patch_shape=(4, 4))
+    with pytest.raises(ValueError, match=r"sigma must hold 2 noise levels"):
+        residual_loss(net, y, img_lr, mean, sigma=torch.ones(3))
+    with pytest.raises(ValueError, match="noise must have the shape of the residual"):
+        residual_loss(net, y, img_lr, mean, noise=torch.ones(2, 2, 4, 4))

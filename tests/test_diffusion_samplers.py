@@ -1,0 +1,280 @@
+"""EDM schedule and samplers: exact cases, accuracy order, churn, per-member randomness."""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import sys
+
+import pytest
+import torch
+
+from xcorrdiff.diffusion import PatchGrid, draw_latents, edm_sigmas, euler, heun
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent / "fixtures"))
+
+from toy_denoisers import ToyDenoiser
+
+# -- schedule ---------------------------------------------------------------------------------
+
+
+def test_edm_sigmas_formula_and_endpoints() -> None:
+    sigmas = edm_sigmas(6, sigma_min=0.01, sigma_max=50.0, rho=5.0)
+    i = torch.arange(6, dtype=torch.float64)
+    expected = (50.0 ** (1 / 5) + i / 5 * (0.01 ** (1 / 5) - 50.0 ** (1 / 5))) ** 5
+    torch.testing.assert_close(sigmas[:-1], expected, rtol=1e-15, atol=0)
+    assert sigmas[-1] == 0 and sigmas.dtype == torch.float64 and sigmas.shape == (7,)
+    assert math.isclose(float(sigmas[0]), 50.0) and math.isclose(float(sigmas[-2]), 0.01)
+    assert bool((sigmas[1:] < sigmas[:-1]).all())
+    one = edm_sigmas(1, sigma_max=3.0)
+    assert one.shape == (2,) and math.isclose(float(one[0]), 3.0) and one[1] == 0
+
+
+class _Range:
+    sigma_min = 0.05
+    sigma_max = 10.0
+
+    @staticmethod
+    def round_sigma(sigma: torch.Tensor) -> torch.Tensor:
+        return torch.round(sigma * 100) / 100
+
+
+def test_edm_sigmas_clamped_and_rounded_by_net() -> None:
+    sigmas = edm_sigmas(5, sigma_min=0.002, sigma_max=800.0, net=_Range(), dtype=torch.float32)
+    assert sigmas.dtype == torch.float32
+    assert sigmas[0] == 10.0 and sigmas[-2] == torch.tensor(0.05, dtype=torch.float32)
+    assert torch.equal(sigmas, torch.round(sigmas * 100) / 100)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"num_steps": 0}, "num_steps must be a positive int"),
+        ({"num_steps": 4, "rho": 0.0}, "rho must be positive"),
+        ({"num_steps": 4, "sigma_min": 5.0, "sigma_max": 1.0}, "sigma_min=5.0, sigma_max=1.0"),
+        ({"num_steps": 4, "sigma_min": 0.0}, "need 0 < sigma_min"),
+        ({"num_steps": 4, "dtype": torch.int64}, "floating dtype"),
+    ],
+)
+def test_edm_sigmas_rejects_bad_input(kwargs, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        edm_sigmas(**kwargs)
+
+
+# -- analytic denoisers -----------------------------------------------------------------------
+
+
+class PointMass:
+    """Ideal denoiser for data concentrated at ``mu = condition[:, :C]``: D = mu."""
+
+    sigma_min, sigma_max = 0.0, float("inf")
+    img_out_channels = 2
+
+    def __call__(self, x, condition, sigma, **kwargs):
+        return condition[:, : x.shape[1]].to(x.dtype).expand_as(x)
+
+
+class Gaussian:
+    """Ideal pointwise denoiser for data ~ N(mu, s²): D = mu + (x - mu) s² / (s² + σ²)."""
+
+    sigma_min, sigma_max = 0.0, float("inf")
+    img_out_channels = 2
+
+    def __init__(self, s: float = 0.7) -> None:
+        self.s = s
+
+    def __call__(self, x, condition, sigma, **kwargs):
+        mu = condition[:, : x.shape[1]].to(x.dtype)
+        sigma = sigma.reshape(-1, 1, 1, 1).to(x.dtype)
+        return mu + (x - mu) * self.s**2 / (self.s**2 + sigma**2)
+
+
+def _inputs(batch: int = 2, shape: tuple[int, int] = (12, 18), seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    img_lr = torch.randn(batch, 3, *shape, generator=g)
+    latents = torch.randn(batch, 2, *shape, generator=g)
+    return img_lr, latents
+
+
+@pytest.mark.parametrize("sampler", [euler, heun])
+def test_point_mass_is_recovered_exactly(sampler) -> None:
+    img_lr, latents = _inputs()
+    out = sampler(PointMass(), img_lr, edm_sigmas(7), latents=latents)
+    torch.testing.assert_close(out, img_lr[:, :2].double(), rtol=0, atol=1e-12)
+
+
+def test_gaussian_ode_solution_and_convergence_order() -> None:
+    # The probability-flow ODE dx/dσ = (x - D)/σ = (x - mu) σ / (s² + σ²) has the solution
+    # x(σ) - mu ∝ sqrt(s² + σ²): it maps x(σ0) to mu + (x(σ0) - mu) s / sqrt(s² + σ0²).
+    img_lr, latents = _inputs()
+    net = Gaussian(0.7)
+    mu = img_lr[:, :2].double()
+
+    def error(sampler, num_steps: int) -> float:
+        sigmas = edm_sigmas(num_steps, sigma_max=80.0)
+        x0 = latents.double() * sigmas[0]
+        exact = mu + (x0 - mu) * 0.7 / math.sqrt(0.49 + float(sigmas[0]) ** 2)
+        out = sampler(net, img_lr, sigmas, latents=latents)
+        return float((out - exact).abs().max() / exact.abs().max())
+
+    assert error(heun, 32) < 1e-2
+    assert error(heun, 32) < error(euler, 32) / 5
+    # Second order: doubling the steps cuts Heun's error by about four, Euler's by two.
+    assert error(heun, 32) / error(heun, 64) > 3.5
+    assert 1.7 < error(euler, 32) / error(euler, 64) < 2.3
+
+
+# -- patches ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("blend", ["uniform", "taper"])
+@pytest.mark.parametrize("layout", ["shift", "reflect"])
+def test_patched_pointwise_denoiser_equals_whole_domain(blend, layout) -> None:
+    # A pointwise denoiser gives every overlapping patch the same value, so blending must
+    # reproduce the whole-domain sample (the condition's first channels are mean_hr in both).
+    img_lr, latents = _inputs(shape=(23, 31))
+    mean_hr = torch.randn(1, 2, 23, 31)
+    grid = PatchGrid((23, 31), (10, 12), 3, layout=layout, blend=blend)
+    whole = heun(Gaussian(), img_lr, edm_sigmas(6), latents=latents, mean_hr=mean_hr)
+    patched = heun(
+        Gaussian(), img_lr, edm_sigmas(6), latents=latents, mean_hr=mean_hr, patching=grid
+    )
+    torch.testing.assert_close(patched, whole, rtol=0, atol=1e-12)
+
+
+def test_patched_call_convention() -> None:
+    calls = []
+
+    class Recorder(Gaussian):
+        def __call__(self, x, condition, sigma, embedding_selector=None):
+            emb = torch.arange(23 * 31, dtype=torch.float32).reshape(1, 23, 31)
+            calls.append((x.shape, condition.shape, sigma.shape, embedding_selector(emb)))
+            return super().__call__(x, condition, sigma)
+
+    img_lr, latents = _inputs(shape=(23, 31))
+    grid = PatchGrid((23, 31), (10, 12), 3)
+    euler(Recorder(), img_lr, edm_sigmas(2), latents=latents, mean_hr=img_lr[:, :2], patching=grid)
+    assert len(calls) == 2
+    x_shape, cond_shape, sigma_shape, emb = calls[0]
+    n = 2 * grid.num_patches
+    assert x_shape == (n, 2, 10, 12) and sigma_shape == (n,)
+    assert cond_shape == (n, 2 + 3 + 3, 10, 12)  # mean_hr, img_lr, global img_lr
+    full = torch.arange(23 * 31, dtype=torch.float32).reshape(1, 1, 23, 31).expand(2, 1, 23, 31)
+    assert torch.equal(emb, grid.unfold(full))
+
+
+# -- randomness -------------------------------------------------------------------------------
+
+
+def _gens(*seeds: int) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+def test_draw_latents_one_stream_per_member() -> None:
+    latents = draw_latents(_gens(3, 4), (2, 5, 6), dtype=torch.float64)
+    assert latents.shape == (2, 2, 5, 6) and latents.dtype == torch.float64
+    alone = torch.randn(2, 5, 6, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(latents[1], alone.double())
+
+
+@pytest.mark.parametrize("sampler", [euler, heun])
+def test_churn_injects_noise_from_member_generators(sampler) -> None:
+    net = ToyDenoiser(2, 3, (12, 18), seed=1)
+    img_lr, latents = _inputs()
+    img_lr = img_lr[:1].expand(2, -1, -1, -1)  # same condition and latents for both members
+    latents = latents[:1].expand(2, -1, -1, -1)
+    sigmas = edm_sigmas(8, sigma_max=80.0, net=net)
+    churned = sampler(net, img_lr, sigmas, latents=latents, generators=_gens(1, 2), s_churn=10.0)
+    assert float((churned[0] - churned[1]).abs().max()) > 1e-3
+    plain = sampler(net, img_lr, sigmas, latents=latents, generators=_gens(1, 2), s_churn=0.0)
+    assert torch.equal(plain[0], plain[1])
+    # Churn restricted to a noise range that the schedule never visits is no churn.
+    off = sampler(
+        net, img_lr, sigmas, latents=latents, generators=_gens(1, 2), s_churn=10.0, s_min=100.0
+    )
+    assert torch.equal(off, plain)
+    again = sampler(net, img_lr, sigmas, latents=latents, generators=_gens(1, 2), s_churn=10.0)
+    assert torch.equal(churned, again)
+
+
+class RowWise(torch.nn.Module):
+    """Runs a network one row at a time: its outputs cannot depend on the batch.
+
+    (CPU convolutions may pick batch-size dependent kernels that differ in the last bit; the
+    sampler's contract is about its own arithmetic and random draws.)
+    """
+
+    def __init__(self, net: ToyDenoiser) -> None:
+        super().__init__()
+        self.net = net
+        self.round_sigma, self.img_out_channels = net.round_sigma, net.img_out_channels
+        self.sigma_min, self.sigma_max = net.sigma_min, net.sigma_max
+
+    def forward(self, x, condition, sigma, embedding_selector=None):
+        pos = embedding_selector(self.net.pos_embd) if embedding_selector else None
+        rows = []
+        for i in range(x.shape[0]):
+            sel = None if pos is None else (lambda emb, i=i: pos[i : i + 1])
+            rows.append(self.net(x[i : i + 1], condition[i : i + 1], sigma[i : i + 1],
+                                 embedding_selector=sel))  # fmt: skip
+        return torch.cat(rows)
+
+
+@pytest.mark.parametrize("patched", [False, True], ids=["whole", "patch"])
+def test_member_sample_does_not_depend_on_its_batch(patched) -> None:
+    shape = (14, 20)
+    net = RowWise(ToyDenoiser(2, 3 + (3 if patched else 0), shape, seed=2))
+    grid = PatchGrid(shape, (8, 12), 2, blend="taper") if patched else None
+    img_lr, _ = _inputs(batch=3, shape=shape)
+    sigmas = edm_sigmas(3, sigma_max=80.0, net=net)
+    kwargs = {"patching": grid, "s_churn": 5.0}
+    batch = heun(net, img_lr, sigmas, generators=_gens(10, 11, 12), **kwargs)
+    alone = heun(net, img_lr[1:2], sigmas, generators=_gens(11), **kwargs)
+    assert torch.equal(batch[1:2], alone)
+    assert float((batch[0] - batch[1]).abs().max()) > 1e-3
+
+
+def test_integer_sigmas_and_callback() -> None:
+    net = ToyDenoiser(2, 3, (12, 18), seed=3, sigma_max=80.0)
+    img_lr, latents = _inputs()
+    seen = []
+    out = heun(net, img_lr, 4, latents=latents, callback=seen.append)
+    expected = heun(net, img_lr, edm_sigmas(4, net=net), latents=latents)
+    assert torch.equal(out, expected)
+    assert [s["i"] for s in seen] == [0, 1, 2, 3]
+    assert float(seen[0]["sigma"]) == 80.0 and float(seen[-1]["sigma"]) > 0
+    assert torch.equal(seen[-1]["x"], out)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"generators": None, "latents": None}, r"generators is required \(latents is None\)"),
+        ({"generators": None, "s_churn": 1.0}, r"generators is required \(s_churn > 0"),
+        ({"generators": "one"}, r"one torch.Generator per member \(2\), got 3"),
+        ({"sigmas": torch.tensor([5.0, 1.0])}, "must be positive and end in 0"),
+        ({"sigmas": torch.tensor([5, 0])}, "1-D floating tensor"),
+        ({"latents": torch.zeros(3, 2, 12, 18)}, r"latents must have shape \(2, C_out, 12, 18\)"),
+        ({"mean_hr": torch.zeros(2, 1, 12, 17)}, "mean_hr must have shape"),
+        ({"patching": PatchGrid((12, 19), (6, 6))}, r"covers a \(12, 19\) domain"),
+        ({"s_churn": -1.0}, "s_churn must be non-negative"),
+    ],
+)
+def test_sampler_rejects_bad_input(kwargs, match) -> None:
+    img_lr, latents = _inputs()
+    args = {"sigmas": edm_sigmas(3), "latents": latents, "generators": _gens(1, 2)}
+    args.update(kwargs)
+    if args["generators"] == "one":
+        args["generators"] = _gens(1, 2, 3)
+    sigmas = args.pop("sigmas")
+    with pytest.raises(ValueError, match=match):
+        heun(Gaussian(), img_lr, sigmas, **args)
+
+
+def test_latents_need_out_channels() -> None:
+    class NoChannels(Gaussian):
+        img_out_channels = None
+
+    img_lr, _ = _inputs()
+    with pytest.raises(ValueError, match="no img_out_channels attribute"):
+        euler(NoChannels(), img_lr, 3, generators=_gens(1, 2))
