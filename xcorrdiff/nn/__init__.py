@@ -1,1 +1,29 @@
-"""Networks (pure torch): SongUNet, EDM preconditioning, PhysicsNeMo checkpoint import."""
+"""Networks (pure torch): SongUNet, EDM preconditioning, PhysicsNeMo checkpoint import.
+
+State_dict-compatible with PhysicsNeMo 2.2.2, so its CorrDiff checkpoints load with
+:func:`load_physicsnemo` and give the same outputs.
+"""
+
+from __future__ import annotations
+
+from .physicsnemo import CheckpointError, load_physicsnemo
+from .precond import (
+    CorrDiffRegressionUNet,
+    EDMPrecondSR,
+    EDMPrecondSuperResolution,
+    UNet,
+    edm_scalings,
+)
+from .song_unet import SongUNet, SongUNetPosEmbd
+
+__all__ = [
+    "CheckpointError",
+    "CorrDiffRegressionUNet",
+    "EDMPrecondSR",
+    "EDMPrecondSuperResolution",
+    "SongUNet",
+    "SongUNetPosEmbd",
+    "UNet",
+    "edm_scalings",
+    "load_physicsnemo",
+]

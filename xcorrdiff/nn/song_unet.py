@@ -1,0 +1,715 @@
+"""SongUNet (DDPM++ U-Net) and its positional-grid variant, as CorrDiff uses them.
+
+State_dict-compatible with PhysicsNeMo 2.2.2's ``SongUNet`` and ``SongUNetPosEmbd``
+(``physicsnemo/models/diffusion_unets/song_unet.py``): same module tree
+(``enc.<R>x<R>_{conv,down,block<i>}``, ``dec.<R>x<R>_{in0,in1,up,block<i>,aux_norm,aux_conv}``,
+``map_noise``, ``map_layer{0,1}``, ``pos_embd``), same arithmetic.
+
+References
+----------
+Song, Y. et al. (2021). Score-based generative modeling through stochastic differential
+equations. ICLR.
+Karras, T. et al. (2022). Elucidating the design space of diffusion-based generative models.
+Mardani, M. et al. (2025). Residual corrective diffusion modeling for km-scale atmospheric
+downscaling. Communications Earth & Environment 6, 124.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.nn.functional import silu
+from torch.utils.checkpoint import checkpoint
+
+from .layers import (
+    Conv2d,
+    FourierEmbedding,
+    Linear,
+    PositionalEmbedding,
+    UNetBlock,
+    make_group_norm,
+)
+
+__all__ = ["SongUNet", "SongUNetPosEmbd", "json_config"]
+
+EmbeddingType = Literal["positional", "fourier", "zero"]
+GridType = Literal["sinusoidal", "sinusoidal_octave", "learnable", "linear", "none"]
+
+
+def json_config(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """Constructor arguments as a JSON-serialisable dict.
+
+    Drops ``self``/``__class__``, flattens a ``model_kwargs`` mapping into the top level
+    (as PhysicsNeMo's ``args.json`` does) and turns tuples into lists.
+
+    Parameters
+    ----------
+    arguments : mapping
+        Typically ``locals()`` at the top of an ``__init__``.
+
+    Returns
+    -------
+    dict
+        Keyword arguments that rebuild the module: ``type(net)(**net.config)``.
+    """
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        if isinstance(value, Mapping):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, np.generic):
+            return value.item()
+        return value
+
+    out = {
+        k: plain(v) for k, v in arguments.items() if k not in ("self", "__class__", "model_kwargs")
+    }
+    out.update(plain(dict(arguments.get("model_kwargs", {}))))
+    return out
+
+
+def _resolution(img_resolution: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(img_resolution, int):
+        return img_resolution, img_resolution
+    shape = tuple(int(v) for v in img_resolution)
+    if len(shape) != 2:
+        raise ValueError(
+            f"img_resolution {img_resolution!r} must be an int or a (height, width) pair"
+        )
+    return shape[0], shape[1]
+
+
+class SongUNet(torch.nn.Module):
+    r"""DDPM++ U-Net backbone of CorrDiff's regression and diffusion networks.
+
+    Encoder levels ``i = 0 .. len(channel_mult) - 1`` work at resolution ``H / 2**i``
+    with ``model_channels * channel_mult[i]`` channels and ``num_blocks`` residual
+    :class:`~xcorrdiff.nn.layers.UNetBlock` s each (self-attention where the level's
+    resolution ``img_resolution[0] >> i`` is in ``attn_resolutions``); the decoder
+    mirrors it with skip connections and ``num_blocks + 1`` blocks per level, plus two
+    bottleneck blocks (the first with attention when ``bottleneck_attention``).
+    Conditioning on the noise level goes through an embedding added in every block.
+
+    Parameters
+    ----------
+    img_resolution : int or (int, int)
+        Image height and width ``(H, W)`` used to build the network (block names use
+        ``H``). Other input sizes work if divisible by ``2 ** (len(channel_mult) - 1)``.
+    in_channels : int
+        Channels of the input ``x`` (latent state plus conditioning images).
+    out_channels : int
+        Channels of the output.
+    label_dim : int, default 0
+        Size of vector ``class_labels`` conditioning (0: none).
+    augment_dim : int, default 0
+        Size of ``augment_labels`` conditioning (0: none).
+    model_channels : int, default 128
+        Base channel count.
+    channel_mult : sequence of int, default (1, 2, 2, 2)
+        Channel multiplier per level; its length is the number of levels.
+    channel_mult_emb : int, default 4
+        Embedding size is ``model_channels * channel_mult_emb``.
+    num_blocks : int, default 4
+        Residual blocks per encoder level.
+    attn_resolutions : sequence of int, default (16,)
+        Resolutions (of ``H``) with self-attention.
+    dropout : float, default 0.10
+        Dropout probability in the blocks.
+    label_dropout : float, default 0.0
+        Dropout of ``class_labels`` during training.
+    embedding_type : {"positional", "fourier", "zero"}, default "positional"
+        Noise-level embedding: sinusoidal (DDPM++), random Fourier (NCSN++), or none.
+    channel_mult_noise : int, default 1
+        Noise embedding size is ``model_channels * channel_mult_noise``.
+    encoder_type, decoder_type : {"standard"}
+        Only the DDPM++ "standard" encoder and decoder (as in CorrDiff) are implemented.
+    resample_filter : sequence of int, default (1, 1)
+        FIR taps for down/upsampling.
+    checkpoint_level : int, default 0
+        Gradient checkpointing of blocks whose resolution exceeds
+        ``floor(sqrt(H * W)) >> checkpoint_level`` (0: off).
+    additive_pos_embed : bool, default False
+        Add a learnable ``(1, model_channels, H, W)`` map after the first convolution.
+    bottleneck_attention : bool, default True
+        Self-attention in the first bottleneck block.
+    use_apex_gn : bool, default False
+        NVIDIA apex fused group norm (channels-last CUDA); falls back with a warning.
+    act : str, default "silu"
+        Activation in the blocks.
+    profile_mode, amp_mode : bool, default False
+        Accepted for PhysicsNeMo checkpoint compatibility; they change nothing here
+        (weights are always cast to the input dtype).
+
+    Attributes
+    ----------
+    config : dict
+        JSON-serialisable constructor arguments: ``SongUNet(**net.config)`` rebuilds it.
+
+    Examples
+    --------
+    >>> net = SongUNet(img_resolution=16, in_channels=3, out_channels=2, model_channels=16,
+    ...                channel_mult=[1, 2], attn_resolutions=[8], num_blocks=1)
+    >>> net(torch.zeros(1, 3, 16, 16), torch.zeros(1)).shape
+    torch.Size([1, 2, 16, 16])
+    """
+
+    def __init__(
+        self,
+        img_resolution: int | Sequence[int],
+        in_channels: int,
+        out_channels: int,
+        label_dim: int = 0,
+        augment_dim: int = 0,
+        model_channels: int = 128,
+        channel_mult: Sequence[int] = (1, 2, 2, 2),
+        channel_mult_emb: int = 4,
+        num_blocks: int = 4,
+        attn_resolutions: Sequence[int] = (16,),
+        dropout: float = 0.10,
+        label_dropout: float = 0.0,
+        embedding_type: EmbeddingType = "positional",
+        channel_mult_noise: int = 1,
+        encoder_type: Literal["standard"] = "standard",
+        decoder_type: Literal["standard"] = "standard",
+        resample_filter: Sequence[int] = (1, 1),
+        checkpoint_level: int = 0,
+        additive_pos_embed: bool = False,
+        bottleneck_attention: bool = True,
+        use_apex_gn: bool = False,
+        act: str = "silu",
+        profile_mode: bool = False,
+        amp_mode: bool = False,
+    ) -> None:
+        config = json_config(locals())
+        if embedding_type not in ("positional", "fourier", "zero"):
+            raise ValueError(
+                f"embedding_type {embedding_type!r} is not supported; expected 'positional', 'fourier' or 'zero'"
+            )
+        for name, value in (("encoder_type", encoder_type), ("decoder_type", decoder_type)):
+            if value != "standard":
+                raise ValueError(
+                    f"{name} {value!r} is not supported; xcorrdiff implements the 'standard' "
+                    "DDPM++ encoder/decoder that CorrDiff uses"
+                )
+        if len(channel_mult) < 1:
+            raise ValueError(f"channel_mult {channel_mult!r} must have at least one level")
+        super().__init__()
+        self.config = config
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.label_dim = label_dim
+        self.augment_dim = augment_dim
+        self.label_dropout = label_dropout
+        self.embedding_type = embedding_type
+        self.use_apex_gn = use_apex_gn
+        self.img_resolution = img_resolution
+        self.img_shape_y, self.img_shape_x = _resolution(img_resolution)
+        self.num_levels = len(channel_mult)
+        self.input_shape_mult = 2 ** (self.num_levels - 1)
+        self.checkpoint_threshold = (
+            math.floor(math.sqrt(self.img_shape_x * self.img_shape_y)) >> checkpoint_level
+        ) + 1
+        emb_channels = model_channels * channel_mult_emb
+        self.emb_channels = emb_channels
+        noise_channels = model_channels * channel_mult_noise
+        init: dict[str, Any] = {"init_mode": "xavier_uniform"}
+        init_zero: dict[str, Any] = {"init_mode": "xavier_uniform", "init_weight": 1e-5}
+        init_attn: dict[str, Any] = {"init_mode": "xavier_uniform", "init_weight": math.sqrt(0.2)}
+        block_kwargs: dict[str, Any] = {
+            "emb_channels": emb_channels,
+            "num_heads": 1,
+            "dropout": dropout,
+            "skip_scale": 0.7071067811865476,  # 1 / sqrt(2)
+            "eps": 1e-6,
+            "resample_filter": resample_filter,
+            "resample_proj": True,
+            "adaptive_scale": False,
+            "init": init,
+            "init_zero": init_zero,
+            "init_attn": init_attn,
+            "use_apex_gn": use_apex_gn,
+            "act": act,
+        }
+
+        self.additive_pos_embed = additive_pos_embed
+        if additive_pos_embed:
+            self.spatial_emb = torch.nn.Parameter(
+                torch.randn(1, model_channels, self.img_shape_y, self.img_shape_x)
+            )
+            torch.nn.init.trunc_normal_(self.spatial_emb, std=0.02)
+
+        # Mapping of noise level (and labels) to the embedding.
+        self.map_noise: torch.nn.Module | None = None
+        self.map_label: Linear | None = None
+        self.map_augment: Linear | None = None
+        if embedding_type != "zero":
+            self.map_noise = (
+                PositionalEmbedding(num_channels=noise_channels, endpoint=True)
+                if embedding_type == "positional"
+                else FourierEmbedding(num_channels=noise_channels)
+            )
+            if label_dim:
+                self.map_label = Linear(label_dim, noise_channels, **init)
+            if augment_dim:
+                self.map_augment = Linear(augment_dim, noise_channels, bias=False, **init)
+            self.map_layer0 = Linear(noise_channels, emb_channels, **init)
+            self.map_layer1 = Linear(emb_channels, emb_channels, **init)
+        else:
+            self.register_buffer("zero_emb", torch.zeros(1, emb_channels), persistent=False)
+            self.zero_emb: torch.Tensor
+
+        # Encoder.
+        self.enc = torch.nn.ModuleDict()
+        cout = in_channels
+        for level, mult in enumerate(channel_mult):
+            res = self.img_shape_y >> level
+            if level == 0:
+                cin, cout = cout, model_channels
+                self.enc[f"{res}x{res}_conv"] = Conv2d(cin, cout, kernel=3, **init)
+            else:
+                self.enc[f"{res}x{res}_down"] = UNetBlock(cout, cout, down=True, **block_kwargs)
+            for idx in range(num_blocks):
+                cin, cout = cout, model_channels * mult
+                self.enc[f"{res}x{res}_block{idx}"] = UNetBlock(
+                    cin, cout, attention=res in attn_resolutions, **block_kwargs
+                )
+        skips: list[int] = [
+            block.out_channels
+            for block in self.enc.values()
+            if isinstance(block, (Conv2d, UNetBlock))
+        ]
+
+        # Decoder.
+        self.dec = torch.nn.ModuleDict()
+        for level, mult in reversed(list(enumerate(channel_mult))):
+            res = self.img_shape_y >> level
+            if level == len(channel_mult) - 1:
+                self.dec[f"{res}x{res}_in0"] = UNetBlock(
+                    cout, cout, attention=bottleneck_attention, **block_kwargs
+                )
+                self.dec[f"{res}x{res}_in1"] = UNetBlock(cout, cout, **block_kwargs)
+            else:
+                self.dec[f"{res}x{res}_up"] = UNetBlock(cout, cout, up=True, **block_kwargs)
+            for idx in range(num_blocks + 1):
+                cin, cout = cout + skips.pop(), model_channels * mult
+                attn = idx == num_blocks and res in attn_resolutions
+                self.dec[f"{res}x{res}_block{idx}"] = UNetBlock(
+                    cin, cout, attention=attn, **block_kwargs
+                )
+            if level == 0:
+                self.dec[f"{res}x{res}_aux_norm"] = make_group_norm(
+                    cout, eps=1e-6, use_apex_gn=use_apex_gn
+                )
+                self.dec[f"{res}x{res}_aux_conv"] = Conv2d(
+                    cout, out_channels, kernel=3, **init_zero
+                )
+
+    def _check_input(self, x: torch.Tensor, noise_labels: torch.Tensor) -> None:
+        name = type(self).__name__
+        if x.ndim != 4:
+            raise ValueError(
+                f"{name} expects x of shape (batch, channel, y, x), got shape {tuple(x.shape)}"
+            )
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{name} expects x with {self.in_channels} channels, got {x.shape[1]} (shape {tuple(x.shape)})"
+            )
+        self._check_spatial(tuple(x.shape[-2:]))
+        if noise_labels.ndim != 1 or noise_labels.shape[0] not in (x.shape[0], 1):
+            raise ValueError(
+                f"noise_labels must have shape ({x.shape[0]},) or (1,), got {tuple(noise_labels.shape)}"
+            )
+
+    def _check_spatial(self, shape: tuple[int, ...]) -> None:
+        m = self.input_shape_mult
+        bad = [d for d in shape if d % m != 0 or d == 0]
+        if bad:
+            hints = ", ".join(f"{d} → {max(m, d // m * m)} or {(d // m + 1) * m}" for d in bad)
+            raise ValueError(
+                f"{type(self).__name__} with {self.num_levels} levels needs a spatial shape divisible "
+                f"by 2**{self.num_levels - 1} = {m}, got {shape}; crop or pad the image ({hints})"
+            )
+
+    def _embedding(
+        self,
+        x: torch.Tensor,
+        noise_labels: torch.Tensor,
+        class_labels: torch.Tensor | None,
+        augment_labels: torch.Tensor | None,
+    ) -> torch.Tensor:
+        if self.map_noise is None:
+            return self.zero_emb.to(x.dtype).expand(noise_labels.shape[0], -1)
+        emb: torch.Tensor = self.map_noise(noise_labels)
+        half = emb.shape[1] // 2
+        emb = torch.cat([emb[:, half:], emb[:, :half]], dim=1)  # [cos, sin] → [sin, cos]
+        if self.map_label is not None:
+            if class_labels is None or class_labels.shape != (x.shape[0], self.label_dim):
+                got = None if class_labels is None else tuple(class_labels.shape)
+                raise ValueError(
+                    f"class_labels must have shape ({x.shape[0]}, {self.label_dim}), got {got}"
+                )
+            labels = class_labels.to(emb.dtype)
+            if self.training and self.label_dropout:
+                keep = torch.rand([x.shape[0], 1], device=x.device) >= self.label_dropout
+                labels = labels * keep.to(labels.dtype)
+            emb = emb + self.map_label(labels * math.sqrt(self.map_label.in_features))
+        if self.map_augment is not None and augment_labels is not None:
+            emb = emb + self.map_augment(augment_labels.to(emb.dtype))
+        emb = silu(self.map_layer0(emb))
+        return silu(self.map_layer1(emb))
+
+    def _run_block(
+        self, block: torch.nn.Module, x: torch.Tensor, emb: torch.Tensor, threshold: float
+    ) -> torch.Tensor:
+        if math.floor(math.sqrt(x.shape[-2] * x.shape[-1])) > threshold:
+            out: torch.Tensor = checkpoint(block, x, emb, use_reentrant=False)
+            return out
+        out = block(x, emb)
+        return out
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        noise_labels: torch.Tensor,
+        class_labels: torch.Tensor | None = None,
+        augment_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Run the U-Net.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Input ``(batch, in_channels, y, x)``; ``y`` and ``x`` divisible by
+            ``2 ** (len(channel_mult) - 1)``. Any memory format.
+        noise_labels : torch.Tensor
+            Noise conditioning ``(batch,)`` or ``(1,)`` (e.g. ``c_noise = ln(sigma) / 4``).
+        class_labels : torch.Tensor, optional
+            ``(batch, label_dim)``; required when ``label_dim > 0``.
+        augment_labels : torch.Tensor, optional
+            ``(batch, augment_dim)``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(batch, out_channels, y, x)``.
+
+        Raises
+        ------
+        ValueError
+            On a wrong rank, channel count, spatial size or label shape.
+        """
+        self._check_input(x, noise_labels)
+        if self.use_apex_gn and x.is_cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        emb = self._embedding(x, noise_labels, class_labels, augment_labels)
+
+        # Encoder: keep every level's output for the skip connections.
+        skips = []
+        for name, block in self.enc.items():
+            if name.endswith("_conv"):
+                x = block(x)
+                if self.additive_pos_embed:
+                    x = x + self.spatial_emb.to(dtype=x.dtype)
+            else:
+                x = self._run_block(block, x, emb, self.checkpoint_threshold)
+            skips.append(x)
+
+        # Decoder: upsample, concatenating the matching skip before each block.
+        out = x
+        for name, block in self.dec.items():
+            if name.endswith("_aux_norm"):
+                out = block(x)
+            elif name.endswith("_aux_conv"):
+                out = block(silu(out))
+            else:
+                if x.shape[1] != block.in_channels:
+                    x = torch.cat([x, skips.pop()], dim=1)
+                threshold = (
+                    self.checkpoint_threshold / 2
+                    if name.endswith("_up")
+                    else self.checkpoint_threshold
+                )
+                x = self._run_block(block, x, emb, threshold)
+        return out
+
+
+class SongUNetPosEmbd(SongUNet):
+    r"""SongUNet whose input is concatenated with a grid of spatial positional embeddings.
+
+    The grid ``pos_embd`` has shape ``(N_grid_channels, H, W)`` over the *global* domain
+    ``img_resolution``; a patch takes its slice through ``global_index`` or an
+    ``embedding_selector`` (patch-based training and multi-diffusion sampling).
+
+    Parameters
+    ----------
+    img_resolution : int or (int, int)
+        Global domain ``(H, W)``; also the grid's shape.
+    in_channels : int
+        Channels of the U-Net input *including* the ``N_grid_channels`` grid channels.
+    out_channels : int
+        Output channels.
+    gridtype : {"sinusoidal", "sinusoidal_octave", "learnable", "linear", "none"}
+        ``"sinusoidal"`` (CorrDiff; with N = 4: ``sin``/``cos`` of ``linspace(0, 2π, W)``
+        along x and of ``linspace(0, 2π, H)`` along y, a non-persistent buffer, as
+        PhysicsNeMo's legacy formula), ``"sinusoidal_octave"`` (octave bands),
+        ``"learnable"`` (a ``(N, H, W)`` parameter, ``randn`` initialised), ``"linear"``
+        (2 channels on ``[-1, 1]``) or ``"none"`` (no grid, like ``N_grid_channels=0``).
+    N_grid_channels : int, default 4
+        Grid channels (0: no grid).
+    lead_time_mode, lead_time_channels, lead_time_steps, prob_channels
+        PhysicsNeMo's lead-time options; lead-time embeddings (``SongUNetPosLtEmbd``) are
+        not implemented, so ``lead_time_mode`` must be False and ``lead_time_channels``
+        unset.
+    **others
+        As :class:`SongUNet`; defaults follow PhysicsNeMo's ``SongUNetPosEmbd``
+        (CWA topology: ``channel_mult (1, 2, 2, 2, 2)``, ``attn_resolutions (28,)``,
+        ``dropout 0.13``).
+
+    Examples
+    --------
+    >>> net = SongUNetPosEmbd(img_resolution=16, in_channels=2 + 4, out_channels=2,
+    ...                       model_channels=16, channel_mult=[1, 2], attn_resolutions=[8],
+    ...                       num_blocks=1)
+    >>> net(torch.zeros(1, 2, 16, 16), torch.zeros(1)).shape
+    torch.Size([1, 2, 16, 16])
+    >>> index = torch.stack(torch.meshgrid(torch.arange(8, 16), torch.arange(0, 8), indexing="ij"))
+    >>> net(torch.zeros(1, 2, 8, 8), torch.zeros(1), global_index=index[None]).shape
+    torch.Size([1, 2, 8, 8])
+    """
+
+    def __init__(
+        self,
+        img_resolution: int | Sequence[int],
+        in_channels: int,
+        out_channels: int,
+        label_dim: int = 0,
+        augment_dim: int = 0,
+        model_channels: int = 128,
+        channel_mult: Sequence[int] = (1, 2, 2, 2, 2),
+        channel_mult_emb: int = 4,
+        num_blocks: int = 4,
+        attn_resolutions: Sequence[int] = (28,),
+        dropout: float = 0.13,
+        label_dropout: float = 0.0,
+        embedding_type: EmbeddingType = "positional",
+        channel_mult_noise: int = 1,
+        encoder_type: Literal["standard"] = "standard",
+        decoder_type: Literal["standard"] = "standard",
+        resample_filter: Sequence[int] = (1, 1),
+        gridtype: GridType = "sinusoidal",
+        N_grid_channels: int = 4,
+        checkpoint_level: int = 0,
+        additive_pos_embed: bool = False,
+        bottleneck_attention: bool = True,
+        use_apex_gn: bool = False,
+        act: str = "silu",
+        profile_mode: bool = False,
+        amp_mode: bool = False,
+        lead_time_mode: bool = False,
+        lead_time_channels: int | None = None,
+        lead_time_steps: int = 9,
+        prob_channels: Sequence[int] = (),
+    ) -> None:
+        config = json_config(locals())
+        if lead_time_mode or lead_time_channels:
+            raise ValueError(
+                f"lead_time_mode={lead_time_mode!r}, lead_time_channels={lead_time_channels!r}: "
+                "lead-time embeddings (PhysicsNeMo's SongUNetPosLtEmbd) are not supported by xcorrdiff"
+            )
+        if gridtype not in ("sinusoidal", "sinusoidal_octave", "learnable", "linear", "none"):
+            raise ValueError(
+                f"gridtype {gridtype!r} is not supported; expected 'sinusoidal', "
+                "'sinusoidal_octave', 'learnable', 'linear' or 'none'"
+            )
+        super().__init__(
+            img_resolution=img_resolution,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            label_dim=label_dim,
+            augment_dim=augment_dim,
+            model_channels=model_channels,
+            channel_mult=channel_mult,
+            channel_mult_emb=channel_mult_emb,
+            num_blocks=num_blocks,
+            attn_resolutions=attn_resolutions,
+            dropout=dropout,
+            label_dropout=label_dropout,
+            embedding_type=embedding_type,
+            channel_mult_noise=channel_mult_noise,
+            encoder_type=encoder_type,
+            decoder_type=decoder_type,
+            resample_filter=resample_filter,
+            checkpoint_level=checkpoint_level,
+            additive_pos_embed=additive_pos_embed,
+            bottleneck_attention=bottleneck_attention,
+            use_apex_gn=use_apex_gn,
+            act=act,
+            profile_mode=profile_mode,
+            amp_mode=amp_mode,
+        )
+        self.config = config
+        self.gridtype = gridtype
+        self.N_grid_channels = 0 if gridtype == "none" else N_grid_channels
+        if self.N_grid_channels > in_channels:
+            raise ValueError(
+                f"in_channels {in_channels} must include the {self.N_grid_channels} grid channels"
+            )
+        self.pos_embd: torch.Tensor | None
+        grid = self._positional_grid()
+        if grid is None or gridtype == "learnable":
+            self.pos_embd = grid
+        else:
+            self.register_buffer("pos_embd", grid, persistent=False)
+
+    def _positional_grid(self) -> torch.Tensor | None:
+        n, height, width = self.N_grid_channels, self.img_shape_y, self.img_shape_x
+        if n == 0:
+            return None
+        if self.gridtype == "learnable":
+            return torch.nn.Parameter(torch.randn(n, height, width))
+        if self.gridtype == "linear":
+            if n != 2:
+                raise ValueError(f"gridtype 'linear' needs N_grid_channels=2, got {n}")
+            gx, gy = np.meshgrid(np.linspace(-1, 1, width), np.linspace(-1, 1, height))
+            return torch.from_numpy(np.stack((gx, gy), axis=0)).float()
+        if n % 4 != 0:
+            raise ValueError(
+                f"gridtype {self.gridtype!r} needs N_grid_channels divisible by 4, got {n}"
+            )
+        if self.gridtype == "sinusoidal" and n == 4:
+            sx, cx = (
+                np.sin(np.linspace(0, 2 * np.pi, width)),
+                np.cos(np.linspace(0, 2 * np.pi, width)),
+            )
+            sy, cy = (
+                np.sin(np.linspace(0, 2 * np.pi, height)),
+                np.cos(np.linspace(0, 2 * np.pi, height)),
+            )
+            gx1, gy1 = np.meshgrid(sx, sy)
+            gx2, gy2 = np.meshgrid(cx, cy)
+            return torch.from_numpy(np.stack((gx1, gy1, gx2, gy2), axis=0)).float()
+        num_freq = n // 4
+        if self.gridtype == "sinusoidal":
+            # PhysicsNeMo's legacy bands (not exact octaves).
+            freq_bands = np.power(2.0, np.linspace(0.0, num_freq, num=num_freq))
+        else:
+            freq_bands = np.power(2.0, np.arange(num_freq, dtype=np.float64))
+        gx, gy = np.meshgrid(np.linspace(0, 2 * np.pi, width), np.linspace(0, 2 * np.pi, height))
+        planes = [fn(g * freq) for freq in freq_bands for fn in (np.sin, np.cos) for g in (gx, gy)]
+        return torch.from_numpy(np.stack(planes, axis=0)).float()
+
+    def positional_embedding_indexing(
+        self, x: torch.Tensor, global_index: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        r"""Slice the positional grid for each patch in the batch.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Input ``(P * B, C, h, w)``; batch element ``i`` is patch ``i % P``.
+        global_index : torch.Tensor, optional
+            Integer tensor ``(P, 2, h, w)``: the (row, column) of every patch pixel in the
+            global grid. ``None`` takes the whole grid (then ``(h, w)`` must be ``(H, W)``).
+
+        Returns
+        -------
+        torch.Tensor
+            ``(P * B, N_grid_channels, h, w)`` in ``x``'s dtype.
+
+        Raises
+        ------
+        ValueError
+            If there is no grid, the shapes disagree, or an index is out of range.
+        """
+        if self.pos_embd is None:
+            raise ValueError("this SongUNetPosEmbd has no positional grid (N_grid_channels=0)")
+        pos_embd = self.pos_embd.to(x.dtype)
+        if global_index is None:
+            if tuple(x.shape[-2:]) != (self.img_shape_y, self.img_shape_x):
+                raise ValueError(
+                    f"x has spatial shape {tuple(x.shape[-2:])} but the positional grid is "
+                    f"{(self.img_shape_y, self.img_shape_x)}; pass global_index (or embedding_selector) "
+                    "to select each patch's part of the grid"
+                )
+            return pos_embd[None].expand(x.shape[0], -1, -1, -1)
+        if global_index.ndim != 4 or global_index.shape[1] != 2:
+            raise ValueError(
+                f"global_index must have shape (patches, 2, h, w), got {tuple(global_index.shape)}"
+            )
+        num_patches, _, height, width = global_index.shape
+        if tuple(x.shape[-2:]) != (height, width) or x.shape[0] % num_patches != 0:
+            raise ValueError(
+                f"global_index of shape {tuple(global_index.shape)} does not fit x of shape {tuple(x.shape)}: "
+                "expected x of shape (batch * patches, channel, h, w)"
+            )
+        index = global_index.to(device=pos_embd.device, dtype=torch.long)
+        iy, ix = index[:, 0], index[:, 1]
+        if bool(
+            (iy < 0).any()
+            or (iy >= self.img_shape_y).any()
+            or (ix < 0).any()
+            or (ix >= self.img_shape_x).any()
+        ):
+            raise ValueError(
+                f"global_index has indices outside the grid of shape {(self.img_shape_y, self.img_shape_x)}"
+            )
+        selected = pos_embd[:, iy, ix].permute(1, 0, 2, 3)  # (P, C_grid, h, w)
+        return selected.repeat(x.shape[0] // num_patches, 1, 1, 1)
+
+    def forward(  # type: ignore[override]
+        self,
+        x: torch.Tensor,
+        noise_labels: torch.Tensor,
+        class_labels: torch.Tensor | None = None,
+        global_index: torch.Tensor | None = None,
+        embedding_selector: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        augment_labels: torch.Tensor | None = None,
+        lead_time_label: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Concatenate the (patch of the) positional grid to ``x`` and run the U-Net.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(batch, in_channels - N_grid_channels, y, x)``; a whole domain or patches.
+        noise_labels : torch.Tensor
+            ``(batch,)`` or ``(1,)``.
+        class_labels : torch.Tensor, optional
+            ``(batch, label_dim)``.
+        global_index : torch.Tensor, optional
+            ``(patches, 2, y, x)``, see :meth:`positional_embedding_indexing`.
+        embedding_selector : callable, optional
+            Maps the grid ``(N_grid_channels, H, W)`` to ``(batch, N_grid_channels, y, x)``;
+            exclusive with ``global_index``.
+        augment_labels : torch.Tensor, optional
+            ``(batch, augment_dim)``.
+        lead_time_label : torch.Tensor, optional
+            Accepted for signature compatibility; ignored (no lead-time embedding), as in
+            PhysicsNeMo's ``SongUNetPosEmbd``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(batch, out_channels, y, x)``.
+        """
+        del lead_time_label
+        if embedding_selector is not None and global_index is not None:
+            raise ValueError("pass either embedding_selector or global_index, not both")
+        expected = self.in_channels - self.N_grid_channels
+        if x.ndim != 4 or x.shape[1] != expected:
+            raise ValueError(
+                f"SongUNetPosEmbd expects x with {expected} channels (in_channels {self.in_channels} "
+                f"minus {self.N_grid_channels} grid channels), got shape {tuple(x.shape)}"
+            )
+        if self.pos_embd is not None:
+            if embedding_selector is not None:
+                grid = embedding_selector(self.pos_embd.to(x.dtype))
+            else:
+                grid = self.positional_embedding_indexing(x, global_index)
+            x = torch.cat((x, grid.to(x.dtype)), dim=1)
+        return super().forward(x, noise_labels, class_labels, augment_labels)
