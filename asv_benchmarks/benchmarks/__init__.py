@@ -1,0 +1,1 @@
+"""airspeed velocity benchmarks for xcorrdiff (run from ``asv_benchmarks/``)."""
