@@ -6,9 +6,12 @@ the pipeline modules. The accessor's ``__init__`` only stores the object.
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import xarray as xr
+
+if TYPE_CHECKING:
+    from xcorrdiff.data.regrid import RegridBackend, RegridMethod
 
 T = TypeVar("T", xr.Dataset, xr.DataArray)
 
@@ -18,6 +21,40 @@ class _CorrDiffAccessor(Generic[T]):
         self._obj: T = obj
 
     # --- data layer ---------------------------------------------------------------------
+
+    def regrid(
+        self,
+        target: xr.Dataset | xr.DataArray,
+        method: RegridMethod = "bilinear",
+        *,
+        backend: RegridBackend | None = None,
+    ) -> T:
+        """Regrid onto the grid carried by ``target``; see :func:`xcorrdiff.data.regrid.regrid`.
+
+        Parameters
+        ----------
+        target
+            A Dataset or DataArray carrying the target grid: 1-D ``lat``/``lon``
+            (rectilinear) or 2-D ``lat``/``lon`` on ``(y, x)`` (curvilinear).
+        method
+            ``"bilinear"`` (default), ``"nearest"`` or ``"conservative"`` (rectilinear
+            targets only).
+        backend
+            ``None`` (xarray interpolation, or xarray-regrid for conservative), or
+            ``"xesmf"`` when xesmf is installed.
+
+        Returns
+        -------
+        Dataset or DataArray
+            The same type as the object, on the target grid; lazy for dask input.
+
+        Examples
+        --------
+        >>> on_hr = lr.corrdiff.regrid(hr, method="bilinear")  # doctest: +SKIP
+        """
+        from xcorrdiff.data.regrid import regrid
+
+        return regrid(self._obj, target, method, backend=backend)
 
     # --- verification -------------------------------------------------------------------
 

@@ -1,0 +1,766 @@
+"""Paired (condition, target) samples → training batches, streamed from dask/zarr.
+
+A :class:`PairedBatchStream` turns a prepared condition ``(time, C_in, H, W)`` (low-resolution
+inputs already on the high-resolution grid, plus invariants) and a target
+``(time, C_out, H, W)`` into torch batches. Like xbatcher, the plan of an epoch is pure
+index arithmetic: which *blocks* of times (whole dask chunks, merged up to ``block_size``)
+come in which order, and which times form each batch. Data are read one block at a time —
+one ``dask.compute`` per block — and the next block is read in a background thread while the
+current one is used, so at most two blocks are in memory.
+
+Each batch holds the full-domain fields of ``batch_size`` times and, for each time,
+``patches_per_sample`` random patch corners. CorrDiff's diffusion stage evaluates the
+regression mean μ once per time on the full domain and cuts the residual ``target − μ`` at
+every corner (Mardani et al. 2025, "multi-iteration patching"), so one regression pass serves
+``patches_per_sample`` diffusion samples.
+
+Randomness depends on ``(seed, epoch, block, batch)`` only: the same seed gives the same
+batches whether or not blocks are prefetched, and the same *set* of batches for any number
+of DataLoader workers or DDP ranks (only their order changes).
+
+Examples
+--------
+>>> import numpy as np
+>>> condition = np.random.default_rng(0).normal(size=(10, 3, 32, 32)).astype("float32")
+>>> target = np.random.default_rng(1).normal(size=(10, 2, 32, 32)).astype("float32")
+>>> stream = PairedBatchStream(condition, target, batch_size=4, patch_shape=(16, 16),
+...                            patches_per_sample=3, seed=0)
+>>> batch = next(iter(stream))
+>>> tuple(batch["condition"].shape), tuple(batch["offsets"].shape)
+((4, 3, 32, 32), (4, 3, 2))
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+from torch.utils.data import IterableDataset, get_worker_info
+
+from xcorrdiff.data.convert import dataset_to_array, to_tensor
+from xcorrdiff.diffusion.patching import extract_patches, random_patch_offsets
+
+__all__ = ["PairedBatchStream", "extract_sample_patches", "split_times"]
+
+ArrayLike = np.ndarray | da.Array
+Source = xr.Dataset | xr.DataArray | np.ndarray | da.Array
+
+
+# --- inputs ------------------------------------------------------------------------------
+
+
+def _as_array(
+    obj: Source,
+    variables: Sequence[Hashable] | None,
+    *,
+    name: str,
+    dims: tuple[Hashable, Hashable, Hashable],
+    dtype: np.dtype[Any],
+) -> tuple[ArrayLike, list[str], pd.Index | None]:
+    """``(array (time, channel, y, x), channel names, time coordinate or None)``."""
+    time_dim, y_dim, x_dim = dims
+    if isinstance(obj, xr.Dataset):
+        array = dataset_to_array(obj, variables, dims=dims, dtype=dtype)
+        if isinstance(variables, str):
+            variables = [variables]
+        names = [str(v) for v in (obj.data_vars if variables is None else variables)]
+        times = obj.indexes.get(time_dim)
+        return array, names, times
+    if isinstance(obj, xr.DataArray):
+        if obj.ndim == 3:
+            obj = obj.expand_dims("channel", axis=1)
+            if obj.name is not None:
+                obj = obj.assign_coords(channel=[obj.name])
+        channel_dims = [d for d in obj.dims if d not in dims]
+        if obj.ndim != 4 or len(channel_dims) != 1 or not {time_dim, y_dim, x_dim} <= set(obj.dims):
+            raise ValueError(
+                f"{name} DataArray has dims {obj.dims}; expected ({time_dim!r}, <channel>, "
+                f"{y_dim!r}, {x_dim!r}) or ({time_dim!r}, {y_dim!r}, {x_dim!r})"
+            )
+        channel_dim = channel_dims[0]
+        if variables is not None:
+            obj = obj.sel({channel_dim: list(variables)})
+        obj = obj.transpose(time_dim, channel_dim, y_dim, x_dim)
+        if channel_dim in obj.coords:
+            names = [str(v) for v in obj[channel_dim].values]
+        else:
+            names = [f"{name}[{i}]" for i in range(obj.shape[1])]
+        data = obj.data
+        array = data.astype(dtype, copy=False) if isinstance(data, da.Array) else data
+        return array, names, obj.indexes.get(time_dim)
+    if isinstance(obj, (np.ndarray, da.Array)):
+        if obj.ndim != 4:
+            raise ValueError(
+                f"{name} array has shape {obj.shape}; expected 4-D (time, channel, y, x)"
+            )
+        if variables is not None and len(list(variables)) != obj.shape[1]:
+            raise ValueError(
+                f"{name}_variables names {len(list(variables))} channels {list(variables)} "
+                f"but the {name} array has {obj.shape[1]} (shape {obj.shape})"
+            )
+        names = (
+            [str(v) for v in variables]
+            if variables is not None
+            else [f"{name}[{i}]" for i in range(obj.shape[1])]
+        )
+        return obj, names, None
+    raise TypeError(
+        f"{name} must be an xarray Dataset/DataArray or a numpy/dask array of shape "
+        f"(time, channel, y, x); got {type(obj).__name__}"
+    )
+
+
+def _check_times(
+    condition_times: pd.Index | None,
+    target_times: pd.Index | None,
+    condition_shape: tuple[int, ...],
+    target_shape: tuple[int, ...],
+) -> None:
+    if condition_times is not None and target_times is not None:
+        if condition_times.equals(target_times):
+            return
+        common = condition_times.intersection(target_times)
+        if len(common) == 0:
+            raise ValueError(
+                "condition and target have no common time: condition has "
+                f"{len(condition_times)} times {_span(condition_times)}, target has "
+                f"{len(target_times)} times {_span(target_times)}"
+            )
+        raise ValueError(
+            f"condition and target time coordinates differ: {len(condition_times)} and "
+            f"{len(target_times)} times, {len(common)} in common; align them first, e.g. "
+            "condition, target = xr.align(condition, target, join='inner')"
+        )
+    if condition_shape[0] != target_shape[0]:
+        raise ValueError(
+            f"condition has {condition_shape[0]} times (shape {condition_shape}) but target "
+            f"has {target_shape[0]} (shape {target_shape}); expected paired samples"
+        )
+
+
+def _span(times: pd.Index) -> str:
+    return f"from {times[0]} to {times[-1]}" if len(times) else "(none)"
+
+
+def _time_chunks(arrays: Sequence[ArrayLike], n_times: int, default: int) -> np.ndarray:
+    """Chunk boundaries along time shared by all arrays: ``[0, ..., n_times]``."""
+    bounds = {0, n_times}
+    lazy = False
+    for array in arrays:
+        if isinstance(array, da.Array):
+            lazy = True
+            bounds.update(np.cumsum(array.chunks[0]).tolist())
+    if not lazy:
+        bounds.update(range(0, n_times, max(default, 1)))
+    return np.array(sorted(bounds), dtype=np.int64)
+
+
+def _make_blocks(bounds: np.ndarray, indices: np.ndarray, min_size: int) -> list[np.ndarray]:
+    """Group sorted time positions by chunk, merging whole chunks up to ``min_size`` times."""
+    chunk_of = np.searchsorted(bounds, indices, side="right") - 1
+    cut = np.flatnonzero(np.diff(chunk_of)) + 1
+    groups = np.split(indices, cut) if len(indices) else []
+    blocks: list[np.ndarray] = []
+    current: list[np.ndarray] = []
+    size = 0
+    for group in groups:
+        current.append(group)
+        size += len(group)
+        if size >= min_size:
+            blocks.append(np.concatenate(current))
+            current, size = [], 0
+    if current:
+        tail = np.concatenate(current)
+        if blocks:
+            blocks[-1] = np.concatenate([blocks[-1], tail])
+        else:
+            blocks.append(tail)
+    return blocks
+
+
+def _seed_of(*entropy: int) -> int:
+    """A 63-bit seed for a torch Generator from ``(seed, epoch, block, ...)``."""
+    state = np.random.SeedSequence([int(e) for e in entropy]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+def _round_robin(counts: Sequence[int], position: int) -> tuple[list[int], int]:
+    """Batches each shard has yielded after ``position`` batches of a round-robin merge.
+
+    DataLoader (``in_order=True``) takes one batch from each worker in turn and skips
+    exhausted workers. Returns the per-shard counts and the shard that comes next.
+    """
+    done = [0] * len(counts)
+    shard = 0
+    remaining = min(position, sum(counts))
+    while remaining > 0:
+        if done[shard] < counts[shard]:
+            done[shard] += 1
+            remaining -= 1
+        shard = (shard + 1) % len(counts)
+    return done, shard
+
+
+def extract_sample_patches(
+    x: torch.Tensor, offsets: torch.Tensor, patch_shape: Sequence[int]
+) -> torch.Tensor:
+    """Cut each sample's own patches, as laid out in a batch's ``"offsets"``.
+
+    Use it on the residual ``target - μ`` of the diffusion stage, with μ evaluated once per
+    time on the full domain.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Fields ``(B, C, H, W)``.
+    offsets : torch.Tensor
+        Integer ``(B, k, 2)`` top-left ``(y, x)`` corners, ``k`` per sample.
+    patch_shape : (int, int)
+        Patch size ``(h, w)``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B * k, C, h, w)``, time-major: patch ``j`` of sample ``b`` at row ``b * k + j``.
+
+    Raises
+    ------
+    ValueError
+        ``x`` is not 4-D, ``offsets`` not ``(B, k, 2)`` with the batch size of ``x``, or a
+        patch reaches outside the domain.
+    """
+    if x.ndim != 4 or offsets.ndim != 3 or offsets.shape[0] != x.shape[0] or offsets.shape[2] != 2:
+        raise ValueError(
+            f"x must be (B, C, H, W) and offsets (B, k, 2) with the same B; got x of shape "
+            f"{tuple(x.shape)} and offsets of shape {tuple(offsets.shape)}"
+        )
+    return torch.cat([extract_patches(x[b], offsets[b], patch_shape) for b in range(x.shape[0])])
+
+
+# --- the stream --------------------------------------------------------------------------
+
+
+class PairedBatchStream(IterableDataset[dict[str, torch.Tensor]]):
+    """Shuffled, seeded, resumable batches of paired (condition, target) samples.
+
+    Parameters
+    ----------
+    condition : xarray.Dataset, xarray.DataArray, numpy.ndarray or dask.array.Array
+        Prepared network input on the high-resolution grid, ``(time, C_in, H, W)``
+        (a Dataset is stacked with :func:`~xcorrdiff.data.convert.dataset_to_array`;
+        invariants without time are broadcast). Normalized, finite values.
+    target : same types as ``condition``
+        High-resolution truth, ``(time, C_out, H, W)``, normalized.
+    condition_variables, target_variables : sequence of str, optional
+        Variables (Dataset), channel labels (DataArray) or names of the channels (array),
+        in channel order. Default: all data variables / channels.
+    batch_size : int
+        Times per batch ``B``.
+    patch_shape : tuple of int, optional
+        ``(h, w)`` of the training patches; default: the whole domain ``(H, W)``.
+    patches_per_sample : int, default 1
+        Patch corners ``k`` drawn for each time.
+    time_indices : sequence of int, optional
+        Positions along time to use (e.g. the training part of :func:`split_times`);
+        default: all.
+    shuffle : bool, default True
+        Shuffle the block order and the times inside each block, anew every epoch.
+        ``False`` keeps time order (validation).
+    seed : int, default 0
+        Seed of every random draw (block order, times, patch corners).
+    block_size : int, optional
+        Minimum number of times read at once; blocks are whole time chunks of the dask
+        arrays, consecutive chunks merged until they hold ``block_size`` times. Default:
+        ``batch_size``. For numpy input, the block length.
+    drop_last : bool, default False
+        Drop a block's last batch when it has fewer than ``batch_size`` times.
+    prefetch : bool, default True
+        Read the next block in a background thread while the current one is used.
+    return_patches : bool, default False
+        Also return the patches cut at ``offsets`` (for a regression stage trained on
+        patches).
+    check_finite : bool, default True
+        Check each block when it is read and raise on NaN/inf, naming the variable and
+        the count. The check runs per block (no extra pass over the data), so a bad value
+        is reported when its block is first reached.
+    rank, world_size : int, default 0, 1
+        Distributed data parallel: each rank takes every ``world_size``-th block of the
+        epoch's block order.
+    scheduler : str, optional
+        Dask scheduler for block reads. Default: dask's configured scheduler in the main
+        process and ``"synchronous"`` inside DataLoader workers (which are already parallel).
+    channels_last : bool, default False
+        Return ``condition`` and ``target`` in torch's ``channels_last`` memory format (the
+        shape stays ``(B, C, H, W)``).
+    dims : tuple of str, default ``("time", "y", "x")``
+        Dimension names of xarray input.
+    dtype : numpy dtype, default float32
+        Dtype of the tensors.
+
+    Yields
+    ------
+    dict of str to torch.Tensor
+        ``"condition"`` ``(B, C_in, H, W)``, ``"target"`` ``(B, C_out, H, W)``,
+        ``"offsets"`` ``(B, k, 2)`` int64 top-left ``(y, x)`` corners of the patches,
+        ``"time_index"`` ``(B,)`` int64 positions along the input's time axis; with
+        ``return_patches``, ``"condition_patches"`` ``(B * k, C_in, h, w)`` and
+        ``"target_patches"`` ``(B * k, C_out, h, w)``, ordered time-major (patch ``j`` of
+        time ``b`` at ``b * k + j``).
+
+    Raises
+    ------
+    ValueError
+        Time coordinates of ``condition`` and ``target`` differ or do not overlap; spatial
+        shapes differ; ``patch_shape`` is larger than the domain; a block holds NaN/inf.
+
+    Attributes
+    ----------
+    blocks : list of numpy.ndarray
+        Sorted time positions of each block (whole chunks); :meth:`block_order` gives the
+        order in which this rank reads them.
+    condition_variables, target_variables : list of str
+        Channel names, used in error messages.
+    times : pandas.Index or None
+        The time coordinate of xarray input.
+    domain_shape, patch_shape : tuple of int
+        ``(H, W)`` and ``(h, w)``.
+    num_blocks_loaded : int
+        Blocks read by this process so far (a diagnostic).
+
+    Notes
+    -----
+    Epochs are explicit, as with :class:`torch.utils.data.DistributedSampler`: iterating
+    in the main process (or a ``DataLoader`` with ``num_workers=0``) yields the rest of
+    the current epoch and then advances to the next one; with ``num_workers > 0`` the
+    workers hold copies, so call :meth:`set_epoch` before each epoch and pass the number of
+    batches consumed to :meth:`state_dict` (``persistent_workers=True`` would keep stale
+    copies: leave it off). Use ``DataLoader(stream, batch_size=None)``: the stream already
+    batches. Blocks are split across workers without overlap, and a resumed stream
+    continues DataLoader's round-robin exactly where it stopped.
+    """
+
+    def __init__(
+        self,
+        condition: Source,
+        target: Source,
+        *,
+        condition_variables: Sequence[Hashable] | None = None,
+        target_variables: Sequence[Hashable] | None = None,
+        batch_size: int,
+        patch_shape: tuple[int, int] | None = None,
+        patches_per_sample: int = 1,
+        time_indices: Sequence[int] | np.ndarray | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        block_size: int | None = None,
+        drop_last: bool = False,
+        prefetch: bool = True,
+        return_patches: bool = False,
+        check_finite: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        scheduler: str | None = None,
+        channels_last: bool = False,
+        dims: Sequence[Hashable] = ("time", "y", "x"),
+        dtype: Any = np.float32,
+    ) -> None:
+        super().__init__()
+        dims3 = tuple(dims)
+        if len(dims3) != 3:
+            raise ValueError(f"dims must name (time, y, x); got {dims3!r}")
+        for arg, value in (
+            ("batch_size", batch_size),
+            ("patches_per_sample", patches_per_sample),
+            ("world_size", world_size),
+        ):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{arg} must be a positive integer; got {value!r}")
+        if block_size is not None and (
+            not isinstance(block_size, (int, np.integer)) or block_size < 1
+        ):
+            raise ValueError(f"block_size must be a positive integer or None; got {block_size!r}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size={world_size}); got {rank!r}")
+        self.dtype = np.dtype(dtype)
+
+        self._condition, self.condition_variables, condition_times = _as_array(
+            condition, condition_variables, name="condition", dims=dims3, dtype=self.dtype
+        )
+        self._target, self.target_variables, target_times = _as_array(
+            target, target_variables, name="target", dims=dims3, dtype=self.dtype
+        )
+        _check_times(condition_times, target_times, self._condition.shape, self._target.shape)
+        if self._condition.shape[2:] != self._target.shape[2:]:
+            raise ValueError(
+                f"condition has spatial shape {self._condition.shape[2:]} but target has "
+                f"{self._target.shape[2:]}; regrid the condition onto the target grid first"
+            )
+        n_times = self._target.shape[0]
+        self.times: pd.Index | None = target_times if target_times is not None else condition_times
+        self.domain_shape: tuple[int, int] = (
+            int(self._target.shape[2]),
+            int(self._target.shape[3]),
+        )
+        patch = self.domain_shape if patch_shape is None else tuple(patch_shape)
+        if len(patch) != 2 or any(int(side) != side or side < 1 for side in patch):
+            raise ValueError(f"patch_shape must be two positive ints (h, w); got {patch_shape!r}")
+        self.patch_shape: tuple[int, int] = (int(patch[0]), int(patch[1]))
+        if self.patch_shape[0] > self.domain_shape[0] or self.patch_shape[1] > self.domain_shape[1]:
+            raise ValueError(
+                f"patch_shape {self.patch_shape} is larger than the domain {self.domain_shape}; "
+                "use a smaller patch or pad the domain"
+            )
+
+        if time_indices is None:
+            indices = np.arange(n_times, dtype=np.int64)
+        else:
+            indices = np.unique(np.asarray(time_indices, dtype=np.int64))
+            if len(indices) != len(np.asarray(time_indices)):
+                raise ValueError("time_indices lists a time twice; expected unique positions")
+            if len(indices) and (indices[0] < 0 or indices[-1] >= n_times):
+                raise ValueError(
+                    f"time_indices must lie in [0, {n_times}); got values from {indices[0]} "
+                    f"to {indices[-1]}"
+                )
+        if len(indices) == 0:
+            raise ValueError("no time to draw batches from: time_indices is empty")
+
+        self.batch_size = int(batch_size)
+        self.patches_per_sample = int(patches_per_sample)
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.drop_last = drop_last
+        self.prefetch = prefetch
+        self.return_patches = return_patches
+        self.check_finite = check_finite
+        self.rank = rank
+        self.world_size = world_size
+        self.scheduler = scheduler
+        self.channels_last = channels_last
+        self.block_size = int(block_size or batch_size)
+        bounds = _time_chunks([self._condition, self._target], n_times, self.block_size)
+        self.blocks: list[np.ndarray] = _make_blocks(bounds, indices, self.block_size)
+        self.num_blocks_loaded = 0
+        self._epoch = 0
+        self._position = 0
+
+    # --- the plan (index arithmetic only) ------------------------------------------------
+
+    def block_order(self, epoch: int | None = None) -> list[int]:
+        """Ids of the blocks (indices into :attr:`blocks`) this rank reads, in order.
+
+        Parameters
+        ----------
+        epoch : int, optional
+            Default: the current epoch.
+        """
+        epoch = self._epoch if epoch is None else epoch
+        order = np.arange(len(self.blocks))
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, epoch]).permutation(order)
+        return [int(b) for b in order[self.rank :: self.world_size]]
+
+    def _block_batches(self, epoch: int, block: int) -> list[np.ndarray]:
+        """Time positions of each batch of ``block`` in ``epoch``."""
+        times = self.blocks[block]
+        if self.shuffle:
+            times = np.random.default_rng([self.seed, epoch, block, 0]).permutation(times)
+        count = (
+            len(times) // self.batch_size if self.drop_last else -(-len(times) // self.batch_size)
+        )
+        return [times[i * self.batch_size : (i + 1) * self.batch_size] for i in range(count)]
+
+    def _num_batches(self, block: int) -> int:
+        n = len(self.blocks[block])
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __len__(self) -> int:
+        """Batches this rank yields in the current epoch (all workers together)."""
+        return sum(self._num_batches(b) for b in self.block_order(self._epoch))
+
+    # --- epoch and position ----------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next iteration draws from."""
+        return self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch`` from its first batch (call before each epoch with workers)."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0; got {epoch}")
+        self._epoch = int(epoch)
+        self._position = 0
+
+    def state_dict(self, position: int | None = None) -> dict[str, int]:
+        """Where the stream stands: ``{"epoch", "position", "seed"}``.
+
+        Parameters
+        ----------
+        position : int, optional
+            Batches of the current epoch already consumed. Default: the count kept by
+            iteration in this process; pass the training loop's own count when the stream
+            runs in DataLoader workers.
+        """
+        return {
+            "epoch": self._epoch,
+            "position": self._position if position is None else int(position),
+            "seed": self.seed,
+        }
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        """Continue from a :meth:`state_dict`: the next batch is batch ``position + 1``.
+
+        Raises
+        ------
+        ValueError
+            The state was saved with another seed, or its position is past the epoch.
+        """
+        if "seed" in state and int(state["seed"]) != self.seed:
+            raise ValueError(
+                f"state was saved with seed {state['seed']} but this stream has seed "
+                f"{self.seed}; construct the stream with seed={state['seed']} to resume"
+            )
+        epoch, position = int(state["epoch"]), int(state["position"])
+        self.set_epoch(epoch)
+        if not 0 <= position <= len(self):
+            raise ValueError(
+                f"state position {position} is outside epoch {epoch}, which has {len(self)} batches"
+            )
+        self._position = position
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def _read_block(self, block: int) -> tuple[np.ndarray, np.ndarray]:
+        """Load one block, ``(n, C_in, H, W)`` and ``(n, C_out, H, W)``, with one compute."""
+        times = self.blocks[block]
+        contiguous = times[-1] - times[0] + 1 == len(times)
+        sel: slice | np.ndarray = slice(int(times[0]), int(times[-1]) + 1) if contiguous else times
+        parts = [self._condition[sel], self._target[sel]]
+        lazy = [i for i, p in enumerate(parts) if isinstance(p, da.Array)]
+        if lazy:
+            scheduler = self.scheduler
+            if scheduler is None and get_worker_info() is not None:
+                scheduler = "synchronous"
+            loaded = dask.compute(*(parts[i] for i in lazy), scheduler=scheduler)
+            for i, value in zip(lazy, loaded, strict=True):
+                parts[i] = value
+        condition, target = (np.ascontiguousarray(p, dtype=self.dtype) for p in parts)
+        self.num_blocks_loaded += 1
+        if self.check_finite:
+            self._raise_if_nonfinite(target, self.target_variables, "target", times)
+            self._raise_if_nonfinite(condition, self.condition_variables, "condition", times)
+        return condition, target
+
+    def _raise_if_nonfinite(
+        self, values: np.ndarray, names: Sequence[str], role: str, times: np.ndarray
+    ) -> None:
+        bad = ~np.isfinite(values)
+        if not bad.any():
+            return
+        counts = bad.sum(axis=(0, 2, 3))
+        found = ", ".join(f"{names[int(c)]!r}: {int(counts[c])}" for c in np.flatnonzero(counts))
+        first = int(times[np.flatnonzero(bad.any(axis=(1, 2, 3)))[0]])
+        label = f" ({self.times[first]})" if self.times is not None else ""
+        raise ValueError(
+            f"{role} has non-finite (NaN/inf) values in the block of times {times[0]}..{times[-1]}: "
+            f"{found} (first at time position {first}{label}); fill them or drop those times "
+            "(e.g. time_indices=...) before training"
+        )
+
+    def _make_batch(
+        self,
+        condition: np.ndarray,
+        target: np.ndarray,
+        block_times: np.ndarray,
+        batch_times: np.ndarray,
+        generator: torch.Generator,
+    ) -> dict[str, torch.Tensor]:
+        rows = np.searchsorted(block_times, batch_times)
+        batch = {
+            "condition": to_tensor(condition[rows], channels_last=self.channels_last),
+            "target": to_tensor(target[rows], channels_last=self.channels_last),
+        }
+        n = len(batch_times)
+        offsets = random_patch_offsets(
+            self.domain_shape, self.patch_shape, n * self.patches_per_sample, generator
+        )
+        batch["offsets"] = torch.as_tensor(offsets, dtype=torch.int64).reshape(
+            n, self.patches_per_sample, 2
+        )
+        batch["time_index"] = torch.from_numpy(batch_times.astype(np.int64))
+        if self.return_patches:
+            for key in ("condition", "target"):
+                batch[f"{key}_patches"] = extract_sample_patches(
+                    batch[key], batch["offsets"], self.patch_shape
+                )
+        return batch
+
+    def _iter_blocks(
+        self, epoch: int, blocks: Sequence[int], skip: int
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Batches of ``blocks`` in order, without the first ``skip``; one block ahead."""
+        plan: list[tuple[int, int, list[np.ndarray]]] = []
+        for block in blocks:
+            batches = self._block_batches(epoch, block)
+            start = min(skip, len(batches))
+            skip -= start
+            if start < len(batches):
+                plan.append((block, start, batches))
+        if not plan:
+            return
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1) if self.prefetch else None
+        try:
+            pending = pool.submit(self._read_block, plan[0][0]) if pool else None
+            for i, (block, start, batches) in enumerate(plan):
+                data = pending.result() if pending is not None else self._read_block(block)
+                if pool is not None and i + 1 < len(plan):
+                    pending = pool.submit(self._read_block, plan[i + 1][0])
+                for j in range(start, len(batches)):
+                    generator = torch.Generator().manual_seed(
+                        _seed_of(self.seed, epoch, block, j + 1)
+                    )
+                    yield self._make_batch(*data, self.blocks[block], batches[j], generator)
+                del data
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        epoch = self._epoch
+        blocks = self.block_order(epoch)
+        info = get_worker_info()
+        if info is None:
+            for batch in self._iter_blocks(epoch, blocks, self._position):
+                self._position += 1
+                yield batch
+            self._epoch, self._position = epoch + 1, 0
+            return
+        # DataLoader worker: shards in the cyclic order DataLoader reads them, rotated so a
+        # resumed stream continues with the shard that was next.
+        shards = [blocks[s :: info.num_workers] for s in range(info.num_workers)]
+        counts = [sum(self._num_batches(b) for b in shard) for shard in shards]
+        done, next_shard = _round_robin(counts, self._position)
+        shard = (info.id + next_shard) % info.num_workers
+        yield from self._iter_blocks(epoch, shards[shard], done[shard])
+
+
+# --- validation split --------------------------------------------------------------------
+
+
+def split_times(
+    times: int | Sequence[Any] | np.ndarray | pd.Index | xr.DataArray,
+    *,
+    validation_fraction: float | None = None,
+    validation_times: Sequence[Any] | np.ndarray | pd.Index | xr.DataArray | None = None,
+    num_blocks: int = 1,
+    gap: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split time positions into training and validation sets.
+
+    Either hold out ``validation_fraction`` of the times in ``num_blocks`` contiguous
+    blocks (one block: the end of the record, as CorrDiff holds out its last year; several:
+    evenly spread, the last ending the record, so every season is validated), or hold out
+    explicit ``validation_times``.
+
+    Parameters
+    ----------
+    times : int, sequence, numpy array, pandas Index or xarray.DataArray
+        The time coordinate, or just the number of times.
+    validation_fraction : float, optional
+        Fraction in ``(0, 1)`` of the times to hold out (at least one time).
+    validation_times : sequence, optional
+        Coordinate values to hold out; each must be in ``times``.
+    num_blocks : int, default 1
+        Number of contiguous validation blocks with ``validation_fraction``.
+    gap : int, default 0
+        Times on each side of a validation block dropped from training, so that
+        autocorrelated neighbours do not leak into training.
+
+    Returns
+    -------
+    train, validation : numpy.ndarray of int64
+        Sorted positions along time, disjoint; pass ``train`` as ``time_indices`` of
+        :class:`PairedBatchStream`, or use ``ds.isel(time=...)``.
+
+    Raises
+    ------
+    ValueError
+        Neither or both of ``validation_fraction``/``validation_times``; a fraction outside
+        ``(0, 1)``; no training time left.
+    KeyError
+        A validation time is not in ``times``.
+
+    Examples
+    --------
+    >>> train, val = split_times(10, validation_fraction=0.2)
+    >>> val.tolist()
+    [8, 9]
+    >>> train, val = split_times(10, validation_fraction=0.4, num_blocks=2, gap=1)
+    >>> train.tolist(), val.tolist()
+    ([0, 1, 6], [3, 4, 8, 9])
+    """
+    if (validation_fraction is None) == (validation_times is None):
+        raise ValueError(
+            "pass exactly one of validation_fraction and validation_times; got "
+            f"validation_fraction={validation_fraction!r} and validation_times="
+            f"{'None' if validation_times is None else '...'}"
+        )
+    if isinstance(times, (int, np.integer)):
+        if validation_times is not None:
+            raise ValueError("validation_times needs the time coordinate as times, not a count")
+        index = pd.RangeIndex(int(times))
+    else:
+        index = pd.Index(np.asarray(times))
+    n = len(index)
+    positions = np.arange(n, dtype=np.int64)
+
+    if validation_fraction is not None:
+        if not 0 < validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in (0, 1); got {validation_fraction!r}")
+        if not isinstance(num_blocks, (int, np.integer)) or num_blocks < 1:
+            raise ValueError(f"num_blocks must be a positive integer; got {num_blocks!r}")
+        n_val = max(1, round(validation_fraction * n))
+        if n_val < num_blocks:
+            raise ValueError(
+                f"num_blocks={num_blocks} is more than the {n_val} validation times "
+                f"({validation_fraction} of {n})"
+            )
+        sizes = np.diff(np.round(np.linspace(0, n_val, num_blocks + 1)).astype(np.int64))
+        ends = np.round(np.linspace(0, n, num_blocks + 1)[1:]).astype(np.int64)
+        validation = np.concatenate(
+            [positions[e - s : e] for s, e in zip(sizes, ends, strict=True)]
+        )
+    else:
+        wanted = pd.Index(np.asarray(validation_times))
+        found = index.get_indexer(wanted)
+        if (found < 0).any():
+            missing = wanted[found < 0]
+            raise KeyError(
+                f"{len(missing)} of validation_times are not in times, e.g. "
+                f"{list(missing[:3])}; times span {_span(index)}"
+            )
+        validation = np.unique(found).astype(np.int64)
+
+    excluded = np.zeros(n, dtype=bool)
+    excluded[validation] = True
+    if gap > 0:
+        starts = validation[np.r_[True, np.diff(validation) > 1]]
+        ends = validation[np.r_[np.diff(validation) > 1, True]]
+        for start, end in zip(starts, ends, strict=True):
+            excluded[max(0, start - gap) : min(n, end + gap + 1)] = True
+    train = positions[~excluded]
+    if len(train) == 0:
+        raise ValueError(
+            f"no training time left: {len(validation)} of {n} times are validation and "
+            f"gap={gap}; hold out fewer times"
+        )
+    return train, np.sort(validation)
