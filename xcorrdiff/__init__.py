@@ -15,7 +15,7 @@ from xcorrdiff import accessor as _accessor  # noqa: F401  (registers .corrdiff)
 
 __version__ = "0.1.0.dev0"
 
-_SUBMODULES = ("data", "diffusion", "nn", "tutorial", "verify")
+_SUBMODULES = ("data", "diffusion", "nn", "plot", "tutorial", "verify")
 
 __all__ = ["__version__", *_SUBMODULES]
 

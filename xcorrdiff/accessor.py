@@ -58,6 +58,79 @@ class _CorrDiffAccessor(Generic[T]):
 
     # --- verification -------------------------------------------------------------------
 
+    def crps(
+        self,
+        obs: xr.Dataset | xr.DataArray,
+        *,
+        member_dim: str = "member",
+        dim: str | list[str] | tuple[str, ...] | None = None,
+        fair: bool = False,
+        weights: xr.DataArray | None = None,
+    ) -> T:
+        """Ensemble CRPS against ``obs``; see :func:`xcorrdiff.verify.crps`.
+
+        Examples
+        --------
+        >>> ens.corrdiff.crps(hr)  # doctest: +SKIP
+        """
+        from xcorrdiff.verify import crps
+
+        return crps(self._obj, obs, member_dim=member_dim, dim=dim, fair=fair, weights=weights)
+
+    def spread_skill(
+        self,
+        obs: xr.Dataset | xr.DataArray,
+        *,
+        member_dim: str = "member",
+        dim: str | list[str] | tuple[str, ...] | None = None,
+        corrected: bool = True,
+    ) -> T:
+        """Spread-skill ratio (1 when calibrated); see :func:`xcorrdiff.verify.spread_skill`."""
+        from xcorrdiff.verify import spread_skill
+
+        return spread_skill(self._obj, obs, member_dim=member_dim, dim=dim, corrected=corrected)
+
+    def rank_histogram(
+        self,
+        obs: xr.Dataset | xr.DataArray,
+        *,
+        member_dim: str = "member",
+        dim: str | list[str] | tuple[str, ...] | None = None,
+        seed: int = 0,
+        normalize: bool = False,
+    ) -> T:
+        """Rank histogram of ``obs`` among the members; see :func:`xcorrdiff.verify.rank_histogram`."""
+        from xcorrdiff.verify import rank_histogram
+
+        return rank_histogram(
+            self._obj, obs, member_dim=member_dim, dim=dim, seed=seed, normalize=normalize
+        )
+
+    def power_spectrum(
+        self,
+        *,
+        dims: tuple[str, str] = ("y", "x"),
+        spacing: tuple[float, float] | None = None,
+        window: str | None = None,
+        detrend: str | None = None,
+    ) -> T:
+        """Radial power spectrum over ``dims``; see :func:`xcorrdiff.verify.power_spectrum`."""
+        from xcorrdiff.verify import power_spectrum
+
+        return power_spectrum(self._obj, dims=dims, spacing=spacing, window=window, detrend=detrend)
+
+    def verify(
+        self,
+        obs: xr.Dataset | xr.DataArray,
+        *,
+        member_dim: str = "member",
+        dim: str | list[str] | tuple[str, ...] | None = None,
+    ) -> xr.Dataset:
+        """All scalar scores, one row per variable; see :func:`xcorrdiff.verify.verify`."""
+        from xcorrdiff.verify import verify
+
+        return verify(self._obj, obs, member_dim=member_dim, dim=dim)
+
 
 @xr.register_dataset_accessor("corrdiff")
 class CorrDiffDatasetAccessor(_CorrDiffAccessor[xr.Dataset]):

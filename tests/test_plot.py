@@ -1,0 +1,117 @@
+"""Plots draw on the Agg backend and return Axes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+
+matplotlib = pytest.importorskip("matplotlib")
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+
+import xcorrdiff.plot as xplot  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():  # type: ignore[no-untyped-def]
+    yield
+    plt.close("all")
+
+
+def _data() -> tuple[xr.Dataset, xr.Dataset]:
+    rng = np.random.default_rng(0)
+    coords = {"time": np.arange(3), "y": np.arange(16) * 2e3, "x": np.arange(20) * 2e3}
+    truth = xr.Dataset(
+        {"t2m": (("time", "y", "x"), rng.normal(size=(3, 16, 20)), {"units": "K"})}, coords=coords
+    )
+    ens = xr.Dataset(
+        {"t2m": (("member", "time", "y", "x"), rng.normal(size=(5, 3, 16, 20)), {"units": "K"})},
+        coords=coords,
+    )
+    return ens, truth
+
+
+def test_spread_skill_plot() -> None:
+    ens, truth = _data()
+    ax = xplot.spread_skill(ens, truth, bins=4)
+    assert isinstance(ax, Axes)
+    spread_line, _diagonal = ax.get_lines()
+    assert len(spread_line.get_xdata()) == 4
+    assert ax.get_xlabel() == "spread [K]"
+    _, given = plt.subplots()
+    assert xplot.spread_skill(ens["t2m"], truth["t2m"], ax=given) is given
+
+
+def test_rank_histogram_plot() -> None:
+    ens, truth = _data()
+    ax = xplot.rank_histogram(ens, truth)
+    heights = [p.get_height() for p in ax.patches]
+    assert len(heights) == 6
+    assert sum(heights) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="pass dim=None"):
+        xplot.rank_histogram(ens, truth, dim="x")
+
+
+def test_spectra_plot() -> None:
+    ens, truth = _data()
+    ax = xplot.spectra(truth["t2m"], members=ens["t2m"], regression=ens["t2m"].mean("member"))
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels.count("truth") == 1 and labels.count("regression") == 1
+    assert len(labels) == 5 + 2
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert np.all(ax.get_lines()[-1].get_xdata() > 0)  # k = 0 dropped
+
+
+def test_maps_plot() -> None:
+    ens, truth = _data()
+    t0 = {"time": 0}
+    axes = xplot.maps(
+        inputs=truth["t2m"].isel(t0).coarsen(y=4, x=4).mean(),
+        mean=ens["t2m"].isel(t0).mean("member"),
+        members=ens["t2m"].isel(t0),
+        truth=truth["t2m"].isel(t0),
+        num_members=3,
+    )
+    assert len(axes) == 6 and all(isinstance(a, Axes) for a in axes)
+    assert [a.get_title() for a in axes] == [
+        "input",
+        "ensemble mean",
+        "member 0",
+        "member 1",
+        "member 2",
+        "truth",
+    ]
+    with pytest.raises(ValueError, match=r"expected 2-D \(y, x\); select one time first"):
+        xplot.maps(truth=truth["t2m"])
+    with pytest.raises(ValueError, match="at least one of"):
+        xplot.maps()
+
+
+def test_dataset_with_several_variables_needs_variable() -> None:
+    ens, truth = _data()
+    ens["u10"] = ens["t2m"]
+    truth["u10"] = truth["t2m"]
+    with pytest.raises(ValueError, match=r"variables \['t2m', 'u10'\]; pass variable="):
+        xplot.spread_skill(ens, truth)
+    assert isinstance(xplot.spread_skill(ens, truth, variable="u10"), Axes)
+
+
+def test_missing_matplotlib_message() -> None:
+    code = (
+        "import sys; sys.modules['matplotlib'] = None; sys.modules['matplotlib.pyplot'] = None\n"
+        "import xcorrdiff.plot as p\n"
+        "try:\n    p._pyplot()\nexcept ImportError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install xcorrdiff[plot]" in out.stdout
+
+
+def test_import_xcorrdiff_does_not_import_matplotlib() -> None:
+    code = "import sys, xcorrdiff, xcorrdiff.verify; ds = __import__('xarray').Dataset(); ds.corrdiff; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

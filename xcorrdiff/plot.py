@@ -1,0 +1,242 @@
+"""Verification plots: spread-skill curves, rank histograms, power spectra, maps.
+
+matplotlib is optional (``pip install xcorrdiff[plot]``) and imported only when a plot is
+drawn. Every function draws on ``ax`` (or a new figure) and returns the matplotlib Axes
+(an array of Axes for :func:`maps`), so plots compose and are easy to test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import xarray as xr
+
+from xcorrdiff import verify
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+__all__ = ["maps", "rank_histogram", "spectra", "spread_skill"]
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError(
+            "xcorrdiff.plot needs matplotlib; install it with `pip install xcorrdiff[plot]`"
+        ) from exc
+    return plt
+
+
+def _axes(ax: Axes | None) -> Axes:
+    if ax is not None:
+        return ax
+    _, new_ax = _pyplot().subplots()
+    return new_ax
+
+
+def _one_variable(
+    obj: xr.Dataset | xr.DataArray, variable: Hashable | None, argname: str
+) -> xr.DataArray:
+    if isinstance(obj, xr.DataArray):
+        return obj
+    if variable is None:
+        if len(obj.data_vars) == 1:
+            return next(iter(obj.data_vars.values()))
+        raise ValueError(
+            f"{argname} is a Dataset with variables {list(obj.data_vars)}; pass variable= "
+            "to choose the one to plot"
+        )
+    if variable not in obj.data_vars:
+        raise ValueError(f"variable {variable!r} not in {argname} (has {list(obj.data_vars)})")
+    return obj[variable]
+
+
+def spread_skill(
+    forecast: xr.Dataset | xr.DataArray,
+    obs: xr.Dataset | xr.DataArray,
+    *,
+    member_dim: str = "member",
+    dim: str | Iterable[Hashable] | None = None,
+    bins: int | np.ndarray = 10,
+    variable: Hashable | None = None,
+    ax: Axes | None = None,
+    label: str | None = None,
+) -> Axes:
+    """RMSE of the ensemble mean against the (corrected) spread, binned by spread.
+
+    Draws :func:`xcorrdiff.verify.spread_skill_curve` with the 1:1 line of a calibrated
+    ensemble (the CorrDiff paper's spread-skill panel). Points below the line: over-dispersed;
+    above: under-dispersed.
+    """
+    f = _one_variable(forecast, variable, "forecast")
+    o = _one_variable(obs, f.name if isinstance(obs, xr.Dataset) else None, "obs")
+    curve = verify.spread_skill_curve(f, o, member_dim=member_dim, dim=dim, bins=bins)
+    extra = [d for d in curve.dims if d not in ("statistic", "spread_bin")]
+    if extra:
+        raise ValueError(
+            f"the spread-skill curve keeps dims {extra}; pass dim=None (pool all) to plot one curve"
+        )
+    spread_b = curve.sel(statistic="spread").values
+    rmse_b = curve.sel(statistic="rmse").values
+    ax = _axes(ax)
+    ax.plot(spread_b, rmse_b, "o-", label=label or str(f.name or "ensemble"))
+    top = float(np.nanmax(np.r_[spread_b, rmse_b])) * 1.05
+    ax.plot([0, top], [0, top], "k--", lw=1, label="1:1 (calibrated)")
+    units = f.attrs.get("units")
+    suffix = f" [{units}]" if units else ""
+    ax.set_xlabel(f"spread{suffix}")
+    ax.set_ylabel(f"RMSE of ensemble mean{suffix}")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.legend()
+    return ax
+
+
+def rank_histogram(
+    forecast: xr.Dataset | xr.DataArray,
+    obs: xr.Dataset | xr.DataArray,
+    *,
+    member_dim: str = "member",
+    dim: str | Iterable[Hashable] | None = None,
+    seed: int = 0,
+    variable: Hashable | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Bar chart of rank frequencies with the flat line :math:`1/(M+1)` of a calibrated ensemble."""
+    f = _one_variable(forecast, variable, "forecast")
+    o = _one_variable(obs, f.name if isinstance(obs, xr.Dataset) else None, "obs")
+    freq = verify.rank_histogram(f, o, member_dim=member_dim, dim=dim, seed=seed, normalize=True)
+    if freq.ndim != 1:
+        raise ValueError(f"the rank histogram keeps dims {freq.dims[1:]}; pass dim=None to plot it")
+    ax = _axes(ax)
+    ranks = freq["rank"].values
+    ax.bar(ranks, freq.values, width=0.9, color="tab:blue")
+    ax.axhline(1.0 / ranks.size, color="k", ls="--", lw=1, label="calibrated")
+    ax.set_xlabel("rank of observation")
+    ax.set_ylabel("frequency")
+    ax.set_title(str(f.name) if f.name is not None else "rank histogram")
+    ax.legend()
+    return ax
+
+
+def _mean_spectrum(
+    field: xr.DataArray, dims: tuple[Hashable, Hashable], keep: Iterable[Hashable] = ()
+) -> xr.DataArray:
+    spec = verify.power_spectrum(field, dims=dims)
+    average = [d for d in spec.dims if d != "wavenumber" and d not in set(keep)]
+    return spec.mean(average).isel(wavenumber=slice(1, None))  # drop k = 0 for log axes
+
+
+def spectra(
+    truth: xr.DataArray,
+    *,
+    members: xr.DataArray | None = None,
+    regression: xr.DataArray | None = None,
+    member_dim: str = "member",
+    dims: tuple[Hashable, Hashable] = ("y", "x"),
+    ax: Axes | None = None,
+) -> Axes:
+    """Radial power spectra on log-log axes: truth, the regression mean and each member.
+
+    Each spectrum (:func:`xcorrdiff.verify.power_spectrum`) is averaged over every dim but
+    the wavenumber (members: over all but ``member_dim``, one thin line per member).
+    The x axis is the wavelength in km.
+    """
+    ax = _axes(ax)
+    if members is not None:
+        per_member = _mean_spectrum(members, dims, keep=[member_dim])
+        for i in range(per_member.sizes[member_dim]):
+            line = per_member.isel({member_dim: i})
+            ax.loglog(
+                line["wavenumber"] * 1e3,
+                line.values,
+                color="tab:orange",
+                lw=0.7,
+                alpha=0.6,
+                label="members" if i == 0 else None,
+            )
+    if regression is not None:
+        spec = _mean_spectrum(regression, dims)
+        ax.loglog(
+            spec["wavenumber"] * 1e3, spec.values, color="tab:green", lw=1.5, label="regression"
+        )
+    spec = _mean_spectrum(truth, dims)
+    ax.loglog(spec["wavenumber"] * 1e3, spec.values, color="k", lw=2, label="truth")
+    ax.set_xlabel("wavenumber [cycles / km]")
+    units = truth.attrs.get("units")
+    ax.set_ylabel(f"power spectral density [({units})² m]" if units else "power spectral density")
+    ax.legend()
+    return ax
+
+
+def maps(
+    *,
+    inputs: xr.DataArray | None = None,
+    mean: xr.DataArray | None = None,
+    members: xr.DataArray | None = None,
+    truth: xr.DataArray | None = None,
+    member_dim: str = "member",
+    num_members: int = 2,
+    cmap: str = "viridis",
+    axes: np.ndarray | None = None,
+) -> np.ndarray:
+    """A row of maps with one colour scale: input, ensemble mean, a few members, truth.
+
+    Each field must be 2-D (``members``: 2-D plus ``member_dim``); select a time first,
+    e.g. ``ens.isel(time=0)``.
+
+    Returns
+    -------
+    numpy.ndarray of Axes
+        One per panel, in the order input, mean, members, truth.
+    """
+    panels: list[tuple[str, xr.DataArray]] = []
+    if inputs is not None:
+        panels.append(("input", inputs))
+    if mean is not None:
+        panels.append(("ensemble mean", mean))
+    if members is not None:
+        if member_dim not in members.dims:
+            raise ValueError(
+                f"members has no member dimension {member_dim!r} (dims {members.dims}); "
+                "pass member_dim="
+            )
+        for i in range(min(num_members, members.sizes[member_dim])):
+            panels.append((f"member {i}", members.isel({member_dim: i})))
+    if truth is not None:
+        panels.append(("truth", truth))
+    if not panels:
+        raise ValueError("maps needs at least one of inputs=, mean=, members=, truth=")
+    for title, field in panels:
+        if field.ndim != 2:
+            raise ValueError(
+                f"maps: the {title} field has dims {field.dims}; expected 2-D (y, x); "
+                "select one time first, e.g. .isel(time=0)"
+            )
+    finite = [np.asarray(f.values)[np.isfinite(f.values)] for _, f in panels]
+    vmin = min(float(v.min()) for v in finite if v.size)
+    vmax = max(float(v.max()) for v in finite if v.size)
+    if axes is None:
+        _, axes = _pyplot().subplots(
+            1, len(panels), figsize=(3.2 * len(panels), 3.0), squeeze=False, constrained_layout=True
+        )
+    flat = np.asarray(axes).ravel()
+    if flat.size < len(panels):
+        raise ValueError(f"maps needs {len(panels)} axes, got {flat.size}")
+    image = None
+    for ax, (title, field) in zip(flat, panels, strict=False):
+        image = field.plot.pcolormesh(ax=ax, vmin=vmin, vmax=vmax, cmap=cmap, add_colorbar=False)
+        ax.set_title(title)
+        ax.set_aspect("equal")
+    if image is not None:
+        flat[0].figure.colorbar(
+            image,
+            ax=list(flat[: len(panels)]),
+            shrink=0.8,
+            label=str(panels[-1][1].attrs.get("units", "")),
+        )
+    return flat[: len(panels)]

@@ -1,0 +1,201 @@
+"""Radially averaged 2-D power spectra with physical wavenumbers."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+import numpy as np
+import xarray as xr
+
+from xcorrdiff.verify import kernels
+from xcorrdiff.verify._xarray import T, check_numeric, check_type, single_chunk, var_name
+
+__all__ = ["grid_spacing", "power_spectrum"]
+
+EARTH_RADIUS_M = 6_371_000.0
+_LAT_NAMES = {"lat", "latitude"}
+_LON_NAMES = {"lon", "longitude"}
+_METRES = {"m", "metre", "metres", "meter", "meters"}
+_KILOMETRES = {"km", "kilometre", "kilometres", "kilometer", "kilometers"}
+
+
+def _is_lat(c: xr.DataArray) -> bool:
+    units = str(c.attrs.get("units", "")).lower()
+    return (
+        str(c.name).lower() in _LAT_NAMES
+        or c.attrs.get("standard_name") == "latitude"
+        or units in {"degrees_north", "degree_north", "degrees_n", "degree_n"}
+    )
+
+
+def _is_lon(c: xr.DataArray) -> bool:
+    units = str(c.attrs.get("units", "")).lower()
+    return (
+        str(c.name).lower() in _LON_NAMES
+        or c.attrs.get("standard_name") == "longitude"
+        or units in {"degrees_east", "degree_east", "degrees_e", "degree_e"}
+    )
+
+
+def _mean_latitude(obj: xr.Dataset | xr.DataArray, dims: tuple[Hashable, Hashable]) -> float:
+    for d in dims:
+        if d in obj.coords and _is_lat(obj[d]):
+            return float(np.mean(obj[d].values))
+    for _name, c in obj.coords.items():
+        if _is_lat(c) and c.dtype.kind == "f":
+            return float(np.nanmean(c.values))
+    raise ValueError(
+        f"power_spectrum: the grid is in longitude along {dims[1]!r} but no latitude "
+        f"coordinate was found (coords {list(obj.coords)}); pass spacing=(dy, dx) in metres"
+    )
+
+
+def grid_spacing(
+    obj: xr.Dataset | xr.DataArray, dims: tuple[Hashable, Hashable] = ("y", "x")
+) -> tuple[float, float]:
+    """Grid spacing ``(dy, dx)`` in metres from the 1-D coordinates on ``dims``.
+
+    Coordinates in metres or kilometres (CF ``units``; metres when there are none) are
+    used as they are. Latitude/longitude coordinates (by name, ``standard_name`` or
+    ``units``) are converted on a sphere of radius 6371 km:
+    :math:`\\Delta y = R\\,\\Delta\\varphi`, :math:`\\Delta x = R\\cos\\bar\\varphi\\,
+    \\Delta\\lambda` (radians), :math:`\\bar\\varphi` the mean latitude.
+
+    Raises
+    ------
+    ValueError
+        A dim without a coordinate, a non-uniform coordinate, or unknown units.
+    """
+    spacing = []
+    for d in dims:
+        if d not in obj.coords or obj[d].ndim != 1:
+            raise ValueError(
+                f"power_spectrum needs a 1-D coordinate on dim {d!r} to find the grid "
+                f"spacing; found coords {list(obj.coords)}; pass spacing=(dy, dx) in metres"
+            )
+        c = obj[d]
+        values = np.asarray(c.values, dtype=np.float64)
+        if values.size < 2:
+            raise ValueError(f"power_spectrum: dim {d!r} has {values.size} point; need >= 2")
+        steps = np.diff(values)
+        step = float(np.median(np.abs(steps)))
+        if np.max(np.abs(np.abs(steps) - step)) > 1e-3 * step:
+            raise ValueError(
+                f"power_spectrum: coordinate {d!r} is not uniformly spaced (steps from "
+                f"{np.abs(steps).min()} to {np.abs(steps).max()}); regrid to a uniform grid or "
+                "pass spacing=(dy, dx)"
+            )
+        units = str(c.attrs.get("units", "")).lower()
+        if _is_lat(c):
+            spacing.append(np.deg2rad(step) * EARTH_RADIUS_M)
+        elif _is_lon(c):
+            lat = _mean_latitude(obj, dims)
+            spacing.append(np.deg2rad(step) * EARTH_RADIUS_M * np.cos(np.deg2rad(lat)))
+        elif units in _KILOMETRES:
+            spacing.append(step * 1000.0)
+        elif units in _METRES or units == "":
+            spacing.append(step)
+        else:
+            raise ValueError(
+                f"power_spectrum: coordinate {d!r} has units {units!r}; expected metres, "
+                "kilometres or degrees; pass spacing=(dy, dx) in metres"
+            )
+    return spacing[0], spacing[1]
+
+
+def power_spectrum(
+    field: T,
+    *,
+    dims: tuple[Hashable, Hashable] = ("y", "x"),
+    spacing: tuple[float, float] | None = None,
+    window: str | None = None,
+    detrend: str | None = None,
+) -> T:
+    r"""Radially averaged 2-D power spectrum over ``dims``, per time, member, variable.
+
+    With the 2-D DFT :math:`\hat f(\mathbf{k})` of an :math:`N_y \times N_x` field on a
+    grid of spacing :math:`(\Delta y, \Delta x)`, wavenumbers :math:`\mathbf{k}` in cycles
+    per metre, and annuli :math:`B_b` of width :math:`\Delta k = \max(1/N_y\Delta y,
+    1/N_x\Delta x)` around :math:`k_b = b\,\Delta k`,
+
+    .. math::
+
+        E(k_b) = \frac{1}{\Delta k}\sum_{\mathbf{k}\in B_b}
+            \frac{|\hat f(\mathbf{k})|^2}{(N_y N_x)^2},\qquad
+        \sum_b E(k_b)\,\Delta k = \overline{f^2}\quad\text{(Parseval)}.
+
+    Every other dimension (``member``, ``time``, ...) is kept, so ensembles give one
+    spectrum per member; average afterwards, e.g. ``spec.mean(["member", "time"])``.
+
+    Parameters
+    ----------
+    field : Dataset or DataArray
+        Fields with both ``dims``; numpy- or dask-backed (each field must fit one chunk;
+        split ``dims`` are rechunked with a warning).
+    dims : (y_dim, x_dim), default ("y", "x")
+        The two spatial dimensions, slow then fast.
+    spacing : (dy, dx), optional
+        Grid spacing in metres. Default: from the coordinates (:func:`grid_spacing`).
+    window : {"hann", None}
+        Hann taper (scaled to unit mean square) against leakage on non-periodic fields.
+    detrend : {"constant", "linear", None}
+        Remove the mean or a least-squares plane first.
+
+    Returns
+    -------
+    Dataset or DataArray
+        ``dims`` replaced by ``wavenumber`` (cycles per metre, starting at 0), with a
+        ``wavelength`` coordinate (metres). Units ``field² · m``.
+    """
+    check_type(field, "field")
+    if window not in (None, "hann"):
+        raise ValueError(f"power_spectrum: window={window!r}; expected 'hann' or None")
+    if detrend not in (None, "constant", "linear"):
+        raise ValueError(
+            f"power_spectrum: detrend={detrend!r}; expected 'constant', 'linear' or None"
+        )
+    dims = (dims[0], dims[1])
+    (dy, dx) = spacing if spacing is not None else grid_spacing(field, dims)
+    missing = [d for d in dims if d not in field.dims]
+    if missing:
+        raise ValueError(
+            f"power_spectrum: field has dims {tuple(field.dims)}, expected the spatial dims "
+            f"{dims}; pass dims=(y_dim, x_dim)"
+        )
+    shape = (field.sizes[dims[0]], field.sizes[dims[1]])
+    _, wavenumber, _ = kernels.radial_bins(shape, (dy, dx))
+    with np.errstate(divide="ignore"):
+        wavelength = 1.0 / wavenumber
+
+    def one(da: xr.DataArray) -> xr.DataArray:
+        check_numeric(da, "field")
+        if not all(d in da.dims for d in dims):
+            raise ValueError(
+                f"power_spectrum: variable {var_name(da)!r} has dims {da.dims}, expected "
+                f"both {dims}; drop it or select it out"
+            )
+        da = single_chunk(da, list(dims), "power_spectrum")
+        spec = xr.apply_ufunc(
+            kernels.power_spectrum,
+            da,
+            input_core_dims=[list(dims)],
+            output_core_dims=[["wavenumber"]],
+            exclude_dims=set(dims),
+            kwargs={"spacing": (dy, dx), "window": window, "detrend": detrend},
+            dask="parallelized",
+            output_dtypes=[np.float64],
+            dask_gufunc_kwargs={"output_sizes": {"wavenumber": wavenumber.size}},
+        )
+        units = da.attrs.get("units")
+        attrs = {"long_name": "power spectral density"}
+        if units is not None:
+            attrs["units"] = f"({units})**2 m"
+        return spec.assign_attrs(attrs)
+
+    coords = {
+        "wavenumber": ("wavenumber", wavenumber, {"units": "m-1", "long_name": "wavenumber"}),
+        "wavelength": ("wavenumber", wavelength, {"units": "m", "long_name": "wavelength"}),
+    }
+    if isinstance(field, xr.DataArray):
+        return one(field).assign_coords(coords)
+    return xr.Dataset({name: one(da) for name, da in field.data_vars.items()}).assign_coords(coords)
