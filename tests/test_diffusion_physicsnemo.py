@@ -49,10 +49,13 @@ def _load(name: str) -> dict[str, torch.Tensor]:
         return {k: torch.from_numpy(data[k]) for k in data.files}
 
 
-def rel_err(ours: torch.Tensor, theirs: torch.Tensor) -> float:
-    """max |ours - theirs| / max |theirs|."""
+def rel_err(ours: torch.Tensor, theirs: torch.Tensor, label: str | None = None) -> float:
+    """max |ours - theirs| / max |theirs|; printed (``pytest -s``) when ``label`` is given."""
     theirs = theirs.to(ours.dtype)
-    return float((ours - theirs).abs().max() / theirs.abs().max())
+    err = float((ours - theirs).abs().max() / theirs.abs().max())
+    if label is not None:
+        print(f"\nphysicsnemo-equality case={label} max_rel_err={err:.2e}")
+    return err
 
 
 def from_grid_rows(t: torch.Tensor, grid: PatchGrid, batch: int) -> torch.Tensor:
@@ -90,7 +93,10 @@ def test_euler_matches_deterministic_sampler(sampler_data, patched) -> None:
     )  # fmt: skip
     theirs = sampler_data["euler_patch" if patched else "euler_whole"]
     assert ours.dtype == theirs.dtype == torch.float64
-    assert rel_err(ours, theirs) <= 1e-5
+    assert (
+        rel_err(ours, theirs, f"euler-vs-deterministic_sampler[{'patch' if patched else 'whole'}]")
+        <= 1e-5
+    )
 
 
 @pytest.mark.parametrize("patched", [False, True], ids=["whole", "patch"])
@@ -105,7 +111,10 @@ def test_heun_matches_stochastic_sampler(sampler_data, patched) -> None:
     )  # fmt: skip
     theirs = sampler_data["heun_patch" if patched else "heun_whole"]
     assert ours.dtype == theirs.dtype == torch.float32
-    assert rel_err(ours, theirs) <= 1e-5
+    assert (
+        rel_err(ours, theirs, f"heun-vs-stochastic_sampler[{'patch' if patched else 'whole'}]")
+        <= 1e-5
+    )
 
 
 def test_patched_and_whole_samples_differ(sampler_data) -> None:
@@ -134,7 +143,7 @@ def test_fold_matches_grid_patching_fuse(patch_data, case) -> None:
     patch, overlap, boundary = GRID_CASES[case]
     grid = PatchGrid(DOMAIN, patch, overlap, boundary=boundary, layout="reflect")
     noisy = from_grid_rows(patch_data[f"{case}_noisy"], grid, BATCH)
-    assert rel_err(grid.fold(noisy), patch_data[f"{case}_fuse"]) <= 1e-6
+    assert rel_err(grid.fold(noisy), patch_data[f"{case}_fuse"], f"fold-vs-fuse[{case}]") <= 1e-6
     assert torch.equal(grid.fold(grid.unfold(patch_data["x"])), patch_data["x"])
     assert rel_err(patch_data[f"{case}_roundtrip"], patch_data["x"]) <= 1e-6
 
@@ -153,7 +162,7 @@ def test_regression_loss_matches(loss_data) -> None:
     reg = ToyRegression(C_OUT, C_LR, seed=11)
     with torch.no_grad():
         ours = regression_loss(reg, loss_data["y"], loss_data["img_lr"])
-    assert rel_err(ours, loss_data["regression_loss"]) <= 1e-6
+    assert rel_err(ours, loss_data["regression_loss"], "RegressionLoss") <= 1e-6
 
 
 def test_residual_loss_matches_whole_domain(loss_data) -> None:
@@ -167,7 +176,7 @@ def test_residual_loss_matches_whole_domain(loss_data) -> None:
             sigma=(loss_data["residual_whole_rnd"] * 1.2 + 0.0).exp(),
             noise=loss_data["residual_whole_eps"],
         )  # fmt: skip
-    assert rel_err(ours, loss_data["residual_whole"]) <= 1e-5
+    assert rel_err(ours, loss_data["residual_whole"], "ResidualLoss[whole]") <= 1e-5
 
 
 def test_residual_loss_matches_random_patches(loss_data) -> None:
@@ -185,4 +194,4 @@ def test_residual_loss_matches_random_patches(loss_data) -> None:
         )  # fmt: skip
     theirs = from_patch_major(loss_data["residual_patch"], num, BATCH)
     assert ours.shape == (BATCH * num, C_OUT, *PATCH)
-    assert rel_err(ours, theirs) <= 1e-5
+    assert rel_err(ours, theirs, "ResidualLoss[patches]") <= 1e-5
