@@ -54,15 +54,15 @@ variable                units       how it is made
                                     × ``exp(-h_LR / 2500 m)``
 ``hr.t2m``              K           interp(``lr.t2m``) − 6.5 K/km × (h − h_LR) + land-sea contrast
                                     (sign follows ``lr.t2m``) + Gaussian noise (``k^-3``, std
-                                    0.3-1.6 K: larger over land and in calm air)
+                                    0.15-0.7 K: larger over land and in calm air)
 ``hr.u10m``/``v10m``    m s-1       interp(``lr.u10m``/``v10m``): speed-up over unresolved crests
                                     and open sea, deflected along slopes + turbulence with a
-                                    ``k^-5/3`` energy spectrum, std ``0.2 + (0.1 to 0.2) |U|``
+                                    ``k^-5/3`` energy spectrum, std ``0.2 + (0.04 to 0.08) |U|``
 ``hr.precip``           mm h-1      convective cells: ``p0 expm1(0.7 (ξ - θ))`` where the Gaussian
                                     cell field ``ξ > θ`` (8 km Matérn), else 0; θ falls and p0
                                     rises with ``tcwv`` and with orographic lift (upslope wind)
 ``orography``           m           ridge (random orientation, 1.5-2.5 km) + fractal terrain
-                                    (``k^-3.6``), 0 over sea
+                                    (``k^-2.8``: ~120 m below the LR scale), 0 over sea
 ``land_sea_mask``       1           1 where ridge + fractal terrain is above a sea level that
                                     leaves 25 % of the HR domain sea
 ======================  ==========  ==============================================================

@@ -105,12 +105,12 @@ def _terrain(
     undulation = 0.7 + 0.3 * np.cos(2 * np.pi * along / wavelength + phase)
     ridge = height * undulation * np.exp(-0.5 * (across / width) ** 2)
 
-    # Fractal terrain: power-law spectrum k^-3.6 (rolled off beyond 300 km), 400 m std.
+    # Fractal terrain: power-law spectrum k^-2.8 (rolled off beyond 300 km), 400 m std.
     shape = (fields.fft_size(ny, ny // 4 + 8), fields.fft_size(nx, nx // 4 + 8))
     amp = fields.spectral_amplitude(
         shape,
         (spec.grid_spacing, spec.grid_spacing),
-        lambda k: (k**2 + (1 / 300e3) ** 2) ** -1.8,
+        lambda k: (k**2 + (1 / 300e3) ** 2) ** -1.4,
     )
     white = fields.generator(spec.domain_seed, fields.STREAM_TERRAIN).standard_normal(shape)
     fractal = 400.0 * fields.synthesize(white, amp)[:ny, :nx].astype(np.float64)

@@ -40,8 +40,8 @@ class PhysicsParams:
     land_sea_contrast: float = 2.0  # K, land warmer (colder) than sea in warm (cold) weather
     contrast_temperature: float = 283.0  # K
     contrast_width: float = 8.0  # K
-    t2m_noise_sea: float = 0.3  # K
-    t2m_noise_land: float = 0.5  # K, added over land
+    t2m_noise_sea: float = 0.15  # K
+    t2m_noise_land: float = 0.2  # K, added over land
     calm_speed: float = 4.0  # m s-1: t2m noise doubles in calm conditions
     ridge_speedup: float = 0.3
     ridge_height_scale: float = 400.0  # m
@@ -49,8 +49,8 @@ class PhysicsParams:
     deflection: float = 0.6
     deflection_slope: float = 0.05  # m m-1
     turbulence_floor: float = 0.2  # m s-1
-    turbulence_sea: float = 0.10  # per m s-1 of mean wind
-    turbulence_land: float = 0.10  # per m s-1 of mean wind, added over land
+    turbulence_sea: float = 0.04  # per m s-1 of mean wind
+    turbulence_land: float = 0.04  # per m s-1 of mean wind, added over land
     precip_threshold: float = 1.3  # theta at tcwv = precip_tcwv and no lift
     precip_tcwv: float = 15.0  # kg m-2
     threshold_tcwv_scale: float = 10.0  # kg m-2
