@@ -6,6 +6,7 @@ State_dict-compatible with PhysicsNeMo 2.2.2, so its CorrDiff checkpoints load w
 
 from __future__ import annotations
 
+from .compile import maybe_compile, set_channels_last
 from .physicsnemo import CheckpointError, load_physicsnemo
 from .precond import (
     CorrDiffRegressionUNet,
@@ -26,4 +27,6 @@ __all__ = [
     "UNet",
     "edm_scalings",
     "load_physicsnemo",
+    "maybe_compile",
+    "set_channels_last",
 ]

@@ -313,10 +313,8 @@ class GroupNorm(torch.nn.Module):
         else:
             n = x.numel() // (x.shape[0] * self.num_groups)
             ratio = (n - 1) / n if n > 1 else 1.0
-            x = F.group_norm(x, self.num_groups, None, None, self.eps * ratio)
-            x = torch.addcmul(
-                bias.reshape(1, -1, 1, 1), x, (weight * math.sqrt(ratio)).reshape(1, -1, 1, 1)
-            )
+            # The affine map (scale folded with sqrt(ratio)) inside the fused kernel: one pass.
+            x = F.group_norm(x, self.num_groups, weight * math.sqrt(ratio), bias, self.eps * ratio)
         if self.act is not None:
             x = _ACTIVATIONS[self.act](x)
         return x
@@ -500,7 +498,12 @@ class UNetAttention(torch.nn.Module):
         qkv = self.qkv(self.norm(x)).reshape(batch, self.num_heads, head_dim, 3, -1)
         q, k, v = qkv.permute(3, 0, 1, 4, 2).unbind(0)  # each (batch, heads, pixels, head_dim)
         attn = F.scaled_dot_product_attention(q, k, v, scale=1 / math.sqrt(head_dim))
-        attn = attn.transpose(-1, -2).reshape(x.shape)
+        if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            # Keep the NHWC layout: (batch, heads, pixels, head_dim) is already pixel-major.
+            attn = attn.permute(0, 2, 1, 3).reshape(batch, *x.shape[2:], channels)
+            attn = attn.permute(0, 3, 1, 2)
+        else:
+            attn = attn.transpose(-1, -2).reshape(x.shape)
         return self.proj(attn) + x
 
 

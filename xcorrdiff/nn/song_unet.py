@@ -149,6 +149,11 @@ class SongUNet(torch.nn.Module):
     ----------
     config : dict
         JSON-serialisable constructor arguments: ``SongUNet(**net.config)`` rebuilds it.
+    channels_last : bool
+        Run in channels-last (NHWC) memory layout end to end: the input is converted on
+        entry and every layer keeps the layout (default False; set it with
+        :func:`xcorrdiff.nn.compile.set_channels_last`, which also converts the weights).
+        Not a constructor argument, so checkpoints and ``config`` are unaffected.
 
     Examples
     --------
@@ -157,6 +162,8 @@ class SongUNet(torch.nn.Module):
     >>> net(torch.zeros(1, 3, 16, 16), torch.zeros(1)).shape
     torch.Size([1, 2, 16, 16])
     """
+
+    channels_last: bool = False
 
     def __init__(
         self,
@@ -404,7 +411,7 @@ class SongUNet(torch.nn.Module):
             On a wrong rank, channel count, spatial size or label shape.
         """
         self._check_input(x, noise_labels)
-        if self.use_apex_gn and x.is_cuda:
+        if self.channels_last or (self.use_apex_gn and x.is_cuda):
             x = x.contiguous(memory_format=torch.channels_last)
         emb = self._embedding(x, noise_labels, class_labels, augment_labels)
 
