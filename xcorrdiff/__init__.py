@@ -12,17 +12,27 @@ import importlib
 from typing import Any
 
 from xcorrdiff import accessor as _accessor  # noqa: F401  (registers .corrdiff)
+from xcorrdiff.options import get_options, set_options
 
 __version__ = "0.1.0.dev0"
 
-_SUBMODULES = ("data", "diffusion", "nn", "plot", "tutorial", "verify")
+_SUBMODULES = ("data", "diffusion", "downscale", "nn", "plot", "train", "tutorial", "verify")
 
-__all__ = ["__version__", *_SUBMODULES]
+# Public names loaded on first access: {name: module}.
+_LAZY_ATTRS = {
+    "TrainConfig": "xcorrdiff.config",
+    "CorrDiffModel": "xcorrdiff.model",
+    "load_model": "xcorrdiff.model",
+}
+
+__all__ = ["__version__", "get_options", "set_options", *_SUBMODULES, *_LAZY_ATTRS]
 
 
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
         return importlib.import_module(f"xcorrdiff.{name}")
+    if name in _LAZY_ATTRS:
+        return getattr(importlib.import_module(_LAZY_ATTRS[name]), name)
     raise AttributeError(f"module 'xcorrdiff' has no attribute {name!r}")
 
 

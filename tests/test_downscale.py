@@ -1,0 +1,345 @@
+"""downscale(): output layout, metadata, reproducibility, members, single time, errors.
+
+Tiny random-weight networks (a few thousand parameters) on a 32×48 synthetic domain.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+import xcorrdiff
+from xcorrdiff.config import NetworkConfig, SamplerConfig, TrainConfig
+from xcorrdiff.data.normalize import Normalizer
+from xcorrdiff.downscale import downscale, member_seed
+from xcorrdiff.model import CorrDiffModel
+from xcorrdiff.prepare import VariableSpec, grid_of, static_fields
+from xcorrdiff.train import build_diffusion, build_regression
+
+HR_SHAPE = (32, 48)
+INPUTS = ("t2m", "u10m", "tcwv")
+OUTPUTS = ("t2m", "u10m")
+
+
+@functools.lru_cache(maxsize=1)
+def _synthetic() -> tuple[xr.Dataset, xr.Dataset]:
+    return xcorrdiff.tutorial.make_synthetic(n_times=6, hr_shape=HR_SHAPE, factor=4, seed=3)
+
+
+def tiny_data(n_times: int = 6) -> tuple[xr.Dataset, xr.Dataset]:
+    """LR inputs ``(time, lat, lon)`` and HR truth ``(time, y, x)`` of the toy atmosphere."""
+    lr, hr = _synthetic()
+    return lr[list(INPUTS)].isel(time=slice(n_times)), hr.isel(time=slice(n_times))
+
+
+def _perturb(net: torch.nn.Module, seed: int, scale: float = 0.05) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g))
+    return net.eval()
+
+
+@functools.lru_cache(maxsize=4)
+def tiny_model(global_lowres: bool = True, hr_mean: bool = True) -> CorrDiffModel:
+    """A random-weight CorrDiff model on the toy atmosphere's 32×48 HR grid."""
+    lr, hr = _synthetic()
+    net = {"model_channels": 4, "channel_mult": (1, 2), "num_blocks": 1}
+    cfg = TrainConfig(
+        regression=NetworkConfig(**net, embedding_type="zero"),
+        diffusion=NetworkConfig(**net),
+        patch_shape=(16, 16),
+        hr_mean_conditioning=hr_mean,
+    )
+    invariants = static_fields(hr)
+    n_in = len(INPUTS) + len(invariants.data_vars)
+    torch.manual_seed(0)
+    regression = build_regression(cfg, shape=HR_SHAPE, in_channels=n_in, out_channels=2)
+    diffusion = build_diffusion(cfg, shape=HR_SHAPE, in_channels=n_in, out_channels=2)
+    if not global_lowres:  # a network whose condition lacks the whole-domain channels
+        kwargs = dict(diffusion.config)
+        kwargs["img_in_channels"] -= n_in
+        diffusion = type(diffusion)(**kwargs)
+
+    def stats(ds: xr.Dataset, names: list[str]) -> dict[str, dict[str, float]]:
+        return {n: {"mean": float(ds[n].mean()), "std": float(ds[n].std()) + 1e-3} for n in names}
+
+    return CorrDiffModel(
+        regression=_perturb(regression, 1),
+        diffusion=_perturb(diffusion, 2),
+        input_variables=[VariableSpec(name=n, units=lr[n].attrs["units"]) for n in INPUTS],
+        output_variables=[
+            VariableSpec(name=n, units=hr[n].attrs["units"], long_name=hr[n].attrs["long_name"])
+            for n in OUTPUTS
+        ],
+        grid=grid_of(hr[list(OUTPUTS)]),
+        invariants=invariants,
+        input_normalizer=Normalizer.from_stats(
+            {**stats(lr, list(INPUTS)), **stats(invariants, list(invariants.data_vars))}
+        ),
+        output_normalizer=Normalizer.from_stats(stats(hr, list(OUTPUTS))),
+        sampler=SamplerConfig(num_steps=4),
+        conditioning={"hr_mean": hr_mean, "global_lowres": global_lowres},
+    )
+
+
+@pytest.fixture(scope="module")
+def model() -> CorrDiffModel:
+    return tiny_model()
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_model().save(tmp_path_factory.mktemp("model") / "tiny")
+
+
+def _run(lr: xr.Dataset, model: CorrDiffModel | Path, **kw: object) -> xr.Dataset:
+    kw = {"n_ensemble": 3, "num_steps": 3, "device": "cpu", **kw}
+    return downscale(lr, model, **kw)  # type: ignore[arg-type]
+
+
+# --- layout and metadata ------------------------------------------------------------------
+
+
+def test_output_layout_coords_attrs(model: CorrDiffModel) -> None:
+    lr, hr = tiny_data(3)
+    ens = lr.corrdiff.downscale(model, n_ensemble=3, num_steps=3, seed=5, return_mean=True)
+    assert set(ens.data_vars) == {"t2m", "u10m", "t2m_mean", "u10m_mean"}
+    assert ens["t2m"].dims == ("member", "time", "y", "x")
+    assert ens["t2m_mean"].dims == ("time", "y", "x")
+    assert dict(ens.sizes) == {"member": 3, "time": 3, "y": 32, "x": 48}
+    assert ens["t2m"].dtype == np.float32
+    np.testing.assert_array_equal(ens["time"].values, lr["time"].values)
+    for name in ("y", "x", "lat", "lon"):
+        np.testing.assert_array_equal(ens[name].values, hr[name].values)
+    assert ens["lat"].dims == ("y", "x")
+    assert ens["t2m"].attrs["units"] == "K"
+    assert ens["u10m"].attrs["units"] == "m s-1"
+    assert ens["t2m"].attrs["long_name"] == hr["t2m"].attrs["long_name"]
+    assert ens["t2m"].attrs.get("grid_mapping") == "crs"
+    assert ens.attrs["sampler"] == "euler" and ens.attrs["num_steps"] == 3
+    assert ens.attrs["seed"] == 5
+    assert ens.attrs["xcorrdiff_version"] == xcorrdiff.__version__
+    assert ens.attrs["model_hash"].startswith("sha256:") and len(ens.attrs["model_hash"]) == 71
+    assert np.isfinite(ens["t2m"].values).all()
+    # Denormalized: physical temperatures; members differ; the mean is shared by members.
+    assert 200 < float(ens["t2m"].mean()) < 330
+    assert float(ens["t2m"].std("member").mean()) > 0
+    expected = model.regression_mean(lr)
+    np.testing.assert_allclose(ens["t2m_mean"].values, expected["t2m"].values, rtol=1e-5)
+
+
+def test_regression_mean_shared_by_members(model: CorrDiffModel) -> None:
+    """Residual = sample - mean; with the mean computed once, members differ only in r."""
+    lr, _ = tiny_data(2)
+    calls = []
+    original = model.regression.forward
+
+    def counting(*args: object, **kw: object) -> torch.Tensor:
+        calls.append(args[0].shape[0])  # type: ignore[union-attr]
+        return original(*args, **kw)  # type: ignore[arg-type]
+
+    model.regression.forward = counting  # type: ignore[method-assign]
+    try:
+        _run(lr, model, n_ensemble=5, member_batch_size=2)
+    finally:
+        del model.regression.forward
+    assert sum(calls) == 2  # once per time, not per member
+
+
+def test_single_time_without_time_dim(model: CorrDiffModel) -> None:
+    lr, _ = tiny_data(2)
+    one = _run(lr.isel(time=1), model, seed=2)
+    assert one["t2m"].dims == ("member", "y", "x")
+    assert one["time"].values == lr["time"].values[1]
+    both = _run(lr, model, seed=2)
+    np.testing.assert_allclose(one["t2m"].values, both["t2m"].isel(time=1).values, atol=1e-4)
+
+
+def test_heun_with_churn_differs_from_euler_and_is_finite(model: CorrDiffModel) -> None:
+    lr, _ = tiny_data(1)
+    euler = _run(lr, model, sampler="euler")
+    heun = _run(lr, model, sampler="heun")
+    assert heun.attrs["sampler"] == "heun" and heun.attrs["s_churn"] == pytest.approx(0.3)
+    assert np.isfinite(heun["t2m"].values).all()
+    assert not np.allclose(euler["t2m"].values, heun["t2m"].values)
+
+
+def test_default_steps_from_model_or_sampler(model: CorrDiffModel) -> None:
+    lr, _ = tiny_data(1)
+    ens = downscale(lr, model, n_ensemble=1, device="cpu", sampler="euler")
+    assert ens.attrs["num_steps"] == 4 and ens.attrs["s_churn"] == 0.0  # the model's default
+    ens = downscale(lr, model, n_ensemble=1, device="cpu", sampler="heun")
+    assert ens.attrs["num_steps"] == 18 and ens.attrs["s_churn"] == pytest.approx(1.8)
+
+
+@pytest.mark.parametrize(("global_lowres", "hr_mean"), [(False, True), (True, False)])
+def test_conditioning_variants(global_lowres: bool, hr_mean: bool) -> None:
+    lr, _ = tiny_data(1)
+    model = tiny_model(global_lowres=global_lowres, hr_mean=hr_mean)
+    whole = _run(lr, model)
+    patched = _run(lr, model, patch_shape=(16, 24), overlap=4)
+    assert np.isfinite(whole["t2m"].values).all() and np.isfinite(patched["t2m"].values).all()
+
+
+# --- randomness -----------------------------------------------------------------------------
+
+
+def test_member_seed_depends_on_seed_time_member_only() -> None:
+    seeds = {member_seed(s, k, m) for s in (0, 1) for k in (0, 2**63, 2**63 + 1) for m in (0, 1)}
+    assert len(seeds) == 12
+    assert member_seed(3, 2**63 + 21600 * 10**9, 7) == member_seed(3, 2**63 + 21600 * 10**9, 7)
+
+
+def test_same_seed_same_numbers_any_batching(model: CorrDiffModel) -> None:
+    """Rows are batched differently (1, 2, 6 per call): equal to float32 round-off.
+
+    CPU convolutions may sum in another order for another batch size, so the comparison is
+    to 1e-5 (normalized units), not bitwise.
+    """
+    lr, _ = tiny_data(2)
+    a = _run(lr, model, seed=7, member_batch_size=1)
+    b = _run(lr, model, seed=7, member_batch_size=2)
+    c = _run(lr, model, seed=7, member_batch_size=6)
+    for other in (b, c):
+        for name in OUTPUTS:
+            np.testing.assert_allclose(a[name].values, other[name].values, atol=1e-4, rtol=0)
+    d = _run(lr, model, seed=8, member_batch_size=2)
+    assert not np.allclose(a["t2m"].values, d["t2m"].values)
+
+
+def test_members_independent_of_ensemble_size_and_time_selection(model: CorrDiffModel) -> None:
+    lr, _ = tiny_data(3)
+    small = _run(lr, model, n_ensemble=2, member_batch_size=2)
+    large = _run(lr, model, n_ensemble=4, member_batch_size=2)
+    xr.testing.assert_allclose(small["t2m"], large["t2m"].isel(member=slice(2)), atol=1e-4)
+    # A time gets the same members whether computed alone or with others (time-stamp streams).
+    alone = _run(lr.isel(time=[2]), model, n_ensemble=2, member_batch_size=2)
+    xr.testing.assert_allclose(alone["t2m"], small["t2m"].isel(time=[2]), atol=1e-4)
+    # Different times get different noise.
+    r0 = small["t2m"] - small["t2m"].mean("member")
+    assert not np.allclose(r0.isel(time=0).values, r0.isel(time=1).values)
+
+
+def test_members_are_distinct_samples(model: CorrDiffModel) -> None:
+    lr, _ = tiny_data(1)
+    ens = _run(lr, model, n_ensemble=4)
+    values = ens["u10m"].values.reshape(4, -1)
+    corr = np.corrcoef(values - values.mean(axis=0))
+    assert np.all(np.abs(corr[~np.eye(4, dtype=bool)]) < 0.9)
+
+
+# --- options and model resolution --------------------------------------------------------
+
+
+def test_model_from_options_and_path(model: CorrDiffModel, saved_model: Path) -> None:
+    lr, _ = tiny_data(1)
+    direct = _run(lr, model)
+    with xcorrdiff.set_options(model=model):
+        from_options = downscale(lr, n_ensemble=3, num_steps=3, device="cpu")
+    np.testing.assert_array_equal(direct["t2m"].values, from_options["t2m"].values)
+    with xcorrdiff.set_options(model=str(saved_model)):
+        from_path = lr.corrdiff.downscale(n_ensemble=3, num_steps=3, device="cpu")
+    np.testing.assert_allclose(direct["t2m"].values, from_path["t2m"].values, atol=1e-5)
+    assert from_path.attrs["model_id"] == str(saved_model.resolve())
+    assert xcorrdiff.get_options()["model"] is None
+
+
+def test_no_model_says_how_to_pass_one() -> None:
+    lr, _ = tiny_data(1)
+    with pytest.raises(ValueError, match=r"pass model=.*set_options\(model="):
+        lr.corrdiff.downscale(n_ensemble=2)
+
+
+def test_regression_only_model_is_rejected(model: CorrDiffModel) -> None:
+    lr, _ = tiny_data(1)
+    reg_only = CorrDiffModel(
+        regression=model.regression,
+        diffusion=None,
+        input_variables=model.input_variables,
+        output_variables=model.output_variables,
+        grid=model.grid,
+        invariants=model.invariants,
+        input_normalizer=model.input_normalizer,
+        output_normalizer=model.output_normalizer,
+    )
+    with pytest.raises(ValueError, match="no diffusion network"):
+        _run(lr, reg_only)
+
+
+# --- bad input ----------------------------------------------------------------------------
+
+
+def test_missing_variables_are_listed(model: CorrDiffModel) -> None:
+    lr, _ = tiny_data(1)
+    with pytest.raises(KeyError, match=r"lacks the model's input variables \['u10m', 'tcwv'\]"):
+        _run(lr.drop_vars(["u10m", "tcwv"]), model)
+
+
+def test_units_are_converted_or_rejected(model: CorrDiffModel) -> None:
+    lr, _ = tiny_data(1)
+    celsius = lr.assign(t2m=(lr["t2m"] - 273.15).assign_attrs(units="degC"))
+    a = _run(lr, model)
+    b = _run(celsius, model)
+    np.testing.assert_allclose(a["t2m"].values, b["t2m"].values, atol=1e-3)
+    bad = lr.assign(t2m=lr["t2m"].assign_attrs(units="m s-1"))
+    with pytest.raises(ValueError, match="t2m"):
+        _run(bad, model)
+
+
+def test_grid_that_does_not_cover_the_domain(model: CorrDiffModel) -> None:
+    lr, _ = tiny_data(1)
+    with pytest.raises(ValueError, match="outside the source domain"):
+        _run(lr.isel(lat=slice(0, 4)), model)
+
+
+def test_nan_in_input_names_variable_and_count(model: CorrDiffModel) -> None:
+    lr, _ = tiny_data(2)
+    bad = lr.copy(deep=True)
+    bad["u10m"][1, 2, 3:6] = np.nan
+    with pytest.raises(ValueError, match=r"lr variable 'u10m' has 3 NaN/inf values"):
+        _run(bad, model)
+    lazy = bad.chunk(time=1)
+    out = _run(lazy, model)  # lazy input: detected when computed, variable named
+    with pytest.raises(ValueError, match=r"NaN/inf values after regridding.*'u10m'"):
+        out.compute()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n_ensemble": 0}, r"n_ensemble=0 is invalid; expected an integer >= 1"),
+        ({"num_steps": 0}, r"num_steps=0 is invalid"),
+        ({"sampler": "ddim"}, r"sampler='ddim' is invalid; expected one of \['euler', 'heun'\]"),
+        ({"s_churn": -1.0}, r"s_churn=-1.0 is invalid"),
+        ({"member_batch_size": 0}, r"member_batch_size=0 is invalid"),
+        ({"patch_shape": (64, 16)}, r"larger than the model's HR grid \(32, 48\)"),
+        ({"patch_shape": (15, 16)}, r"divisible by 2"),
+        ({"patch_shape": (16, 16), "overlap": 16}, r"overlap=16 must be smaller"),
+        ({"overlap": 4}, r"overlap=4 needs patch_shape"),
+        ({"dtype": "bfloat16"}, r"needs a CUDA device"),
+        ({"dtype": "int8"}, r"dtype='int8' is invalid"),
+        ({"seed": -1}, r"seed=-1 is invalid"),
+    ],
+)
+def test_bad_arguments(model: CorrDiffModel, kwargs: dict[str, object], match: str) -> None:
+    lr, _ = tiny_data(1)
+    with pytest.raises(ValueError, match=match):
+        _run(lr, model, **kwargs)
+
+
+def test_input_not_a_dataset(model: CorrDiffModel) -> None:
+    lr, _ = tiny_data(1)
+    with pytest.raises(TypeError, match=r"lr must be an xarray\.Dataset"):
+        downscale(lr["t2m"], model)  # type: ignore[arg-type]
+
+
+def test_heun_default_churn_constant() -> None:
+    assert pytest.approx(1.8) == xcorrdiff.downscale.DEFAULT_HEUN_CHURN * 18
+    assert math.isclose(xcorrdiff.downscale.DEFAULT_STEPS["euler"], 12)

@@ -1,0 +1,243 @@
+"""The per-chunk work of the inference pipeline: random streams, regression, sampling.
+
+These functions run inside dask tasks on numpy blocks of normalized data; everything they
+need besides the model travels in a small frozen :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from xcorrdiff.diffusion import PatchGrid, edm_sigmas, euler, heun
+from xcorrdiff.inference.handles import ModelRef, model_on
+from xcorrdiff.model import CorrDiffModel
+from xcorrdiff.nn import SongUNetPosEmbd
+
+__all__ = ["DTYPES", "Settings", "mean_block", "member_seed", "sample_block", "time_keys"]
+
+DTYPES = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def time_keys(times: np.ndarray | None, n: int) -> np.ndarray:
+    """Non-negative 64-bit keys of the time stamps (0 without a time coordinate)."""
+    if times is None:
+        return np.zeros(n, dtype=np.uint64)
+    values = np.asarray(times)
+    if np.issubdtype(values.dtype, np.datetime64) or np.issubdtype(values.dtype, np.timedelta64):
+        ns = values.astype("datetime64[ns]" if values.dtype.kind == "M" else "timedelta64[ns]")
+        return (ns.astype(np.int64).astype(np.uint64) + np.uint64(2**63)).astype(np.uint64)
+    if np.issubdtype(values.dtype, np.number):
+        return values.astype(np.float64).view(np.uint64).copy()
+    keys = [
+        int.from_bytes(hashlib.sha256(str(v).encode()).digest()[:8], "little") for v in values
+    ]  # cftime and other objects
+    return np.asarray(keys, dtype=np.uint64)
+
+
+def member_seed(seed: int, time_key: int, member: int) -> int:
+    """The 64-bit seed of one member's random stream at one time.
+
+    Parameters
+    ----------
+    seed : int
+        User seed (>= 0).
+    time_key : int
+        64-bit key of the time stamp (nanoseconds since 1970 plus 2**63 for datetimes).
+    member : int
+        Member index (>= 0).
+
+    Returns
+    -------
+    int
+        ``np.random.SeedSequence([seed, time_key >> 32, time_key & 0xFFFFFFFF, member])``'s
+        first 64-bit state word.
+
+    Examples
+    --------
+    >>> member_seed(0, 2**63, 0) == member_seed(0, 2**63, 0) != member_seed(0, 2**63, 1)
+    True
+    """
+    key = int(time_key)
+    sequence = np.random.SeedSequence([int(seed), key >> 32, key & 0xFFFFFFFF, int(member)])
+    return int(sequence.generate_state(1, dtype=np.uint64)[0])
+
+
+# --- settings and the per-block work ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a block needs besides the model (small and picklable)."""
+
+    sampler: str
+    num_steps: int
+    s_churn: float
+    sigma_min: float
+    sigma_max: float
+    rho: float
+    seed: int
+    n_ensemble: int
+    member_batch_size: int
+    patch_shape: tuple[int, int] | None
+    overlap: int
+    device: str
+    dtype: str
+    condition_variables: tuple[str, ...]
+    n_outputs: int
+
+
+def _autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager[Any]:
+    if dtype == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=DTYPES[dtype])
+
+
+class _Denoiser:
+    """The diffusion network in the sampler's call convention, with the model's condition.
+
+    Drops the whole-domain low-res channels the samplers append to patches when the model
+    was trained without them, passes ``embedding_selector`` only to networks with a
+    positional embedding, and runs under autocast for reduced precision.
+    """
+
+    def __init__(
+        self, net: torch.nn.Module, *, keep_channels: int | None, device: torch.device, dtype: str
+    ) -> None:
+        self.net = net
+        self.keep_channels = keep_channels
+        self.device = device
+        self.dtype = dtype
+        self.img_out_channels: int = net.img_out_channels  # type: ignore[assignment]
+        self.sigma_min = float(getattr(net, "sigma_min", 0.0))
+        self.sigma_max = float(getattr(net, "sigma_max", math.inf))
+        self.round_sigma = getattr(net, "round_sigma", None)
+        self.positional = isinstance(getattr(net, "model", None), SongUNetPosEmbd)
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        condition: torch.Tensor,
+        sigma: torch.Tensor,
+        embedding_selector: Any = None,
+    ) -> torch.Tensor:
+        if self.keep_channels is not None:
+            condition = condition[:, : self.keep_channels]
+        kwargs = {}
+        if embedding_selector is not None and self.positional:
+            kwargs["embedding_selector"] = embedding_selector
+        with _autocast(self.device, self.dtype):
+            out = self.net(x.float(), condition.float(), sigma.float(), **kwargs)
+        return out.float()
+
+
+def _check_finite(condition: np.ndarray, names: Sequence[str]) -> None:
+    finite = np.isfinite(condition)
+    if finite.all():
+        return
+    counts = (~finite).sum(axis=(0, 2, 3))
+    bad = {name: int(c) for name, c in zip(names, counts, strict=True) if c}
+    raise ValueError(
+        f"the input has NaN/inf values after regridding onto the HR grid: {bad} (variable: "
+        "count); fill them (e.g. ds.interpolate_na) or drop those times before downscaling"
+    )
+
+
+def _batches(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def mean_block(condition: np.ndarray, ref: ModelRef, settings: Settings) -> np.ndarray:
+    """Regression mean μ ``(time, C_out, y, x)`` of a block of normalized conditions."""
+    _check_finite(condition, settings.condition_variables)
+    device = torch.device(settings.device)
+    model = model_on(ref, device)
+    out = np.empty((condition.shape[0], settings.n_outputs, *condition.shape[2:]), np.float32)
+    with torch.inference_mode():
+        for rows in _batches(condition.shape[0], settings.member_batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(condition[rows], np.float32)).to(device)
+            zeros = x.new_zeros((x.shape[0], settings.n_outputs, *x.shape[2:]))
+            with _autocast(device, settings.dtype):
+                mean = model.regression(zeros, x)
+            out[rows] = mean.float().cpu().numpy()
+    return out
+
+
+def _patch_grid(model: CorrDiffModel, settings: Settings) -> PatchGrid | None:
+    if settings.patch_shape is not None:
+        return PatchGrid(model.shape, settings.patch_shape, settings.overlap, blend="taper")
+    if model.conditioning.get("global_lowres", True):
+        # One whole-domain patch: the sampler appends the (identity-resized) global input.
+        return PatchGrid(model.shape, model.shape, 0)
+    return None
+
+
+def sample_block(
+    condition: np.ndarray,
+    mean: np.ndarray,
+    time_keys: np.ndarray,
+    ref: ModelRef,
+    settings: Settings,
+) -> np.ndarray:
+    """Samples ``μ + residual``, ``(member, time, C_out, y, x)``, normalized."""
+    device = torch.device(settings.device)
+    model = model_on(ref, device)
+    assert model.diffusion is not None  # checked by downscale
+    n_times, n_members = condition.shape[0], settings.n_ensemble
+    n_cond, n_out = condition.shape[1], settings.n_outputs
+    hr_mean = bool(model.conditioning.get("hr_mean", True))
+    grid = _patch_grid(model, settings)
+    keep = None
+    if grid is not None and not model.conditioning.get("global_lowres", True):
+        keep = n_cond + (n_out if hr_mean else 0)
+    net = _Denoiser(model.diffusion, keep_channels=keep, device=device, dtype=settings.dtype)
+    sigmas = edm_sigmas(
+        settings.num_steps,
+        sigma_min=settings.sigma_min,
+        sigma_max=settings.sigma_max,
+        rho=settings.rho,
+        net=net,
+        device=device,
+    )
+    sample = euler if settings.sampler == "euler" else heun
+    rows = [(t, m) for t in range(n_times) for m in range(n_members)]
+    out = np.empty((n_members, n_times, n_out, *condition.shape[2:]), np.float32)
+    cond_t = torch.from_numpy(np.ascontiguousarray(condition, np.float32)).to(device)
+    mean_t = torch.from_numpy(np.ascontiguousarray(mean, np.float32)).to(device)
+    with torch.inference_mode():
+        for batch in _batches(len(rows), settings.member_batch_size):
+            times = torch.tensor([t for t, _ in rows[batch]], device=device)
+            generators = [
+                torch.Generator(device=device).manual_seed(
+                    member_seed(settings.seed, int(time_keys[t]), m)
+                )
+                for t, m in rows[batch]
+            ]
+            mu = mean_t[times]
+            residual = sample(
+                net,
+                cond_t[times],
+                sigmas,
+                generators=generators,
+                mean_hr=mu if hr_mean else None,
+                patching=grid,
+                s_churn=settings.s_churn,
+            )
+            values = (mu.to(residual.dtype) + residual).float().cpu().numpy()
+            for k, (t, m) in enumerate(rows[batch]):
+                out[m, t] = values[k]
+    return out

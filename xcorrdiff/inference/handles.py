@@ -1,0 +1,183 @@
+"""Model references for the inference pipeline, and the per-process model cache.
+
+A :class:`ModelRef` is what enters the dask graph (once, as a single key): the directory of
+a saved model plus the SHA-256 of its files, or an in-memory model. :func:`model_on` turns
+it into a model on a device, loading or moving it once per process and caching it by hash,
+so each dask worker loads a model once however many tasks use it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from xcorrdiff.model import CorrDiffModel, load_model, state_digest
+from xcorrdiff.options import OPTIONS
+
+__all__ = ["ModelRef", "cache_info", "get_model", "model_on", "resolve_model"]
+
+_CACHE_SIZE = 2
+
+
+def _file_digest(root: Path) -> str:
+    """SHA-256 of a model directory's config and weights (names and bytes)."""
+    digest = hashlib.sha256()
+    names = ["config.json", *sorted(p.name for p in root.glob("*.safetensors"))]
+    for name in names:
+        digest.update(name.encode())
+        with open(root / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _model_digest(model: CorrDiffModel) -> str:
+    """SHA-256 of an in-memory model: its configuration and both networks' weights."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(model.config_dict(), sort_keys=True, default=str).encode())
+    digest.update(state_digest(model.regression).encode())
+    if model.diffusion is not None:
+        digest.update(state_digest(model.diffusion).encode())
+    return digest.hexdigest()
+
+
+class ModelRef:
+    """A picklable reference to a model: a saved directory plus its content hash, or the
+    in-memory model itself (pickled with it when shipped to another process)."""
+
+    def __init__(self, *, digest: str, path: str | None, model: CorrDiffModel | None) -> None:
+        self.digest = digest
+        self.path = path
+        self.model = model
+
+    @property
+    def model_id(self) -> str:
+        return self.path if self.path is not None else "in-memory CorrDiffModel"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self.path is not None:
+            state["model"] = None  # other processes load it from the directory
+        return state
+
+    def __repr__(self) -> str:
+        return f"ModelRef({self.model_id!r}, digest={self.digest[:12]})"
+
+
+_CACHE: OrderedDict[tuple[str, str], CorrDiffModel] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_LOADS = {"loads": 0}
+
+
+def cache_info() -> dict[str, int]:
+    """Model loads from disk in this process, and models held in its cache.
+
+    Returns
+    -------
+    dict
+        ``{"loads": int, "cached": int}``.
+    """
+    with _CACHE_LOCK:
+        return {"loads": _LOADS["loads"], "cached": len(_CACHE)}
+
+
+def _on_device(net: torch.nn.Module, device: torch.device) -> bool:
+    param = next(net.parameters(), None)
+    return param is None or param.device == device
+
+
+def model_on(ref: ModelRef, device: torch.device) -> CorrDiffModel:
+    """The referenced model on ``device``, loaded or moved once per process."""
+    key = (ref.digest, str(device))
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+        if ref.model is None:
+            if ref.path is None:
+                raise RuntimeError("model reference holds neither a model nor a path")
+            model = load_model(ref.path, device=device)
+            _LOADS["loads"] += 1
+        elif _on_device(ref.model.regression, device) and (
+            ref.model.diffusion is None or _on_device(ref.model.diffusion, device)
+        ):
+            model = ref.model
+        else:
+            model = copy.copy(ref.model)  # the caller's model stays where it is
+            model.regression = copy.deepcopy(ref.model.regression).to(device)
+            if ref.model.diffusion is not None:
+                model.diffusion = copy.deepcopy(ref.model.diffusion).to(device)
+        _CACHE[key] = model
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+        return model
+
+
+def resolve_model(model: CorrDiffModel | str | os.PathLike[str] | None) -> ModelRef:
+    """A reference to ``model``, or to ``xcorrdiff.set_options(model=...)`` when ``None``.
+
+    Parameters
+    ----------
+    model : CorrDiffModel, path-like or None
+        A model, or the directory of a saved one (:meth:`CorrDiffModel.save`).
+
+    Raises
+    ------
+    ValueError
+        No model given and none set in the options.
+    FileNotFoundError
+        A path that is not a saved model directory.
+    TypeError
+        Anything else.
+    """
+    if model is None:
+        model = OPTIONS["model"]
+    if model is None:
+        raise ValueError(
+            "no model: pass model= (a CorrDiffModel or the directory of a saved one, e.g. "
+            "lr.corrdiff.downscale(model=xcorrdiff.load_model('model_dir'))), or set a "
+            "default with xcorrdiff.set_options(model='model_dir')"
+        )
+    if isinstance(model, CorrDiffModel):
+        return ModelRef(digest=_model_digest(model), path=None, model=model)
+    if isinstance(model, (str, os.PathLike)):
+        root = Path(model).expanduser().resolve()
+        if not (root / "config.json").is_file():
+            raise FileNotFoundError(
+                f"model={os.fspath(model)!r} is not a saved CorrDiff model directory (no "
+                "config.json); expected a directory written by CorrDiffModel.save"
+            )
+        return ModelRef(digest=_file_digest(root), path=os.fspath(root), model=None)
+    raise TypeError(
+        f"model={model!r} is invalid; expected a CorrDiffModel or the path of a saved model "
+        "directory"
+    )
+
+
+def get_model(
+    model: CorrDiffModel | str | os.PathLike[str] | None = None,
+    *,
+    device: str | torch.device = "cpu",
+) -> CorrDiffModel:
+    """The model :func:`downscale` would use, loaded once per process and cached.
+
+    Parameters
+    ----------
+    model : CorrDiffModel, path-like or None
+        As for :func:`resolve_model` (``None``: the model of :func:`xcorrdiff.set_options`).
+    device : str or torch.device, default "cpu"
+        Where its networks should be.
+
+    Returns
+    -------
+    CorrDiffModel
+    """
+    return model_on(resolve_model(model), torch.device(device))

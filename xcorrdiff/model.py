@@ -1,0 +1,624 @@
+"""The CorrDiff model bundle: networks, variables, grids, normalization, sampler defaults.
+
+A :class:`CorrDiffModel` is saved as a directory::
+
+    model_dir/
+      config.json              variables (units, long names), invariants, grids, normalization,
+                               network constructor arguments, sampler defaults, version,
+                               training provenance
+      regression.safetensors   regression UNet weights
+      diffusion.safetensors    residual diffusion weights (absent for a regression-only model)
+      grid_hr.nc               HR grid coordinates (netCDF)
+      grid_input.nc            input grid coordinates (optional)
+      invariants.nc            invariant fields on the HR grid (optional)
+
+Nothing pickled is read back: weights are safetensors, the rest JSON and netCDF, and the
+network classes come from a fixed table. :meth:`CorrDiffModel.save` writes into a temporary
+directory next to the target and renames it into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from safetensors.torch import load_file, save_file
+
+from xcorrdiff.config import SamplerConfig
+from xcorrdiff.data.convert import array_to_dataset, dataset_to_array, to_tensor
+from xcorrdiff.data.normalize import Normalizer
+from xcorrdiff.nn.physicsnemo import SUPPORTED_CLASSES, load_physicsnemo
+from xcorrdiff.prepare import VariableSpec, prepare_condition
+
+__all__ = ["CorrDiffModel", "load_model"]
+
+FORMAT = "xcorrdiff-model"
+FORMAT_VERSION = 1
+
+# Units of the variable names used by Earth2Studio/NGC CorrDiff packages (which carry none).
+_E2S_UNITS = {
+    **{f"{c}{lev}": "m s-1" for c in ("u", "v") for lev in (250, 500, 700, 850, 925, 1000)},
+    **{f"z{lev}": "m2 s-2" for lev in (250, 500, 700, 850, 925, 1000)},
+    **{f"t{lev}": "K" for lev in (250, 500, 700, 850, 925, 1000)},
+    "u10m": "m s-1",
+    "v10m": "m s-1",
+    "u100m": "m s-1",
+    "v100m": "m s-1",
+    "t2m": "K",
+    "d2m": "K",
+    "tcwv": "kg m-2",
+    "sp": "Pa",
+    "msl": "Pa",
+}
+
+
+def _version() -> str:
+    from xcorrdiff import __version__
+
+    return __version__
+
+
+def _network_entry(net: torch.nn.Module) -> dict[str, Any]:
+    name = type(net).__name__
+    if SUPPORTED_CLASSES.get(name) is not type(net):
+        raise TypeError(
+            f"network of class {name} cannot be stored in a CorrDiffModel; expected one of "
+            f"{sorted(SUPPORTED_CLASSES)}"
+        )
+    config = getattr(net, "config", None)
+    if not isinstance(config, Mapping):
+        raise TypeError(f"network {name} has no constructor arguments in .config")
+    return {"class": name, "kwargs": dict(config)}
+
+
+def _build_network(entry: Mapping[str, Any], *, role: str) -> torch.nn.Module:
+    name = entry.get("class")
+    if name not in SUPPORTED_CLASSES:
+        raise ValueError(
+            f"config.json: the {role} network class {name!r} is not supported; expected one "
+            f"of {sorted(SUPPORTED_CLASSES)}"
+        )
+    return SUPPORTED_CLASSES[name](**entry["kwargs"])
+
+
+def _state_tensors(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A state dict safetensors can store (no shared storage, contiguous, on the CPU)."""
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
+
+
+def state_digest(net: torch.nn.Module) -> str:
+    """SHA-256 of a network's state dict (names, dtypes, shapes and bytes)."""
+    digest = hashlib.sha256()
+    for key, value in sorted(net.state_dict().items()):
+        tensor = value.detach().to("cpu")
+        digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        flat = tensor.reshape(-1).clone()  # C order, stride 1, whatever the memory format
+        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    return digest.hexdigest()
+
+
+def _clean_attrs(ds: xr.Dataset) -> xr.Dataset:
+    """Drop attributes netCDF cannot store (None, nested mappings)."""
+    ds = ds.copy()
+
+    def ok(value: Any) -> bool:
+        return isinstance(value, (str, int, float, np.number, np.ndarray, list, tuple))
+
+    ds.attrs = {k: v for k, v in ds.attrs.items() if ok(v)}
+    for name in ds.variables:
+        ds[name].attrs = {k: v for k, v in ds[name].attrs.items() if ok(v)}
+        ds[name].encoding = {}
+    return ds
+
+
+def _write_netcdf(ds: xr.Dataset, path: Path) -> None:
+    _clean_attrs(ds).to_netcdf(path)
+
+
+def _read_netcdf(path: Path) -> xr.Dataset:
+    with xr.open_dataset(path) as ds:
+        return ds.load()
+
+
+class CorrDiffModel:
+    """A trained (or imported) CorrDiff model: two networks plus everything to use them.
+
+    Parameters
+    ----------
+    regression : torch.nn.Module
+        Regression UNet (:class:`xcorrdiff.nn.UNet`) predicting the conditional mean μ.
+    diffusion : torch.nn.Module or None
+        Residual denoiser (:class:`xcorrdiff.nn.EDMPrecondSuperResolution`); ``None`` for a
+        model whose diffusion stage is not trained yet.
+    input_variables : sequence of VariableSpec
+        Inputs read from the LR data, in channel order, with the units the model uses.
+    output_variables : sequence of VariableSpec
+        Outputs, in channel order.
+    grid : xarray.Dataset
+        HR grid coordinates (``y``, ``x`` and ``lat``/``lon``).
+    grid_dims : (str, str), default ("y", "x")
+        Row and column dimensions of ``grid``.
+    input_grid : xarray.Dataset, optional
+        Grid of the training inputs (informative; any rectilinear LR grid is regridded).
+    invariants : xarray.Dataset, optional
+        Static fields on the HR grid, appended to the inputs (physical units).
+    input_normalizer, output_normalizer : Normalizer
+        Statistics of inputs plus invariants, and of outputs.
+    sampler : SamplerConfig, optional
+        Default sampler settings.
+    conditioning : mapping, optional
+        How the diffusion condition is assembled: ``{"hr_mean": bool,
+        "global_lowres": bool}``. ``global_lowres`` appends the whole-domain input resized
+        to the patch (PhysicsNeMo's patch-based conditioning, ``C_hr + 2 C_lr`` channels).
+    regrid_method : str, default "bilinear"
+        Interpolation of the inputs onto the HR grid.
+    provenance : mapping, optional
+        Free-form JSON-able record (training configuration, data, durations...).
+    """
+
+    def __init__(
+        self,
+        *,
+        regression: torch.nn.Module,
+        diffusion: torch.nn.Module | None,
+        input_variables: Sequence[VariableSpec],
+        output_variables: Sequence[VariableSpec],
+        grid: xr.Dataset,
+        grid_dims: tuple[str, str] = ("y", "x"),
+        input_grid: xr.Dataset | None = None,
+        invariants: xr.Dataset | None = None,
+        input_normalizer: Normalizer,
+        output_normalizer: Normalizer,
+        sampler: SamplerConfig | None = None,
+        conditioning: Mapping[str, bool] | None = None,
+        regrid_method: str = "bilinear",
+        provenance: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.regression = regression.eval()
+        self.diffusion = diffusion.eval() if diffusion is not None else None
+        self.input_variables = tuple(input_variables)
+        self.output_variables = tuple(output_variables)
+        self.grid = grid
+        self.grid_dims = (str(grid_dims[0]), str(grid_dims[1]))
+        self.input_grid = input_grid
+        self.invariants = invariants if invariants is not None and invariants.data_vars else None
+        self.input_normalizer = input_normalizer
+        self.output_normalizer = output_normalizer
+        self.sampler = sampler if sampler is not None else SamplerConfig()
+        self.conditioning = dict(conditioning or {"hr_mean": True, "global_lowres": True})
+        self.regrid_method = regrid_method
+        self.provenance = dict(provenance or {})
+        self._validate()
+
+    def _validate(self) -> None:
+        for dim in self.grid_dims:
+            if dim not in self.grid.dims:
+                raise ValueError(
+                    f"grid_dims={self.grid_dims!r} are not dimensions of the grid, which has "
+                    f"{[str(d) for d in self.grid.dims]}"
+                )
+        missing = [name for name in self.condition_variables if name not in self.input_normalizer]
+        if missing:
+            raise ValueError(
+                f"input_normalizer has no statistics for {missing}; it covers "
+                f"{list(self.input_normalizer.variables)}"
+            )
+        missing = [v.name for v in self.output_variables if v.name not in self.output_normalizer]
+        if missing:
+            raise ValueError(
+                f"output_normalizer has no statistics for {missing}; it covers "
+                f"{list(self.output_normalizer.variables)}"
+            )
+        n_in = len(self.condition_variables)
+        grid_channels = int(getattr(self.regression, "grid_channels", 0))
+        expected = getattr(self.regression, "img_in_channels", n_in + grid_channels)
+        if expected != n_in + grid_channels:
+            raise ValueError(
+                f"the regression network takes {expected} input channels but the model has "
+                f"{n_in} condition variables {list(self.condition_variables)} plus "
+                f"{grid_channels} grid channels"
+            )
+
+    # --- description ----------------------------------------------------------------------
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """Names of the input variables, in channel order."""
+        return tuple(v.name for v in self.input_variables)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Names of the output variables, in channel order."""
+        return tuple(v.name for v in self.output_variables)
+
+    @property
+    def invariant_names(self) -> tuple[str, ...]:
+        """Names of the invariants, in channel order (after the inputs)."""
+        return tuple(map(str, self.invariants.data_vars)) if self.invariants is not None else ()
+
+    @property
+    def condition_variables(self) -> tuple[str, ...]:
+        """Channels of the network condition: inputs, then invariants."""
+        return (*self.input_names, *self.invariant_names)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """HR grid shape ``(y, x)``."""
+        return (int(self.grid.sizes[self.grid_dims[0]]), int(self.grid.sizes[self.grid_dims[1]]))
+
+    def __repr__(self) -> str:
+        stage = "regression + diffusion" if self.diffusion is not None else "regression only"
+        return (
+            f"<CorrDiffModel ({stage}) inputs={list(self.input_names)} "
+            f"invariants={list(self.invariant_names)} outputs={list(self.output_names)} "
+            f"grid={self.shape}>"
+        )
+
+    # --- use ------------------------------------------------------------------------------
+
+    def prepare(self, lr: xr.Dataset) -> xr.Dataset:
+        """Normalized network condition on the HR grid (the step training used).
+
+        See :func:`xcorrdiff.prepare.prepare_condition`.
+        """
+        return prepare_condition(
+            lr,
+            input_variables=self.input_variables,
+            grid=self.grid,
+            invariants=self.invariants,
+            normalizer=self.input_normalizer,
+            grid_dims=self.grid_dims,
+            regrid_method=self.regrid_method,  # type: ignore[arg-type]
+        )
+
+    def regression_mean(self, lr: xr.Dataset, *, batch_size: int = 8) -> xr.Dataset:
+        """The regression network's conditional mean μ, in physical units on the HR grid.
+
+        Parameters
+        ----------
+        lr : xarray.Dataset
+            Low-resolution inputs (loaded into memory batch by batch).
+        batch_size : int, default 8
+            Times per forward pass.
+
+        Returns
+        -------
+        xarray.Dataset
+            The output variables on ``(time, y, x)`` with their units.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r} is invalid; expected an integer >= 1")
+        condition = self.prepare(lr)
+        array = dataset_to_array(
+            condition, list(self.condition_variables), dims=("time", *self.grid_dims)
+        )
+        device = next(self.regression.parameters()).device
+        n_out = len(self.output_variables)
+        chunks = []
+        with torch.no_grad():
+            for start in range(0, array.shape[0], batch_size):
+                block = np.asarray(array[start : start + batch_size])
+                x = to_tensor(block, device=device)
+                zeros = x.new_zeros((x.shape[0], n_out, *x.shape[2:]))
+                chunks.append(self.regression(zeros, x).cpu().numpy())
+        mean = np.concatenate(chunks, axis=0) if chunks else np.zeros((0, n_out, *self.shape))
+        out = array_to_dataset(
+            mean,
+            list(self.output_names),
+            coords={"time": condition["time"], **dict(self.grid.coords.items())},
+            attrs={
+                v.name: {"units": v.units, "long_name": v.long_name} for v in self.output_variables
+            },
+            dims=("time", *self.grid_dims),
+        )
+        return self.output_normalizer.denormalize(out)
+
+    def to(self, device: str | torch.device) -> CorrDiffModel:
+        """Move both networks to ``device`` (in place); returns ``self``."""
+        self.regression.to(device)
+        if self.diffusion is not None:
+            self.diffusion.to(device)
+        return self
+
+    # --- persistence ----------------------------------------------------------------------
+
+    def config_dict(self) -> dict[str, Any]:
+        """The content of ``config.json``."""
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "xcorrdiff_version": _version(),
+            "input_variables": [v.to_dict() for v in self.input_variables],
+            "output_variables": [v.to_dict() for v in self.output_variables],
+            "invariants": [
+                {
+                    "name": name,
+                    "units": str(self.invariants[name].attrs.get("units", "")),
+                    "long_name": str(self.invariants[name].attrs.get("long_name", "")),
+                }
+                for name in self.invariant_names
+            ]
+            if self.invariants is not None
+            else [],
+            "grid": {"file": "grid_hr.nc", "dims": list(self.grid_dims), "shape": list(self.shape)},
+            "input_grid": {"file": "grid_input.nc"} if self.input_grid is not None else None,
+            "normalization": {
+                "input": self.input_normalizer.to_dict(),
+                "output": self.output_normalizer.to_dict(),
+            },
+            "networks": {
+                "regression": _network_entry(self.regression),
+                "diffusion": _network_entry(self.diffusion) if self.diffusion is not None else None,
+            },
+            "conditioning": dict(self.conditioning),
+            "regrid_method": self.regrid_method,
+            "sampler": self.sampler.to_dict(),
+            "provenance": self.provenance,
+        }
+
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write the model directory atomically.
+
+        Parameters
+        ----------
+        path : path-like
+            Target directory.
+        overwrite : bool, default False
+            Replace an existing directory.
+
+        Returns
+        -------
+        pathlib.Path
+            ``path``.
+
+        Raises
+        ------
+        FileExistsError
+            ``path`` exists and ``overwrite`` is False.
+        """
+        target = Path(path)
+        if target.exists() and not overwrite:
+            raise FileExistsError(
+                f"path={os.fspath(target)!r} already exists; pass overwrite=True to replace it"
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+        try:
+            config = self.config_dict()
+            (tmp / "config.json").write_text(
+                json.dumps(config, indent=2, allow_nan=True), encoding="utf-8"
+            )
+            save_file(_state_tensors(self.regression), tmp / "regression.safetensors")
+            if self.diffusion is not None:
+                save_file(_state_tensors(self.diffusion), tmp / "diffusion.safetensors")
+            _write_netcdf(self.grid, tmp / "grid_hr.nc")
+            if self.input_grid is not None:
+                _write_netcdf(self.input_grid, tmp / "grid_input.nc")
+            if self.invariants is not None:
+                _write_netcdf(self.invariants, tmp / "invariants.nc")
+            os.chmod(tmp, 0o755)
+            if target.exists():
+                backup = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+                os.replace(target, backup)
+                os.replace(tmp, target)
+                shutil.rmtree(backup, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return target
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
+    ) -> CorrDiffModel:
+        """Read a directory written by :meth:`save`.
+
+        Raises
+        ------
+        FileNotFoundError
+            ``path`` or one of its files is missing.
+        ValueError
+            ``config.json`` is not an xcorrdiff model of a supported version.
+        """
+        root = Path(path)
+        config_path = root / "config.json"
+        if not config_path.is_file():
+            raise FileNotFoundError(
+                f"path={os.fspath(root)!r} is not a CorrDiff model directory (no config.json); "
+                "expected a directory written by CorrDiffModel.save"
+            )
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        if config.get("format") != FORMAT:
+            raise ValueError(
+                f"{os.fspath(config_path)!r} has format {config.get('format')!r}; expected "
+                f"{FORMAT!r}"
+            )
+        if config.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{os.fspath(config_path)!r} has format_version "
+                f"{config.get('format_version')!r}; this xcorrdiff reads version {FORMAT_VERSION}"
+            )
+        regression = _build_network(config["networks"]["regression"], role="regression")
+        regression.load_state_dict(load_file(root / "regression.safetensors"), strict=True)
+        diffusion = None
+        if config["networks"].get("diffusion") is not None:
+            diffusion = _build_network(config["networks"]["diffusion"], role="diffusion")
+            diffusion.load_state_dict(load_file(root / "diffusion.safetensors"), strict=True)
+        input_grid = None
+        if config.get("input_grid"):
+            input_grid = _read_netcdf(root / config["input_grid"]["file"])
+        invariants = _read_netcdf(root / "invariants.nc") if config.get("invariants") else None
+        if invariants is not None:
+            invariants = invariants[[v["name"] for v in config["invariants"]]]
+        model = cls(
+            regression=regression,
+            diffusion=diffusion,
+            input_variables=[VariableSpec.from_dict(v) for v in config["input_variables"]],
+            output_variables=[VariableSpec.from_dict(v) for v in config["output_variables"]],
+            grid=_read_netcdf(root / config["grid"]["file"]),
+            grid_dims=(str(config["grid"]["dims"][0]), str(config["grid"]["dims"][1])),
+            input_grid=input_grid,
+            invariants=invariants,
+            input_normalizer=Normalizer.from_dict(config["normalization"]["input"]),
+            output_normalizer=Normalizer.from_dict(config["normalization"]["output"]),
+            sampler=SamplerConfig.from_dict(config["sampler"]),
+            conditioning=config.get("conditioning"),
+            regrid_method=config.get("regrid_method", "bilinear"),
+            provenance=config.get("provenance"),
+        )
+        return model.to(device)
+
+    @classmethod
+    def from_earth2studio(
+        cls, package_dir: str | os.PathLike[str], *, device: str | torch.device = "cpu"
+    ) -> CorrDiffModel:
+        """Import an Earth2Studio / NGC CorrDiff package directory.
+
+        Parameters
+        ----------
+        package_dir : path-like
+            Directory with ``diffusion.mdlus``, ``regression.mdlus``, ``metadata.json``
+            (``input_variables``, ``output_variables``, optional ``invariant_variables``,
+            ``number_of_steps``, ``solver``, ``hr_mean_conditioning``, ``sigma_min``,
+            ``sigma_max``), ``stats.json`` (``input``/``output``/``invariants`` →
+            ``{variable: {"mean", "std"}}``), ``output_latlon_grid.nc`` (``lat``, ``lon``)
+            and optionally ``input_latlon_grid.nc`` and ``invariants.nc``.
+        device : str or torch.device, default "cpu"
+            Where the networks go.
+
+        Returns
+        -------
+        CorrDiffModel
+            Units of well-known Earth2Studio variable names are filled in (``t2m`` → K,
+            ``u10m`` → m s-1, ...); others are left empty (no conversion at prepare).
+
+        Raises
+        ------
+        FileNotFoundError
+            A required file is missing (the message lists them).
+        KeyError
+            ``stats.json`` lacks statistics for a variable.
+        """
+        root = Path(package_dir)
+        required = [
+            "diffusion.mdlus",
+            "regression.mdlus",
+            "metadata.json",
+            "stats.json",
+            "output_latlon_grid.nc",
+        ]
+        missing = [name for name in required if not (root / name).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"package_dir={os.fspath(root)!r} lacks {missing}; an Earth2Studio CorrDiff "
+                f"package holds {required} (plus optional input_latlon_grid.nc, invariants.nc)"
+            )
+        metadata = json.loads((root / "metadata.json").read_text(encoding="utf-8"))
+        stats = json.loads((root / "stats.json").read_text(encoding="utf-8"))
+        inputs = [str(v) for v in metadata["input_variables"]]
+        outputs = [str(v) for v in metadata["output_variables"]]
+
+        def section(name: str, variables: Sequence[str]) -> dict[Hashable, Any]:
+            table = stats.get(name, {})
+            absent = [v for v in variables if v not in table]
+            if absent:
+                raise KeyError(
+                    f"stats.json has no {name!r} statistics for {absent}; it has {sorted(table)}"
+                )
+            return {v: table[v] for v in variables}
+
+        invariants = None
+        if (root / "invariants.nc").is_file():
+            invariants = _read_netcdf(root / "invariants.nc")
+            names = metadata.get("invariant_variables") or list(map(str, invariants.data_vars))
+            invariants = invariants[names]
+        invariant_names = list(map(str, invariants.data_vars)) if invariants is not None else []
+        input_stats = section("input", inputs)
+        input_stats.update(section("invariants", invariant_names))
+
+        with xr.open_dataset(root / "output_latlon_grid.nc") as ds:
+            lat = np.asarray(ds["lat"].values)
+            lon = np.asarray(ds["lon"].values)
+        if lat.ndim == 1 and lon.ndim == 1:
+            lat, lon = np.meshgrid(lat, lon, indexing="ij")
+        grid = xr.Dataset(
+            coords={
+                "lat": (("y", "x"), lat, {"units": "degrees_north", "standard_name": "latitude"}),
+                "lon": (("y", "x"), lon, {"units": "degrees_east", "standard_name": "longitude"}),
+                "y": np.arange(lat.shape[0]),
+                "x": np.arange(lat.shape[1]),
+            }
+        )
+        if invariants is not None:
+            inv_dims = invariants[invariant_names[0]].dims[-2:]
+            invariants = invariants.reset_coords(drop=True)
+            invariants = invariants.drop_vars(list(invariants.indexes))
+            invariants = invariants.rename_dims(dict(zip(inv_dims, ("y", "x"), strict=True)))
+            invariants = invariants.assign_coords(grid.coords)
+        input_grid = None
+        if (root / "input_latlon_grid.nc").is_file():
+            input_grid = _read_netcdf(root / "input_latlon_grid.nc")
+
+        sampler = SamplerConfig(
+            sampler=metadata.get("solver", "euler"),
+            num_steps=int(metadata.get("number_of_steps", 18)),
+            sigma_min=float(metadata.get("sigma_min") or 0.002),
+            sigma_max=float(metadata.get("sigma_max") or 800.0),
+        )
+        regression = load_physicsnemo(root / "regression.mdlus")
+        diffusion = load_physicsnemo(root / "diffusion.mdlus")
+        hr_mean = bool(metadata.get("hr_mean_conditioning", True))
+        n_cond = len(inputs) + len(invariant_names)
+        expected_plain = n_cond + (len(outputs) if hr_mean else 0)
+        grid_channels = int(getattr(diffusion, "grid_channels", 0))
+        diffusion_in = int(getattr(diffusion, "img_in_channels", expected_plain + grid_channels))
+        global_lowres = diffusion_in - grid_channels == expected_plain + n_cond
+        return cls(
+            regression=regression,
+            diffusion=diffusion,
+            input_variables=[VariableSpec(name=v, units=_E2S_UNITS.get(v, "")) for v in inputs],
+            output_variables=[VariableSpec(name=v, units=_E2S_UNITS.get(v, "")) for v in outputs],
+            grid=grid,
+            input_grid=input_grid,
+            invariants=invariants,
+            input_normalizer=Normalizer.from_stats(input_stats),
+            output_normalizer=Normalizer.from_stats(section("output", outputs)),
+            sampler=sampler,
+            conditioning={"hr_mean": hr_mean, "global_lowres": global_lowres},
+            provenance={
+                "source": "earth2studio",
+                "package_dir": os.fspath(root.resolve()),
+                "metadata": metadata,
+            },
+        ).to(device)
+
+
+def load_model(
+    path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
+) -> CorrDiffModel:
+    """Load a model saved with :meth:`CorrDiffModel.save`.
+
+    Parameters
+    ----------
+    path : path-like
+        Model directory.
+    device : str or torch.device, default "cpu"
+        Where the networks go.
+
+    Returns
+    -------
+    CorrDiffModel
+    """
+    return CorrDiffModel.load(path, device=device)

@@ -1,0 +1,194 @@
+"""Checkpoint files without pickle: tensors in safetensors, everything else in JSON.
+
+A checkpoint is one ``.safetensors`` file. Its tensors hold the network, EMA and optimizer
+state and the RNG states; its header metadata holds one JSON document (``"xcorrdiff"``) with
+the rest: counters, the optimizer's hyperparameters, numpy and Python RNG states, the data
+position and the fingerprint of the model being trained. Nested Python structures are
+encoded with small tags so that tuples, non-string dict keys, numpy arrays and tensors come
+back exactly as they were (``decode(encode(x)) == x``).
+
+Files are written to a temporary name in the target directory and renamed with
+:func:`os.replace`, so a crash never leaves a half-written checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+__all__ = [
+    "capture_rng",
+    "decode",
+    "encode",
+    "read_checkpoint",
+    "restore_rng",
+    "write_checkpoint",
+]
+
+_META_KEY = "xcorrdiff"
+
+
+def encode(obj: Any, tensors: dict[str, torch.Tensor], prefix: str) -> Any:
+    """JSON-able form of ``obj``; tensors and arrays are moved into ``tensors``.
+
+    Parameters
+    ----------
+    obj : any
+        Nested dicts, lists, tuples, str, int, float, bool, None, numpy arrays and scalars,
+        torch tensors.
+    tensors : dict
+        Receives the tensors, keyed by ``prefix`` plus their path in ``obj``.
+    prefix : str
+        Key prefix, e.g. ``"optimizer"``.
+
+    Returns
+    -------
+    any
+        A JSON-serialisable structure, decoded by :func:`decode`.
+    """
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj.detach().cpu().contiguous().clone()
+        return {"__tensor__": prefix}
+    if isinstance(obj, np.ndarray):
+        tensors[prefix] = torch.from_numpy(np.ascontiguousarray(obj).copy())
+        return {"__ndarray__": prefix}
+    if isinstance(obj, np.generic):
+        return encode(obj.item(), tensors, prefix)
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj) and not any(k.startswith("__") for k in obj):
+            return {k: encode(v, tensors, f"{prefix}.{k}") for k, v in obj.items()}
+        return {
+            "__items__": [
+                [encode(k, tensors, f"{prefix}.k{i}"), encode(v, tensors, f"{prefix}.{i}")]
+                for i, (k, v) in enumerate(obj.items())
+            ]
+        }
+    if isinstance(obj, tuple):
+        return {"__tuple__": [encode(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [encode(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(
+        f"cannot store {type(obj).__name__} at {prefix!r} in a checkpoint; expected tensors, "
+        "arrays, numbers, strings and nested dicts/lists/tuples of them"
+    )
+
+
+def decode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Inverse of :func:`encode`."""
+    if isinstance(obj, list):
+        return [decode(v, tensors) for v in obj]
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        if "__ndarray__" in obj:
+            return tensors[obj["__ndarray__"]].numpy()
+        if "__tuple__" in obj:
+            return tuple(decode(v, tensors) for v in obj["__tuple__"])
+        if "__items__" in obj:
+            return {decode(k, tensors): decode(v, tensors) for k, v in obj["__items__"]}
+        return {k: decode(v, tensors) for k, v in obj.items()}
+    return obj
+
+
+Generators = Mapping[str, "torch.Generator | np.random.Generator"]
+
+
+def _generator_state(g: torch.Generator | np.random.Generator) -> Any:
+    if isinstance(g, np.random.Generator):
+        return g.bit_generator.state
+    return g.get_state()
+
+
+def capture_rng(generators: Generators | None = None) -> dict[str, Any]:
+    """Every random state that training consumes: torch (CPU, CUDA), numpy, Python, generators."""
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        # The global numpy state is saved because user code and libraries may draw from it.
+        "numpy": np.random.get_state(legacy=False),  # noqa: NPY002
+        "python": random.getstate(),
+        "generators": {name: _generator_state(g) for name, g in (generators or {}).items()},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any], generators: Generators | None = None) -> None:
+    """Restore what :func:`capture_rng` captured (generators are restored in place)."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    saved = state.get("generators", {})
+    for name, g in (generators or {}).items():
+        if name not in saved:
+            raise ValueError(
+                f"the checkpoint has no state for random generator {name!r}; it holds "
+                f"{sorted(saved)}"
+            )
+        if isinstance(g, np.random.Generator):
+            g.bit_generator.state = saved[name]
+        else:
+            g.set_state(saved[name])
+
+
+def write_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
+    """Write ``state`` (see :func:`encode`) atomically to a safetensors file.
+
+    Parameters
+    ----------
+    path : path-like
+        Target file; its directory is created if needed.
+    state : dict
+        Nested checkpoint state.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {}
+    document = encode(state, tensors, "s")
+    metadata = {_META_KEY: json.dumps(document, allow_nan=True)}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a file written by :func:`write_checkpoint` (no pickle involved)."""
+    tensors: dict[str, torch.Tensor] = {}
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        metadata = f.metadata() or {}
+        for key in f.keys():  # noqa: SIM118  (safe_open has no __iter__)
+            tensors[key] = f.get_tensor(key)
+    if _META_KEY not in metadata:
+        raise ValueError(
+            f"{os.fspath(path)!r} is not an xcorrdiff training checkpoint (no {_META_KEY!r} "
+            "metadata); point checkpoint_dir at a directory of xcorrdiff checkpoints"
+        )
+    return dict(decode(json.loads(metadata[_META_KEY]), tensors))
