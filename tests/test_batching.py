@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from xcorrdiff.data.batching import PairedBatchStream, extract_sample_patches, split_times
 from xcorrdiff.data.convert import dataset_to_array
+from xcorrdiff.diffusion import extract_patches
 
 N_TIME, NY, NX = 24, 16, 12
 COND_VARS = ["u10", "v10", "orography"]
@@ -155,8 +156,11 @@ def test_extract_sample_patches_uses_each_samples_corners() -> None:
     assert patches.shape == (4, 1, 2, 2)
     torch.testing.assert_close(patches[1], x[0, :, 2:4, 3:5])
     torch.testing.assert_close(patches[3], x[1, :, 3:5, 4:6])
-    with pytest.raises(ValueError, match=r"offsets \(B, k, 2\) with the same B"):
+    assert torch.equal(patches, extract_patches(x, offsets, (2, 2)))
+    with pytest.raises(ValueError, match=r"need x of shape \(1, C, H, W\)"):
         extract_sample_patches(x, offsets[:1], (2, 2))
+    with pytest.raises(ValueError, match=r"offsets must have shape \(B, k, 2\)"):
+        extract_sample_patches(x, offsets[0], (2, 2))
 
 
 def test_dataarray_and_array_inputs() -> None:

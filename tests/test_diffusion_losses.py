@@ -140,6 +140,78 @@ def test_patched_call_convention() -> None:
     assert torch.equal(seen["emb"], extract_patches(full, offsets, (8, 10)))
 
 
+def _toy_patch_setup(batch: int = 3):
+    y, img_lr, mean = _data(batch=batch, shape=(20, 24))
+    net = ToyDenoiser(2, 2 + 2 * 3, (20, 24), seed=4)
+    return net, y, img_lr, mean
+
+
+def test_per_member_offsets_shared_equal_the_shared_form() -> None:
+    # (B, k, 2) corners that repeat one (k, 2) set give the (k, 2) loss, bit for bit.
+    net, y, img_lr, mean = _toy_patch_setup()
+    offsets = random_patch_offsets((20, 24), (8, 10), 4, torch.Generator().manual_seed(1))
+    shared = residual_loss(
+        net, y, img_lr, mean, offsets=offsets, patch_shape=(8, 10),
+        generator=torch.Generator().manual_seed(9),
+    )  # fmt: skip
+    per_member = residual_loss(
+        net, y, img_lr, mean, offsets=offsets.expand(3, -1, -1), patch_shape=(8, 10),
+        generator=torch.Generator().manual_seed(9),
+    )  # fmt: skip
+    assert per_member.shape == (3 * 4, 2, 8, 10)
+    assert torch.equal(per_member, shared)
+
+
+def test_per_member_offsets_rows_equal_each_member_alone() -> None:
+    # Row b * k + j: member b's residual, condition, global img_lr and positional grid, cut
+    # at member b's own corner j; the same as the loss of member b alone.
+    net, y, img_lr, mean = _toy_patch_setup()
+    k = 4
+    offsets = random_patch_offsets((20, 24), (8, 10), 3 * k, torch.Generator().manual_seed(2))
+    offsets = offsets.reshape(3, k, 2)
+    g = torch.Generator().manual_seed(3)
+    sigma = (torch.randn(3 * k, generator=g) * 1.2).exp()
+    noise = torch.randn(3 * k, 2, 8, 10, generator=g)
+    loss = residual_loss(
+        net, y, img_lr, mean, offsets=offsets, patch_shape=(8, 10), sigma=sigma, noise=noise
+    )
+    assert loss.shape == (3 * k, 2, 8, 10)
+    for b in range(3):
+        rows = slice(b * k, (b + 1) * k)
+        alone = residual_loss(
+            net, y[b : b + 1], img_lr[b : b + 1], mean[b : b + 1], offsets=offsets[b],
+            patch_shape=(8, 10), sigma=sigma[rows], noise=noise[rows],
+        )  # fmt: skip
+        torch.testing.assert_close(loss[rows], alone, rtol=1e-6, atol=1e-6)
+    # Not the shared-corner loss of member 0's corners.
+    shared = residual_loss(
+        net, y, img_lr, mean, offsets=offsets[0], patch_shape=(8, 10), sigma=sigma, noise=noise
+    )
+    assert not torch.allclose(loss[k:], shared[k:])
+
+
+def test_per_member_call_convention() -> None:
+    y, img_lr, mean = _data(shape=(20, 24))
+    offsets = torch.tensor([[[0, 0], [12, 14], [3, 7]], [[5, 1], [0, 14], [12, 0]]])
+    seen = {}
+
+    def net(x, condition, sigma, embedding_selector):
+        emb = torch.arange(20 * 24.0).reshape(1, 20, 24)
+        seen.update(condition=condition, emb=embedding_selector(emb))
+        return x
+
+    residual_loss(net, y, img_lr, mean, offsets=offsets, patch_shape=(8, 10))
+    assert seen["condition"].shape == (6, 2 + 3 + 3, 8, 10)
+    full = torch.arange(20 * 24.0).reshape(20, 24)
+    resized = torch.nn.functional.interpolate(img_lr, size=(8, 10), mode="bilinear")
+    for b in range(2):
+        for j, (oy, ox) in enumerate(offsets[b].tolist()):
+            row = b * 3 + j
+            assert torch.equal(seen["emb"][row, 0], full[oy : oy + 8, ox : ox + 10])
+            assert torch.equal(seen["condition"][row, :2], mean[b, :, oy : oy + 8, ox : ox + 10])
+            assert torch.equal(seen["condition"][row, 5:], resized[b])
+
+
 def test_losses_reject_bad_input() -> None:
     y, img_lr, mean = _data()
     net = Pointwise()
@@ -151,6 +223,9 @@ def test_losses_reject_bad_input() -> None:
         residual_loss(net, y, img_lr, mean[:, :1])
     with pytest.raises(ValueError, match="patch_shape is required with offsets"):
         residual_loss(net, y, img_lr, mean, offsets=torch.tensor([[0, 0]]))
+    with pytest.raises(ValueError, match=r"need x of shape \(3, C, H, W\)"):
+        residual_loss(net, y, img_lr, mean, offsets=torch.zeros(3, 1, 2, dtype=torch.long),
+                      patch_shape=(4, 4))  # fmt: skip
     with pytest.raises(ValueError, match="patch_shape is only used with offsets"):
         residual_loss(net, y, img_lr, mean, patch_shape=(4, 4))
     with pytest.raises(ValueError, match=r"sigma must hold 2 noise levels"):

@@ -126,6 +126,38 @@ def test_extract_patches_matches_slicing() -> None:
     assert torch.equal(single, out[4:8])
 
 
+def test_extract_patches_per_member_matches_slicing() -> None:
+    x = torch.randn(3, 2, 13, 17)
+    offsets = torch.tensor(
+        [[[0, 0], [5, 11], [9, 3]], [[9, 11], [0, 0], [4, 4]], [[1, 2], [1, 2], [7, 0]]]
+    )
+    out = extract_patches(x, offsets, (4, 6))
+    assert out.shape == (3 * 3, 2, 4, 6)
+    for b in range(3):
+        for j, (y, xx) in enumerate(offsets[b].tolist()):
+            assert torch.equal(out[b * 3 + j], x[b, :, y : y + 4, xx : xx + 6])
+    channels_last = x.contiguous(memory_format=torch.channels_last)
+    assert torch.equal(extract_patches(channels_last, offsets, (4, 6)), out)
+
+
+def test_extract_patches_shared_corners_equal_per_member_copies() -> None:
+    x = torch.randn(4, 3, 20, 24, dtype=torch.float64)
+    offsets = random_patch_offsets((20, 24), (8, 10), 5, torch.Generator().manual_seed(2))
+    shared = extract_patches(x, offsets, (8, 10))
+    assert torch.equal(extract_patches(x, offsets.expand(4, -1, -1), (8, 10)), shared)
+
+
+def test_extract_patches_per_member_gradient_is_a_scatter_add() -> None:
+    x = torch.randn(2, 1, 6, 7, requires_grad=True)
+    offsets = torch.tensor([[[0, 0], [1, 1]], [[2, 3], [2, 3]]])
+    extract_patches(x, offsets, (3, 3)).sum().backward()
+    expected = torch.zeros(2, 1, 6, 7)
+    for b in range(2):
+        for y, xx in offsets[b].tolist():
+            expected[b, :, y : y + 3, xx : xx + 3] += 1
+    assert x.grad is not None and torch.equal(x.grad, expected)
+
+
 def test_random_patch_offsets_in_range_and_reproducible() -> None:
     offsets = random_patch_offsets((10, 7), (8, 4), 400, torch.Generator().manual_seed(3))
     assert offsets.shape == (400, 2) and offsets.dtype == torch.long
@@ -185,6 +217,16 @@ def test_bad_tensors_rejected() -> None:
         extract_patches(torch.zeros(1, 1, 10, 10), torch.tensor([[3, 4]]), (8, 4))
     with pytest.raises(ValueError, match="integer tensor of shape"):
         extract_patches(torch.zeros(1, 1, 10, 10), torch.tensor([[0.0, 1.0]]), (4, 4))
+    with pytest.raises(ValueError, match=r"\(n, 2\) or \(batch, k, 2\)"):
+        extract_patches(
+            torch.zeros(1, 1, 10, 10), torch.zeros(1, 1, 1, 2, dtype=torch.long), (4, 4)
+        )
+    with pytest.raises(ValueError, match=r"need x of shape \(2, C, H, W\), got \(3, 1, 10, 10\)"):
+        extract_patches(torch.zeros(3, 1, 10, 10), torch.zeros(2, 1, 2, dtype=torch.long), (4, 4))
+    with pytest.raises(ValueError, match=r"need x of shape \(1, C, H, W\)"):
+        extract_patches(torch.zeros(1, 10, 10), torch.zeros(1, 1, 2, dtype=torch.long), (4, 4))
+    with pytest.raises(ValueError, match="outside the"):
+        extract_patches(torch.zeros(2, 1, 10, 10), torch.tensor([[[0, 0]], [[0, 7]]]), (4, 4))
     with pytest.raises(ValueError, match=r"patch_shape \(8, 11\) is larger"):
         random_patch_offsets((10, 10), (8, 11), 3)
     with pytest.raises(ValueError, match="n must be a positive int"):

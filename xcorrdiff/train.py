@@ -618,14 +618,13 @@ def fit_diffusion(
     def loss_fn(denoiser: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         b = _to_device(batch, device, config.channels_last)
         mean = mean_of(b["condition"])
-        # The loss cuts the same patches from every sample of the batch (as PhysicsNeMo).
-        offsets = b["offsets"][0]
+        # Each sample's own patch corners: batch_size * patches_per_sample distinct patches.
         return residual_loss(
             denoiser,
             b["target"],
             b["condition"],
             mean,
-            offsets=offsets,
+            offsets=b["offsets"],
             patch_shape=patch,
             hr_mean_conditioning=config.hr_mean_conditioning,
             generator=noise,
@@ -655,8 +654,8 @@ def fit_diffusion(
             ):
                 b = _to_device(batch, device, config.channels_last)
                 mean = mean_of(b["condition"])
-                offsets = b["offsets"][0]
-                n = b["target"].shape[0] * offsets.shape[0]
+                offsets = b["offsets"]
+                n = offsets.shape[0] * offsets.shape[1]
                 sigma = (
                     torch.randn((n,), generator=g, device=device) * config.P_std + config.P_mean
                 ).exp()

@@ -214,8 +214,9 @@ def extract_sample_patches(
 ) -> torch.Tensor:
     """Cut each sample's own patches, as laid out in a batch's ``"offsets"``.
 
-    Use it on the residual ``target - μ`` of the diffusion stage, with μ evaluated once per
-    time on the full domain.
+    A thin alias of :func:`~xcorrdiff.diffusion.patching.extract_patches` that only takes
+    per-sample ``(B, k, 2)`` corners; prefer ``extract_patches``, which also takes shared
+    ``(n, 2)`` ones.
 
     Parameters
     ----------
@@ -234,15 +235,16 @@ def extract_sample_patches(
     Raises
     ------
     ValueError
-        ``x`` is not 4-D, ``offsets`` not ``(B, k, 2)`` with the batch size of ``x``, or a
-        patch reaches outside the domain.
+        ``offsets`` is not ``(B, k, 2)`` with the batch size of ``x``, or a patch reaches
+        outside the domain.
     """
-    if x.ndim != 4 or offsets.ndim != 3 or offsets.shape[0] != x.shape[0] or offsets.shape[2] != 2:
+    if offsets.ndim != 3:
         raise ValueError(
-            f"x must be (B, C, H, W) and offsets (B, k, 2) with the same B; got x of shape "
-            f"{tuple(x.shape)} and offsets of shape {tuple(offsets.shape)}"
+            f"offsets must have shape (B, k, 2), one set of corners per sample, got shape "
+            f"{tuple(offsets.shape)}; use xcorrdiff.diffusion.extract_patches for shared "
+            "(n, 2) corners"
         )
-    return torch.cat([extract_patches(x[b], offsets[b], patch_shape) for b in range(x.shape[0])])
+    return extract_patches(x, offsets, patch_shape)
 
 
 # --- the stream --------------------------------------------------------------------------
@@ -599,7 +601,7 @@ class PairedBatchStream(IterableDataset[dict[str, torch.Tensor]]):
         batch["time_index"] = torch.from_numpy(batch_times.astype(np.int64))
         if self.return_patches:
             for key in ("condition", "target"):
-                batch[f"{key}_patches"] = extract_sample_patches(
+                batch[f"{key}_patches"] = extract_patches(
                     batch[key], batch["offsets"], self.patch_shape
                 )
         return batch

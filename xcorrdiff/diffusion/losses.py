@@ -102,10 +102,13 @@ def residual_loss(
     per sample by the caller and treated as a constant, so it can serve many patches.
 
     With ``offsets`` the loss is taken on patches: ``r`` and ``c`` are cut at the given
-    corners (the same patches for every member) and ``img_lr`` resized to the patch size is
-    appended to ``c`` (global low-res input, as PhysicsNeMo), so ``C_cond = C_hr + 2 C_lr``.
-    The network is then called with ``embedding_selector=``, a function mapping a
-    whole-domain positional embedding ``(N_pe, H, W)`` to the rows' patches.
+    corners — the same patches for every member (``(k, 2)``, as PhysicsNeMo) or each
+    member's own (``(batch, k, 2)``, so a batch covers ``batch * k`` distinct patches) — and
+    the member's ``img_lr`` resized to the patch size is appended to ``c`` of each of its
+    rows (global low-res input, as PhysicsNeMo), so ``C_cond = C_hr + 2 C_lr``. The network
+    is then called with ``embedding_selector=``, a function mapping a whole-domain
+    positional embedding ``(N_pe, H, W)`` to each row's own patch of it,
+    ``(batch * k, N_pe, ph, pw)``.
 
     The network is called as ``net(r + σε, c, σ[, embedding_selector=...])`` with ``σ`` of
     shape ``(n,)``. Equal to PhysicsNeMo's ``ResidualLoss`` for the same draws.
@@ -121,15 +124,18 @@ def residual_loss(
     mean : torch.Tensor
         Regression mean ``(batch, C_hr, H, W)`` (detached here).
     offsets : torch.Tensor, optional
-        ``(n_patches, 2)`` int top-left ``(y, x)`` corners (see
-        :func:`~xcorrdiff.diffusion.patching.random_patch_offsets`).
+        Int top-left ``(y, x)`` corners of the patches: ``(k, 2)`` shared by all members
+        (see :func:`~xcorrdiff.diffusion.patching.random_patch_offsets`), or
+        ``(batch, k, 2)``, member ``b``'s own (a ``PairedBatchStream`` batch's
+        ``"offsets"``). Rows are member-major: row ``b * k + j`` is patch ``j`` of
+        member ``b``.
     patch_shape : (int, int), optional
         Patch size ``(ph, pw)``; required with ``offsets``.
     hr_mean_conditioning : bool
         Prepend ``mean`` to the condition (CorrDiff's configurations do).
     sigma : torch.Tensor, optional
-        Noise levels, ``(n,)`` or ``(n, 1, 1, 1)`` with ``n = batch`` (``batch * n_patches``
-        with patches, member-major); drawn from ``generator`` when omitted.
+        Noise levels, ``(n,)`` or ``(n, 1, 1, 1)`` with ``n = batch`` (``batch * k`` with
+        patches, member-major); drawn from ``generator`` when omitted.
     noise : torch.Tensor, optional
         Unit-variance noise ``ε`` shaped like the (patched) residual; drawn from
         ``generator`` (after ``sigma``) when omitted.
@@ -144,13 +150,13 @@ def residual_loss(
     -------
     torch.Tensor
         Per-element loss ``(n, C_hr, h, w)``: ``(batch, C_hr, H, W)`` on the whole domain,
-        ``(batch * n_patches, C_hr, ph, pw)`` on patches.
+        ``(batch * k, C_hr, ph, pw)`` on patches.
 
     Raises
     ------
     ValueError
-        On inconsistent shapes, ``offsets`` without ``patch_shape``, or draws of the wrong
-        shape.
+        On inconsistent shapes (``(batch, k, 2)`` offsets of another batch size included),
+        ``offsets`` without ``patch_shape``, or draws of the wrong shape.
     """
     _check_pair(y, img_lr)
     if mean.shape != y.shape:
@@ -165,17 +171,23 @@ def residual_loss(
         where = offsets
         batch = y.shape[0]
         residual = extract_patches(residual, where, shape)
+        num = where.shape[-2]
         resized = F.interpolate(img_lr, size=shape, mode="bilinear")
         condition = torch.cat(
             [
                 extract_patches(condition, where, shape),
-                resized.repeat_interleave(where.shape[0], dim=0),
+                resized.repeat_interleave(num, dim=0),
             ],
             dim=1,
         )
-        net_kwargs["embedding_selector"] = lambda emb: extract_patches(
-            emb[None].expand(batch, -1, -1, -1), where, shape
-        )
+        if where.ndim == 3:
+            # Each row's own slice of the grid: (B, k, 2) corners flattened member-major.
+            rows = where.reshape(-1, 2)
+            net_kwargs["embedding_selector"] = lambda emb: extract_patches(emb, rows, shape)
+        else:
+            net_kwargs["embedding_selector"] = lambda emb: extract_patches(
+                emb[None].expand(batch, -1, -1, -1), where, shape
+            )
     elif patch_shape is not None:
         raise ValueError("patch_shape is only used with offsets; pass offsets or drop it")
 

@@ -3,7 +3,8 @@
 Two kinds of patches are used by CorrDiff (Mardani et al. 2025):
 
 * **Random training patches** — :func:`random_patch_offsets` draws top-left corners and
-  :func:`extract_patches` cuts them out of a batch, member by member.
+  :func:`extract_patches` cuts them out of a batch: the same corners for every member
+  (PhysicsNeMo), or each member its own.
 * **A fixed grid at generation** — :class:`PatchGrid` tiles an ``(H, W)`` domain with
   ``(ph, pw)`` patches that overlap by ``overlap`` pixels and cover every pixel, edges
   included. :meth:`PatchGrid.unfold` cuts a batch into patches and :meth:`PatchGrid.fold`
@@ -109,15 +110,17 @@ def random_patch_offsets(
 def extract_patches(
     x: torch.Tensor, offsets: torch.Tensor, patch_shape: Sequence[int]
 ) -> torch.Tensor:
-    """Cut the same patches out of every member of a batch.
+    """Cut patches out of a batch: the same corners for every member, or each its own.
 
     Parameters
     ----------
     x : torch.Tensor
-        Fields ``(batch, C, H, W)``, or a single field ``(C, H, W)``.
+        Fields ``(batch, C, H, W)``, or a single field ``(C, H, W)`` (shared corners only).
     offsets : torch.Tensor
-        Integer tensor ``(n, 2)`` of top-left ``(y, x)`` corners, e.g. from
-        :func:`random_patch_offsets`.
+        Integer top-left ``(y, x)`` corners: ``(n, 2)`` cut from every member (e.g. from
+        :func:`random_patch_offsets`), or ``(batch, k, 2)``, member ``b``'s own ``k``
+        corners (e.g. a :class:`~xcorrdiff.data.batching.PairedBatchStream` batch's
+        ``"offsets"``).
     patch_shape : (int, int)
         Patch size ``(ph, pw)``.
 
@@ -125,35 +128,55 @@ def extract_patches(
     -------
     torch.Tensor
         ``(batch * n, C, ph, pw)`` in member-major order (row ``b * n + i`` is patch ``i``
-        of member ``b``), or ``(n, C, ph, pw)`` for a 3-D ``x``.
+        of member ``b``; ``n = k`` for per-member corners), or ``(n, C, ph, pw)`` for a
+        3-D ``x``.
 
     Raises
     ------
     ValueError
-        If ``x`` is not 3-D or 4-D, ``offsets`` is not an integer ``(n, 2)`` tensor, or a
-        patch reaches outside the domain.
+        If ``x`` is not 3-D or 4-D, ``offsets`` is not an integer ``(n, 2)`` or
+        ``(batch, k, 2)`` tensor with the batch size of ``x``, or a patch reaches outside
+        the domain.
+
+    Examples
+    --------
+    >>> x = torch.arange(2 * 5 * 6.0).reshape(2, 1, 5, 6)
+    >>> offsets = torch.tensor([[[0, 0], [3, 4]], [[1, 2], [0, 4]]])  # (batch, k, 2)
+    >>> patches = extract_patches(x, offsets, (2, 2))
+    >>> patches.shape
+    torch.Size([4, 1, 2, 2])
+    >>> torch.equal(patches[3], x[1, :, 0:2, 4:6])
+    True
     """
     if x.ndim not in (3, 4):
         raise ValueError(
             f"x must have shape (batch, C, H, W) or (C, H, W), got shape {tuple(x.shape)}"
         )
     ph, pw = _pair("patch_shape", patch_shape)
-    if offsets.ndim != 2 or offsets.shape[1] != 2 or offsets.is_floating_point():
+    if offsets.ndim not in (2, 3) or offsets.shape[-1] != 2 or offsets.is_floating_point():
         raise ValueError(
-            f"offsets must be an integer tensor of shape (n, 2) with (y, x) corners, "
-            f"got dtype {offsets.dtype} and shape {tuple(offsets.shape)}"
+            f"offsets must be an integer tensor of shape (n, 2) or (batch, k, 2) with (y, x) "
+            f"corners, got dtype {offsets.dtype} and shape {tuple(offsets.shape)}"
+        )
+    if offsets.ndim == 3 and (x.ndim != 4 or offsets.shape[0] != x.shape[0]):
+        raise ValueError(
+            f"per-member offsets of shape {tuple(offsets.shape)} need x of shape "
+            f"({offsets.shape[0]}, C, H, W), got {tuple(x.shape)}; pass (n, 2) offsets to "
+            "cut the same patches from every member"
         )
     height, width = x.shape[-2:]
     offsets = offsets.to(device=x.device, dtype=torch.long)
     if offsets.numel() and (
         offsets.min() < 0
-        or int(offsets[:, 0].max()) + ph > height
-        or int(offsets[:, 1].max()) + pw > width
+        or int(offsets[..., 0].max()) + ph > height
+        or int(offsets[..., 1].max()) + pw > width
     ):
         raise ValueError(
             f"offsets put a {(ph, pw)} patch outside the {(height, width)} domain: "
             f"y must lie in [0, {height - ph}] and x in [0, {width - pw}]"
         )
+    if offsets.ndim == 3:
+        return _gather_per_member(x, offsets, (ph, pw))
     return _gather(x, offsets, (ph, pw))
 
 
@@ -167,6 +190,26 @@ def _gather(x: torch.Tensor, offsets: torch.Tensor, patch_shape: tuple[int, int]
         return patches.movedim(1, 0)
     batch, channels = x.shape[:2]
     return patches.movedim(2, 1).reshape(batch * offsets.shape[0], channels, ph, pw)
+
+
+def _gather_per_member(
+    x: torch.Tensor, offsets: torch.Tensor, patch_shape: tuple[int, int]
+) -> torch.Tensor:
+    """Per-member :func:`extract_patches`: ``x`` ``(B, C, H, W)``, ``offsets`` ``(B, k, 2)``.
+
+    One ``torch.gather`` over the flattened domain (its backward is a scatter-add of the
+    patch size, unlike indexing a strided window view).
+    """
+    ph, pw = patch_shape
+    batch, channels, height, width = x.shape
+    num = offsets.shape[1]
+    rows = offsets[..., :1] + torch.arange(ph, device=x.device)  # (B, k, ph)
+    cols = offsets[..., 1:] + torch.arange(pw, device=x.device)  # (B, k, pw)
+    flat = (rows[..., :, None] * width + cols[..., None, :]).reshape(batch, 1, -1)
+    patches = torch.gather(
+        x.reshape(batch, channels, height * width), 2, flat.expand(-1, channels, -1)
+    )  # (B, C, k * ph * pw)
+    return patches.reshape(batch, channels, num, ph, pw).movedim(2, 1).reshape(-1, channels, ph, pw)
 
 
 def _starts_shift(size: int, patch: int, overlap: int) -> list[int]:
