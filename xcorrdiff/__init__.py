@@ -23,6 +23,7 @@ _LAZY_ATTRS = {
     "TrainConfig": "xcorrdiff.config",
     "CorrDiffModel": "xcorrdiff.model",
     "load_model": "xcorrdiff.model",
+    "downscale_to_zarr": "xcorrdiff.downscale",
 }
 
 __all__ = ["__version__", "get_options", "set_options", *_SUBMODULES, *_LAZY_ATTRS]

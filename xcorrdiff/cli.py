@@ -3,7 +3,7 @@
 ::
 
     xcorrdiff downscale INPUT --model DIR --members 32 --out OUT.zarr \\
-        [--sampler euler|heun] [--steps N] [--seed S] [--times START/END] ...
+        [--sampler euler|heun] [--steps N] [--seed S] [--times START/END] [--resume] ...
 
 Subcommands register themselves in :data:`COMMANDS` (name → function adding the subparser
 and returning the handler), so new ones (``demo``, ``train``, ``verify``) are one function
@@ -109,14 +109,16 @@ class _TqdmCallback:
 
 def _downscale(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    if out.exists() and args.mode != "w":
+    if args.resume and args.mode == "w":
+        raise CommandError("--resume and --mode w contradict each other; pass one of them")
+    if out.exists() and not (args.mode == "w" or args.resume):
         raise CommandError(
-            f"--out {os.fspath(out)!r} already exists; choose another path or pass --mode w "
-            "to overwrite it"
+            f"--out {os.fspath(out)!r} already exists; choose another path, pass --resume to "
+            "continue an interrupted run, or --mode w to overwrite it"
         )
     import dask
 
-    from xcorrdiff.downscale import downscale, get_model
+    from xcorrdiff.downscale import downscale_to_zarr, get_model
 
     try:
         model = get_model(args.model)
@@ -124,32 +126,37 @@ def _downscale(args: argparse.Namespace) -> int:
         raise CommandError(f"--model: {exc}") from exc
     lr = _select_times(_open_input(args.input, args.time_chunk), args.times)
     _check_finite(lr, model.input_names)
+    progress = _TqdmCallback(disable=args.quiet)
     try:
-        ens = downscale(
-            lr,
-            args.model,
-            args.members,
-            seed=args.seed,
-            sampler=args.sampler,
-            num_steps=args.steps,
-            s_churn=args.churn,
-            patch_shape=args.patch_shape,
-            overlap=args.overlap,
-            member_batch_size=args.member_batch_size,
-            device=args.device,
-            dtype=args.dtype,
-            return_mean=args.return_mean,
-        )
+        with dask.config.set(scheduler="threads", num_workers=args.workers), progress.callback:
+            run = downscale_to_zarr(
+                lr if "time" in lr.dims else lr.expand_dims("time"),
+                out,
+                args.model,
+                args.members,
+                time_chunk=args.time_chunk,
+                resume=args.resume,
+                overwrite=args.mode == "w",
+                seed=args.seed,
+                sampler=args.sampler,
+                num_steps=args.steps,
+                s_churn=args.churn,
+                patch_shape=args.patch_shape,
+                overlap=args.overlap,
+                member_batch_size=args.member_batch_size,
+                device=args.device,
+                dtype=args.dtype,
+                return_mean=args.return_mean,
+            )
     except (ValueError, KeyError, TypeError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise CommandError(str(message)) from exc
-    for var in ens.variables.values():
-        var.encoding = {}
-    progress = _TqdmCallback(disable=args.quiet)
-    with dask.config.set(scheduler="threads", num_workers=args.workers), progress.callback:
-        ens.to_zarr(out, mode="w" if args.mode == "w" else "w-", consolidated=False)
     if not args.quiet:
-        print(f"wrote {dict(ens.sizes)} to {os.fspath(out)}", file=sys.stderr)
+        resumed = f", {len(run.skipped)} found done" if run.skipped else ""
+        print(
+            f"wrote {len(run.computed)} of {run.n_chunks} time chunks{resumed} to {os.fspath(out)}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -175,7 +182,9 @@ def _add_downscale(subparsers: Any) -> Handler:
     )
     p.add_argument("input", metavar="INPUT", help="netCDF/zarr/... input opened with xarray")
     p.add_argument("--model", required=True, help="directory of a saved CorrDiff model")
-    p.add_argument("--out", required=True, help="output zarr store (must not exist)")
+    p.add_argument(
+        "--out", required=True, help="output zarr store (must not exist, unless --resume)"
+    )
     p.add_argument("--members", type=int, default=32, help="ensemble size (default 32)")
     p.add_argument("--sampler", choices=["euler", "heun"], default="euler")
     p.add_argument(
@@ -194,13 +203,20 @@ def _add_downscale(subparsers: Any) -> Handler:
     p.add_argument("--patch-shape", type=_pair, default=None, help="patch size YxX")
     p.add_argument("--overlap", type=int, default=None, help="patch overlap in pixels")
     p.add_argument("--member-batch-size", type=int, default=None)
-    p.add_argument("--time-chunk", type=int, default=1, help="times per task (default 1)")
+    p.add_argument(
+        "--time-chunk", type=int, default=1, help="times per task and zarr chunk (default 1)"
+    )
     p.add_argument("--workers", type=int, default=1, help="dask threads (default 1)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None)
     p.add_argument("--return-mean", action="store_true", help="also write the regression mean")
     p.add_argument(
         "--mode", choices=["w-", "w"], default="w-", help="'w' overwrites an existing --out"
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run into --out: same arguments, only unfinished chunks",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return _downscale

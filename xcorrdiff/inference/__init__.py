@@ -1,8 +1,11 @@
 """Inference internals behind :func:`xcorrdiff.downscale.downscale`.
 
-* :mod:`~xcorrdiff.inference.handles` — model references and the per-process model cache.
+* :mod:`~xcorrdiff.inference.handles` — model references, the per-process model cache and
+  the per-worker device choice.
 * :mod:`~xcorrdiff.inference.blocks` — random streams and the per-chunk regression and
   sampling.
+* :mod:`~xcorrdiff.inference.store` — resumable zarr output: the request record, one region
+  and one completion marker per time chunk.
 """
 
 from __future__ import annotations

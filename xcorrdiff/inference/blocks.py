@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from xcorrdiff.diffusion import PatchGrid, edm_sigmas, euler, heun
-from xcorrdiff.inference.handles import ModelRef, model_on
+from xcorrdiff.inference.handles import ModelRef, model_on, worker_device
 from xcorrdiff.model import CorrDiffModel
 from xcorrdiff.nn import SongUNetPosEmbd
 
@@ -164,7 +164,7 @@ def _batches(n: int, size: int) -> Iterator[slice]:
 def mean_block(condition: np.ndarray, ref: ModelRef, settings: Settings) -> np.ndarray:
     """Regression mean μ ``(time, C_out, y, x)`` of a block of normalized conditions."""
     _check_finite(condition, settings.condition_variables)
-    device = torch.device(settings.device)
+    device = worker_device(settings.device)
     model = model_on(ref, device)
     out = np.empty((condition.shape[0], settings.n_outputs, *condition.shape[2:]), np.float32)
     with torch.inference_mode():
@@ -194,7 +194,7 @@ def sample_block(
     settings: Settings,
 ) -> np.ndarray:
     """Samples ``μ + residual``, ``(member, time, C_out, y, x)``, normalized."""
-    device = torch.device(settings.device)
+    device = worker_device(settings.device)
     model = model_on(ref, device)
     assert model.diffusion is not None  # checked by downscale
     n_times, n_members = condition.shape[0], settings.n_ensemble

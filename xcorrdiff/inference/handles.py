@@ -14,6 +14,7 @@ import json
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import torch
 from xcorrdiff.model import CorrDiffModel, load_model, state_digest
 from xcorrdiff.options import OPTIONS
 
-__all__ = ["ModelRef", "cache_info", "get_model", "model_on", "resolve_model"]
+__all__ = ["ModelRef", "cache_info", "get_model", "model_on", "resolve_model", "worker_device"]
 
 _CACHE_SIZE = 2
 
@@ -92,6 +93,72 @@ def cache_info() -> dict[str, int]:
 def _on_device(net: torch.nn.Module, device: torch.device) -> bool:
     param = next(net.parameters(), None)
     return param is None or param.device == device
+
+
+def _dask_worker_name() -> object:
+    try:
+        from distributed import get_worker
+    except ImportError:
+        return None
+    try:
+        return get_worker().name
+    except ValueError:  # not inside a dask worker
+        return None
+
+
+def worker_device(
+    requested: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+    worker_name: object = None,
+    device_count: int | None = None,
+) -> torch.device:
+    """The device this process should run on: one GPU per worker when ``requested`` is "cuda".
+
+    An explicit device (``"cpu"``, ``"cuda:1"``) is returned as is. A bare ``"cuda"`` is
+    resolved in the process that runs the task, so each worker of a cluster pins its own
+    GPU, in this order:
+
+    1. ``LOCAL_RANK`` (or ``SLURM_LOCALID``) set: ``cuda:(rank % device_count)``;
+    2. ``CUDA_VISIBLE_DEVICES`` set: ``cuda:0``, the first GPU this process sees (dask-cuda's
+       ``LocalCUDACluster`` lists each worker's own GPU first; SLURM's
+       ``--gpus-per-task=1`` leaves one);
+    3. inside a dask worker named by an integer (``LocalCluster`` names them 0, 1, ...):
+       ``cuda:(name % device_count)``;
+    4. otherwise ``cuda:0``.
+
+    Parameters
+    ----------
+    requested : str
+        The device of the request: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    environ : mapping, optional
+        Environment to read; default :data:`os.environ`.
+    worker_name : object, optional
+        Name of the dask worker; default: looked up with :func:`distributed.get_worker`.
+    device_count : int, optional
+        Visible GPUs; default :func:`torch.cuda.device_count`.
+
+    Returns
+    -------
+    torch.device
+    """
+    device = torch.device(requested)
+    if device.type != "cuda" or device.index is not None:
+        return device
+    env = os.environ if environ is None else environ
+    count = torch.cuda.device_count() if device_count is None else device_count
+    count = max(int(count), 1)
+    rank = env.get("LOCAL_RANK") or env.get("SLURM_LOCALID")
+    if rank is not None and rank.strip().isdigit():
+        return torch.device("cuda", int(rank) % count)
+    if env.get("CUDA_VISIBLE_DEVICES", "").strip():
+        return torch.device("cuda", 0)
+    name = _dask_worker_name() if worker_name is None else worker_name
+    if isinstance(name, int) and not isinstance(name, bool):
+        return torch.device("cuda", name % count)
+    if isinstance(name, str) and name.isdigit():
+        return torch.device("cuda", int(name) % count)
+    return torch.device("cuda", 0)
 
 
 def model_on(ref: ModelRef, device: torch.device) -> CorrDiffModel:
