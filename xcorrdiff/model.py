@@ -605,15 +605,21 @@ class CorrDiffModel:
         ).to(device)
 
 
+#: The small model shipped with xcorrdiff (``load_model("demo")``; ``examples/train_demo_model.py``).
+DEMO_MODEL_DIR = Path(__file__).resolve().parent / "models" / "demo"
+
+
 def load_model(
     path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
 ) -> CorrDiffModel:
-    """Load a model saved with :meth:`CorrDiffModel.save`.
+    """Load a model saved with :meth:`CorrDiffModel.save`, or the packaged demo model.
 
     Parameters
     ----------
     path : path-like
-        Model directory.
+        Model directory, or ``"demo"``: the small model shipped with xcorrdiff, trained on
+        :func:`xcorrdiff.tutorial.make_synthetic` data (128×128, factor 8) by
+        ``examples/train_demo_model.py`` (write ``"./demo"`` for a local folder of that name).
     device : str or torch.device, default "cpu"
         Where the networks go.
 
@@ -621,4 +627,6 @@ def load_model(
     -------
     CorrDiffModel
     """
+    if isinstance(path, str) and path == "demo":
+        path = DEMO_MODEL_DIR
     return CorrDiffModel.load(path, device=device)

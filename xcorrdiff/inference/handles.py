@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from xcorrdiff.model import CorrDiffModel, load_model, state_digest
+from xcorrdiff.model import DEMO_MODEL_DIR, CorrDiffModel, load_model, state_digest
 from xcorrdiff.options import OPTIONS
 
 __all__ = ["ModelRef", "cache_info", "get_model", "model_on", "resolve_model", "worker_device"]
@@ -215,6 +215,8 @@ def resolve_model(model: CorrDiffModel | str | os.PathLike[str] | None) -> Model
         )
     if isinstance(model, CorrDiffModel):
         return ModelRef(digest=_model_digest(model), path=None, model=model)
+    if isinstance(model, str) and model == "demo":
+        model = DEMO_MODEL_DIR
     if isinstance(model, (str, os.PathLike)):
         root = Path(model).expanduser().resolve()
         if not (root / "config.json").is_file():
