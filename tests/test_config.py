@@ -117,3 +117,15 @@ def test_sampler_defaults_follow_the_optimized_corrdiff() -> None:
         SamplerConfig(sigma_min=1.0, sigma_max=0.5)
     with pytest.raises(ValueError, match=r"sampler='ddim'"):
         SamplerConfig(sampler="ddim")  # type: ignore[arg-type]
+
+
+def test_output_transforms_are_validated_and_round_trip() -> None:
+    config = TrainConfig(preset="tiny", output_transforms={"precip": "log1p", "t2m": "none"})
+    assert config.output_transforms == (("precip", "log1p"), ("t2m", "none"))
+    again = TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config
+    assert TrainConfig(preset="tiny").output_transforms == ()
+    with pytest.raises(ValueError, match=r"output_transforms\['precip'\]='sqrt' is invalid"):
+        TrainConfig(preset="tiny", output_transforms={"precip": "sqrt"})
+    with pytest.raises(TypeError, match="expected a mapping of variable names"):
+        TrainConfig(preset="tiny", output_transforms=5)  # type: ignore[arg-type]

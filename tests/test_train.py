@@ -170,3 +170,34 @@ def test_bf16_channels_last_fit(small: tuple[xr.Dataset, xr.Dataset], tmp_path: 
     assert loaded.diffusion is not None and model.diffusion is not None
     for key, value in model.diffusion.state_dict().items():
         assert torch.equal(value, loaded.diffusion.state_dict()[key])
+
+
+def test_output_transforms_reach_the_output_normalizer(
+    small: tuple[xr.Dataset, xr.Dataset],
+) -> None:
+    lr, hr = small
+    config = _quick(output_transforms={"precip": "log1p"})
+    model = fit_regression(
+        lr, hr, config=config, output_variables=["t2m", "precip"], progress=False
+    )
+    stats = model.output_normalizer.stats
+    assert stats["precip"].transform == "log1p"
+    assert stats["t2m"].transform == "none"
+    # The normalizer was fitted on log1p(precip): its centre is that of the transformed field.
+    train, _ = split_times(hr.sizes["time"], validation_fraction=config.validation_fraction)
+    precip = hr["precip"].isel(time=train).values.astype(np.float64)
+    assert stats["precip"].mean == pytest.approx(np.log1p(precip).mean(), rel=1e-6)
+
+
+def test_output_transforms_must_name_output_variables(
+    small: tuple[xr.Dataset, xr.Dataset],
+) -> None:
+    lr, hr = small
+    with pytest.raises(ValueError, match=r"output_transforms names \['rain'\].*expected names"):
+        fit_regression(
+            lr,
+            hr,
+            config=_quick(output_transforms={"rain": "log1p"}),
+            output_variables=OUTPUTS,
+            progress=False,
+        )

@@ -33,8 +33,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
+
+from xcorrdiff.data.normalize import Transform
 
 PresetName = Literal["tiny", "mini", "normal"]
 Precision = Literal["fp32", "bf16"]
@@ -252,6 +255,7 @@ _COMMON: dict[str, Any] = {
     "P_std": 1.2,
     "sigma_data": 0.5,
     "hr_mean_conditioning": True,
+    "output_transforms": (),
 }
 
 _PRESETS: dict[str, dict[str, Any]] = {
@@ -378,6 +382,10 @@ class TrainConfig:
         EDM data standard deviation.
     hr_mean_conditioning : bool
         Condition the diffusion model on the regression mean μ as well as on the input.
+    output_transforms : mapping of str to {"none", "log1p"}
+        Transform applied to an output variable before normalization, e.g.
+        ``{"precip": "log1p"}`` for a heavy-tailed, non-negative field; inverted when
+        downscaling. Stored as sorted ``(name, transform)`` pairs. Default: none.
     """
 
     preset: PresetName = "tiny"
@@ -411,6 +419,7 @@ class TrainConfig:
     P_std: float = field(default=_UNSET)
     sigma_data: float = field(default=_UNSET)
     hr_mean_conditioning: bool = field(default=_UNSET)
+    output_transforms: tuple[tuple[str, Transform], ...] = field(default=_UNSET)
 
     def __post_init__(self) -> None:
         if self.preset not in _PRESETS:
@@ -437,6 +446,16 @@ class TrainConfig:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         if self.checkpoint_dir is not None:
             object.__setattr__(self, "checkpoint_dir", str(self.checkpoint_dir))
+        transforms = self.output_transforms
+        pairs = transforms.items() if isinstance(transforms, Mapping) else transforms
+        try:
+            normalized = tuple(sorted((str(name), str(kind)) for name, kind in pairs))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"output_transforms={transforms!r} is invalid; expected a mapping of variable "
+                "names to transforms, e.g. {'precip': 'log1p'}"
+            ) from exc
+        object.__setattr__(self, "output_transforms", normalized)
 
     def _validate(self) -> None:
         if len(self.patch_shape) != 2:
@@ -483,6 +502,8 @@ class TrainConfig:
             )
         _check_positive("P_std", self.P_std)
         _check_positive("sigma_data", self.sigma_data)
+        for name, kind in self.output_transforms:
+            _check_choice(f"output_transforms[{name!r}]", kind, get_args(Transform))
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(
                 f"device={self.device!r} is invalid; expected 'auto', 'cpu', 'cuda' or 'cuda:N'"

@@ -32,7 +32,7 @@ import xarray as xr
 
 from xcorrdiff.config import SamplerConfig, TrainConfig
 from xcorrdiff.data.batching import PairedBatchStream, split_times
-from xcorrdiff.data.normalize import Normalizer
+from xcorrdiff.data.normalize import Normalizer, Transform
 from xcorrdiff.diffusion.losses import regression_loss, residual_loss
 from xcorrdiff.model import CorrDiffModel, state_digest
 from xcorrdiff.nn import EDMPrecondSuperResolution, UNet
@@ -222,8 +222,16 @@ def _prepare_data(
         inputs = Normalizer.fit(condition.isel({TIME: train}), [v.name for v in input_variables])
         input_normalizer = Normalizer({**inputs.stats, **_invariant_stats(invariants).stats})
     if output_normalizer is None:
+        names = [v.name for v in output_variables]
+        transforms: dict[Hashable, Transform] = dict(config.output_transforms)
+        unknown = sorted(str(name) for name in set(transforms) - set(names))
+        if unknown:
+            raise ValueError(
+                f"config.output_transforms names {unknown}, which are not output variables; "
+                f"expected names among {names}"
+            )
         output_normalizer = Normalizer.fit(
-            target.isel({TIME: train}), [v.name for v in output_variables]
+            target.isel({TIME: train}), names, transforms=transforms or None
         )
     data = _Data(
         condition=input_normalizer.normalize(condition, condition_names),
