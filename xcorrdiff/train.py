@@ -16,6 +16,13 @@ reused for all ``patches_per_sample`` patches (Mardani et al. 2025; NVIDIA's
 With ``config.checkpoint_dir`` set, each stage writes ``<stage>-checkpoint.safetensors`` and
 appends to ``log.jsonl`` there; calling the same function again with the same data and
 configuration resumes where it stopped (or returns at once when the stage is complete).
+
+Under ``torchrun --nproc_per_node N`` (or any launcher setting ``RANK``/``WORLD_SIZE``) the
+stages train data-parallel (:mod:`xcorrdiff.training.distributed`): each rank reads its own
+shard of the data with ``batch_size / N`` samples per step (``batch_size`` stays the global
+batch and must be divisible by ``N``), gradients are averaged by DistributedDataParallel,
+and rank 0 alone writes checkpoints and the log. A checkpoint counts global samples and
+steps, so it resumes with another number of processes.
 """
 
 from __future__ import annotations
@@ -46,12 +53,12 @@ from xcorrdiff.prepare import (
     spatial_dims,
     static_fields,
 )
+from xcorrdiff.training.distributed import init_distributed, local_batch_size
 from xcorrdiff.training.loop import (
     CheckpointMismatchError,
     NonFiniteError,
     StageResult,
     StreamBatches,
-    resolve_device,
     run_stage,
 )
 
@@ -254,13 +261,20 @@ def _stream(
     patches_per_sample: int,
     shuffle: bool,
     seed: int,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> PairedBatchStream:
+    # Data parallel: each rank reads every world_size-th block of global-batch size and
+    # takes batch_size / world_size of its times per step.
     return PairedBatchStream(
         data.condition,
         data.target,
         condition_variables=data.condition_variables,
         target_variables=data.output_variables,
-        batch_size=config.batch_size,
+        batch_size=local_batch_size(config.batch_size, world_size),
+        block_size=config.batch_size,
+        rank=rank,
+        world_size=world_size,
         patch_shape=patch_shape,
         patches_per_sample=patches_per_sample,
         time_indices=indices,
@@ -463,7 +477,8 @@ def fit_regression(
         regrid_method=regrid_method,
         config=config,
     )
-    device = resolve_device(config.device)
+    parallel = init_distributed(config.device)
+    device = parallel.device
     n_in, n_out = len(data.condition_variables), len(outputs)
     net = _seeded_init(
         config.seed,
@@ -512,6 +527,8 @@ def fit_regression(
         patches_per_sample=1,
         shuffle=True,
         seed=config.seed,
+        rank=parallel.rank,
+        world_size=parallel.world_size,
     )
     result = run_stage(
         stage="regression",
@@ -608,7 +625,8 @@ def fit_diffusion(
         regrid_method=model.regrid_method,
         config=config,
     )
-    device = resolve_device(config.device)
+    parallel = init_distributed(config.device)
+    device = parallel.device
     regression = model.regression.to(device).eval().requires_grad_(False)
     n_in, n_out = len(data.condition_variables), len(model.output_variables)
     net = _seeded_init(
@@ -709,6 +727,8 @@ def fit_diffusion(
         patches_per_sample=config.patches_per_sample,
         shuffle=True,
         seed=config.seed + 5,
+        rank=parallel.rank,
+        world_size=parallel.world_size,
     )
     result = run_stage(
         stage="diffusion",

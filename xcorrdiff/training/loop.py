@@ -10,6 +10,13 @@ silently replaces NaN/inf gradients by zero instead.
 Checkpoints (:mod:`xcorrdiff.training.state`) hold the network, its EMA, the optimizer, the
 counters, every RNG state and the data position, so that a resumed run continues exactly
 as an uninterrupted one would (bitwise on CPU).
+
+With an initialized process group (:mod:`xcorrdiff.training.distributed`) the network is
+wrapped in DistributedDataParallel; each rank's mean loss is weighted by its share of the
+global batch (gathered every step), so the averaged gradient is that of the mean over the
+global batch even when the ranks' batches differ in size. Counters are global, rank 0
+alone logs and writes checkpoints (holding every rank's random state), and all ranks wait
+for it.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from tqdm.auto import tqdm
 
 from xcorrdiff.config import TrainConfig
 from xcorrdiff.nn import SongUNet, set_channels_last
+from xcorrdiff.training.distributed import current, rank_seed
 from xcorrdiff.training.schedule import ema_beta, learning_rate, update_ema
 from xcorrdiff.training.state import capture_rng, read_checkpoint, restore_rng, write_checkpoint
 
@@ -91,10 +99,16 @@ class StageResult:
     resumed_from: int | None = None
 
 
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU; other strings as ``torch.device``."""
+def resolve_device(device: str, *, local_rank: int | None = None) -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU; other strings as ``torch.device``.
+
+    With ``local_rank`` (a distributed run), ``"auto"`` and ``"cuda"`` mean
+    ``cuda:local_rank``.
+    """
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and local_rank is not None and torch.cuda.is_available():
+        device = f"cuda:{local_rank}"
     try:
         resolved = torch.device(device)
     except RuntimeError as exc:
@@ -225,10 +239,16 @@ def run_stage(
         ``config.checkpoint_dir`` holds a checkpoint of this stage for another model.
     """
     cuda = [device.index or 0] if device.type == "cuda" else []
+    generators = dict(generators or {})
+    rank, _ = current()
     with torch.random.fork_rng(devices=cuda):
         # A fresh run draws dropout from a stream seeded by the configuration; a resumed run
         # restores the stream from the checkpoint. The caller's global state is left as is.
-        torch.manual_seed(config.seed if seed is None else seed)
+        # In a distributed run, ranks other than 0 draw from streams of their own.
+        torch.manual_seed(rank_seed(config.seed if seed is None else seed, rank))
+        if rank > 0:
+            for g in generators.values():
+                g.manual_seed(rank_seed(g.initial_seed(), rank))
         return _run_stage(
             stage=stage,
             net=net,
@@ -238,7 +258,7 @@ def run_stage(
             duration=duration,
             fingerprint=fingerprint,
             device=device,
-            generators=dict(generators or {}),
+            generators=generators,
             validate=validate,
             patches_per_sample=patches_per_sample,
             progress=progress,
@@ -270,10 +290,18 @@ def _run_stage(
     ema = copy.deepcopy(net).eval().requires_grad_(False)
     samples = steps = skipped = 0
     fingerprint = json.loads(json.dumps(dict(fingerprint)))
+    rank, world_size = current()
+    shards = getattr(batches, "world_size", world_size)
+    if shards != world_size:
+        raise ValueError(
+            f"the batch stream is sharded for world_size={shards} but {world_size} processes "
+            "train; build the stream with rank=torch.distributed.get_rank() and "
+            "world_size=torch.distributed.get_world_size()"
+        )
 
     directory = Path(config.checkpoint_dir) if config.checkpoint_dir is not None else None
     ckpt_path = directory / f"{stage}-checkpoint.safetensors" if directory else None
-    log = JsonlLog(directory / "log.jsonl" if directory else None)
+    log = JsonlLog(directory / "log.jsonl" if directory and rank == 0 else None)
     resumed_from: int | None = None
 
     if ckpt_path is not None and ckpt_path.exists():
@@ -288,30 +316,47 @@ def _run_stage(
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         batches.load_state_dict(state["data"])
-        restore_rng(state["rng"], generators)
         samples, steps, skipped = state["samples"], state["steps"], state["skipped"]
+        saved_ranks = state.get("rng_ranks") or [state["rng"]]
+        if rank < len(saved_ranks):
+            restore_rng(saved_ranks[rank], generators)
+        else:  # resumed with more processes: this rank's streams start afresh
+            torch.manual_seed(rank_seed(config.seed, rank, samples))
+            for g in generators.values():
+                g.manual_seed(rank_seed(g.initial_seed(), rank, samples))
         resumed_from = samples
 
     def save() -> None:
+        """Rank 0 writes (atomically); every rank's random state goes in; all ranks wait."""
         if ckpt_path is None:
             return
-        write_checkpoint(
-            ckpt_path,
-            {
-                "format": "xcorrdiff-training-checkpoint-1",
-                "stage": stage,
-                "fingerprint": fingerprint,
-                "samples": samples,
-                "steps": steps,
-                "skipped": skipped,
-                "net": net.state_dict(),
-                "ema": ema.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "data": batches.state_dict(),
-                "rng": capture_rng(generators),
-                "config": config.to_dict(),
-            },
-        )
+        rng = capture_rng(generators)
+        extra: dict[str, Any] = {}
+        if world_size > 1:
+            gathered: list[Any] = [None] * world_size
+            torch.distributed.all_gather_object(gathered, rng)
+            extra = {"world_size": world_size, "rng_ranks": gathered}
+        if rank == 0:
+            write_checkpoint(
+                ckpt_path,
+                {
+                    "format": "xcorrdiff-training-checkpoint-1",
+                    "stage": stage,
+                    "fingerprint": fingerprint,
+                    "samples": samples,
+                    "steps": steps,
+                    "skipped": skipped,
+                    "net": net.state_dict(),
+                    "ema": ema.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "data": batches.state_dict(),
+                    "rng": rng,
+                    "config": config.to_dict(),
+                    **extra,
+                },
+            )
+        if world_size > 1:
+            torch.distributed.barrier()
 
     history: list[dict[str, Any]] = []
 
@@ -326,13 +371,20 @@ def _run_stage(
         record({"stage": stage, "event": "validation", "step": steps, "samples": samples, **values})
         return values
 
-    train_net = maybe_compile(net, config.compile)
+    wrapped: torch.nn.Module = net
+    if world_size > 1:
+        # Gradients are averaged over ranks during backward; the weights start equal
+        # (DistributedDataParallel broadcasts rank 0's) and stay equal.
+        wrapped = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index or 0] if device.type == "cuda" else None
+        )
+    train_net = maybe_compile(wrapped, config.compile)
     bar = tqdm(
         total=duration,
         initial=min(samples, duration),
         unit="sample",
         desc=stage,
-        disable=not progress,
+        disable=not progress or rank > 0,
         dynamic_ncols=True,
     )
     net.train()
@@ -340,7 +392,7 @@ def _run_stage(
     try:
         while samples < duration:
             batch = next(batches)
-            batch_size = _batch_size(batch)
+            local_size = _batch_size(batch)
             lr = learning_rate(
                 samples,
                 base=config.learning_rate,
@@ -355,7 +407,7 @@ def _run_stage(
                 try:
                     loss = loss_fn(train_net, batch)
                 except Exception as exc:
-                    if train_net is net:
+                    if train_net is wrapped:
                         raise
                     # torch.compile fails lazily, at the first call: fall back to eager.
                     warnings.warn(
@@ -364,13 +416,13 @@ def _run_stage(
                         RuntimeWarning,
                         stacklevel=2,
                     )
-                    train_net = net
+                    train_net = wrapped
                     loss = loss_fn(train_net, batch)
-            loss_value = float(loss.detach())
+            batch_size, loss_value, weight = _global_loss(loss, local_size, world_size)
             problem = None if math.isfinite(loss_value) else f"non-finite loss ({loss_value})"
             grad_norm = math.nan
             if problem is None:
-                loss.backward()
+                (loss if weight == 1.0 else loss * weight).backward()
                 grad_norm = float(_nonfinite_grad_norm(params, config.grad_clip))
                 if not math.isfinite(grad_norm):
                     problem = f"non-finite gradient norm ({grad_norm})"
@@ -453,6 +505,24 @@ def _run_stage(
     )
 
 
+def _global_loss(loss: torch.Tensor, local_size: int, world_size: int) -> tuple[int, float, float]:
+    """``(global batch size, global mean loss, weight of this rank's loss)``.
+
+    DistributedDataParallel averages gradients over ranks; weighting each rank's mean loss
+    by ``local_size * world_size / global_size`` makes the average the gradient of the mean
+    over the global batch even when the ranks' batches differ in size.
+    """
+    if world_size == 1:
+        return local_size, float(loss.detach()), 1.0
+    value = float(loss.detach())
+    totals = torch.tensor(
+        [float(local_size), local_size * value], dtype=torch.float64, device=loss.device
+    )
+    torch.distributed.all_reduce(totals)
+    global_size = round(float(totals[0]))
+    return global_size, float(totals[1]) / global_size, local_size * world_size / global_size
+
+
 def _batch_size(batch: Any) -> int:
     if isinstance(batch, Mapping):
         first = next(iter(batch.values()))
@@ -468,6 +538,13 @@ class StreamBatches:
     Epochs follow each other; the position (epoch, batches consumed) is what the training
     loop has *consumed*, so a checkpoint resumes at the next unseen batch even when batches
     are prepared ahead in DataLoader workers.
+
+    With a stream sharded over ranks (``world_size > 1``) every rank takes the same number
+    of batches per epoch — the fewest any rank's shard holds, so up to ``world_size - 1``
+    blocks of an epoch may go unused — and the position counts *global* steps of the epoch,
+    the same on every rank. A checkpoint therefore resumes under another world size at the
+    same epoch and step (exactly for the same world size; with another one, the rest of that
+    epoch follows the new sharding, so a few of its samples may be seen twice or not at all).
 
     Parameters
     ----------
@@ -492,12 +569,44 @@ class StreamBatches:
         self.epoch = 0
         self.position = 0
         self._iterator: Iterator[Any] | None = None
+        self._steps: int | None = None
+        num_blocks = len(getattr(stream, "blocks", ()))
+        if self.world_size > 1 and num_blocks < self.world_size:
+            raise ValueError(
+                f"the batch stream has {num_blocks} blocks of times, fewer than the "
+                f"{self.world_size} ranks; use a smaller block_size/batch_size, more training "
+                "times, or fewer processes"
+            )
+
+    @property
+    def world_size(self) -> int:
+        """Ranks the stream is sharded over (1 when it is not)."""
+        return int(getattr(self.stream, "world_size", 1))
+
+    def steps_per_epoch(self, epoch: int) -> int:
+        """Batches every rank takes in ``epoch``: the fewest of any rank's shard."""
+        counts = []
+        for rank in range(self.world_size):
+            shadow = copy.copy(self.stream)
+            shadow.rank = rank
+            shadow.set_epoch(epoch)
+            counts.append(len(shadow))
+        return min(counts)
 
     def __iter__(self) -> StreamBatches:
         return self
 
     def __next__(self) -> Any:
         while True:
+            if self.world_size > 1:
+                if self._steps is None:
+                    self._steps = self.steps_per_epoch(self.epoch)
+                if self.position >= self._steps:  # the end of the epoch for every rank
+                    self.close()
+                    self.epoch += 1
+                    self.position = 0
+                    self._steps = None
+                    continue
             if self._iterator is None:
                 self.stream.load_state_dict(self.state_dict())
                 if self.num_workers > 0:
@@ -513,6 +622,7 @@ class StreamBatches:
                 self._iterator = None
                 self.epoch += 1
                 self.position = 0
+                self._steps = None
                 continue
             self.position += 1
             if self.device is not None and isinstance(batch, Mapping):
@@ -520,12 +630,15 @@ class StreamBatches:
             return batch
 
     def state_dict(self) -> dict[str, Any]:
+        """``{"epoch", "position", "seed"}``, the position in global steps of the epoch."""
         return {"epoch": self.epoch, "position": self.position, "seed": self.stream.seed}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.close()
         self.epoch = int(state["epoch"])
-        self.position = int(state["position"])
+        # A position saved under another world size may lie past this sharding's epoch.
+        self.position = min(int(state["position"]), self.steps_per_epoch(self.epoch))
+        self._steps = None
 
     def close(self) -> None:
         close = getattr(self._iterator, "close", None)
