@@ -101,6 +101,23 @@ def test_network_dict_is_accepted_and_validated() -> None:
         NetworkConfig(model_channels=8, channel_mult=(1,), dropout=1.0)
     with pytest.raises(ValueError, match=r"channel_mult=\(\) is invalid"):
         NetworkConfig(model_channels=8, channel_mult=())
+    with pytest.raises(ValueError, match=r"bottleneck_attention='no' is invalid"):
+        NetworkConfig(model_channels=8, channel_mult=(1,), bottleneck_attention="no")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("attention", [True, False])
+def test_bottleneck_attention_reaches_the_network(attention: bool) -> None:
+    from xcorrdiff.train import build_regression
+
+    net = NetworkConfig(
+        model_channels=8, channel_mult=(1, 2), embedding_type="zero", bottleneck_attention=attention
+    )
+    unet = build_regression(
+        TrainConfig(regression=net), shape=(16, 16), in_channels=3, out_channels=2
+    )
+    bottleneck = unet.model.dec["8x8_in0"]
+    assert (bottleneck.attn is not None) is attention
+    assert NetworkConfig.from_dict(json.loads(json.dumps(net.to_dict()))) == net
 
 
 def test_sampler_defaults_follow_the_optimized_corrdiff() -> None:

@@ -99,6 +99,11 @@ class NetworkConfig:
         Channel multiplier per resolution level; the UNet downsamples ``len - 1`` times.
     attn_resolutions : tuple of int
         Resolutions (in pixels, square) at which self-attention blocks are used.
+    bottleneck_attention : bool
+        Self-attention in the first bottleneck block, over every pixel of the coarsest level
+        (PhysicsNeMo's SongUNet always has it). Its cost grows with the square of that
+        level's pixel count: with ``channel_mult (1, 2)`` on a 128×128 domain it attends over
+        4,096 pixels and takes most of the training step.
     num_blocks : int
         Residual blocks per resolution level.
     dropout : float
@@ -114,6 +119,7 @@ class NetworkConfig:
     model_channels: int
     channel_mult: tuple[int, ...]
     attn_resolutions: tuple[int, ...] = ()
+    bottleneck_attention: bool = True
     num_blocks: int = 1
     dropout: float = 0.0
     embedding_type: EmbeddingType = "positional"
@@ -130,6 +136,10 @@ class NetworkConfig:
             _check_int("channel_mult entry", m, minimum=1)
         for r in self.attn_resolutions:
             _check_int("attn_resolutions entry", r, minimum=1)
+        if not isinstance(self.bottleneck_attention, bool):
+            raise ValueError(
+                f"bottleneck_attention={self.bottleneck_attention!r} is invalid; expected a bool"
+            )
         _check_int("num_blocks", self.num_blocks, minimum=1)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout={self.dropout!r} is invalid; expected a value in [0, 1)")
@@ -148,6 +158,7 @@ class NetworkConfig:
             "model_channels": self.model_channels,
             "channel_mult": list(self.channel_mult),
             "attn_resolutions": list(self.attn_resolutions),
+            "bottleneck_attention": self.bottleneck_attention,
             "num_blocks": self.num_blocks,
             "dropout": self.dropout,
             "embedding_type": self.embedding_type,
