@@ -214,6 +214,46 @@ def test_same_seed_same_numbers_any_batching(model: CorrDiffModel) -> None:
     assert not np.allclose(a["t2m"].values, d["t2m"].values)
 
 
+def test_member_batch_halves_when_the_device_runs_out_of_memory(
+    model: CorrDiffModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch above 2 samples raises out-of-memory: the run halves 6 → 3 → 1 and completes.
+
+    The samples are those of an unconstrained run (per-sample random streams), and the
+    limit learnt holds for the next call instead of failing again.
+    """
+    from xcorrdiff.inference import blocks
+
+    monkeypatch.setattr(blocks, "_OOM_LIMITS", {})
+    lr, _ = tiny_data(2)
+    expected = _run(lr, model, seed=7, member_batch_size=6)
+    seen: list[int] = []
+
+    def fail_above_two(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        seen.append(args[0].shape[0])
+        if args[0].shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    hook = model.diffusion.register_forward_pre_hook(fail_above_two)  # type: ignore[union-attr]
+    try:
+        got = _run(lr, model, seed=7, member_batch_size=6)
+        assert seen[:2] == [6, 3] and set(seen[2:]) == {1}, seen
+        for name in OUTPUTS:
+            np.testing.assert_allclose(got[name].values, expected[name].values, atol=1e-4)
+        seen.clear()
+        _run(lr, model, seed=7, member_batch_size=6)
+        assert set(seen) == {1}, seen  # starts at the size that fitted
+        # One sample that does not fit alone: a clear error.
+        hook.remove()
+        hook = model.diffusion.register_forward_pre_hook(  # type: ignore[union-attr]
+            lambda module, args: (_ for _ in ()).throw(torch.OutOfMemoryError("simulated"))
+        )
+        with pytest.raises(torch.OutOfMemoryError, match=r"does not fit .* even alone"):
+            _run(lr, model, seed=7, member_batch_size=6)
+    finally:
+        hook.remove()
+
+
 def test_members_independent_of_ensemble_size_and_time_selection(model: CorrDiffModel) -> None:
     lr, _ = tiny_data(3)
     small = _run(lr, model, n_ensemble=2, member_batch_size=2)

@@ -305,6 +305,9 @@ def downscale(
         a quarter of the smaller patch side.
     member_batch_size : int, optional
         Samples (time, member pairs) per network batch; default ``min(n_ensemble, 16)``.
+        The largest size tried: a batch that runs out of device memory is retried at half
+        the size, which then holds for later chunks (the samples do not change: each has
+        its own random stream).
     device : str or torch.device, optional
         Default: the option ``device``, else CUDA when available, else the CPU.
     dtype : {"float32", "bfloat16", "float16"}, optional

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,19 +161,79 @@ def _batches(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(start + size, n))
 
 
+#: Batch sizes that ran out of memory, per (device, work, shape): later blocks start below.
+_OOM_LIMITS: dict[tuple[str, str, tuple[int, ...]], int] = {}
+
+
+def _free_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def run_in_batches(
+    n: int,
+    size: int,
+    work: Callable[[slice], None],
+    *,
+    device: torch.device,
+    key: tuple[str, tuple[int, ...]],
+) -> int:
+    """Call ``work`` on consecutive slices of ``range(n)``, halving them on out-of-memory.
+
+    A batch that raises :class:`torch.OutOfMemoryError` is retried at half the size (its
+    results are only kept once it succeeds), and the smaller size holds for the rest of
+    this and of later calls with the same ``device`` and ``key``. Every sample has its own
+    random stream, so the batch size never changes which sample a row gets.
+
+    Returns
+    -------
+    int
+        The batch size in use at the end.
+    """
+    limit_key = (str(device), *key)
+    size = max(1, min(size, _OOM_LIMITS.get(limit_key, size)))
+    start = 0
+    while start < n:
+        rows = slice(start, min(start + size, n))
+        try:
+            work(rows)
+        except torch.OutOfMemoryError as exc:
+            _free_memory(device)
+            if size == 1:
+                raise torch.OutOfMemoryError(
+                    f"{key[0]}: one sample of shape {key[1]} does not fit in {device}'s memory "
+                    "even alone; sample patch by patch (patch_shape=...) or use bfloat16 "
+                    f"(dtype='bfloat16'). Original error: {exc}"
+                ) from exc
+            size = max(1, size // 2)
+            _OOM_LIMITS[limit_key] = size
+            continue
+        start = rows.stop
+    return size
+
+
 def mean_block(condition: np.ndarray, ref: ModelRef, settings: Settings) -> np.ndarray:
     """Regression mean μ ``(time, C_out, y, x)`` of a block of normalized conditions."""
     _check_finite(condition, settings.condition_variables)
     device = worker_device(settings.device)
     model = model_on(ref, device)
     out = np.empty((condition.shape[0], settings.n_outputs, *condition.shape[2:]), np.float32)
+
+    def work(rows: slice) -> None:
+        x = torch.from_numpy(np.ascontiguousarray(condition[rows], np.float32)).to(device)
+        zeros = x.new_zeros((x.shape[0], settings.n_outputs, *x.shape[2:]))
+        with _autocast(device, settings.dtype):
+            mean = model.regression(zeros, x)
+        out[rows] = mean.float().cpu().numpy()
+
     with torch.inference_mode():
-        for rows in _batches(condition.shape[0], settings.member_batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(condition[rows], np.float32)).to(device)
-            zeros = x.new_zeros((x.shape[0], settings.n_outputs, *x.shape[2:]))
-            with _autocast(device, settings.dtype):
-                mean = model.regression(zeros, x)
-            out[rows] = mean.float().cpu().numpy()
+        run_in_batches(
+            condition.shape[0],
+            settings.member_batch_size,
+            work,
+            device=device,
+            key=("regression", condition.shape[1:]),
+        )
     return out
 
 
@@ -218,26 +278,35 @@ def sample_block(
     out = np.empty((n_members, n_times, n_out, *condition.shape[2:]), np.float32)
     cond_t = torch.from_numpy(np.ascontiguousarray(condition, np.float32)).to(device)
     mean_t = torch.from_numpy(np.ascontiguousarray(mean, np.float32)).to(device)
-    with torch.inference_mode():
-        for batch in _batches(len(rows), settings.member_batch_size):
-            times = torch.tensor([t for t, _ in rows[batch]], device=device)
-            generators = [
-                torch.Generator(device=device).manual_seed(
-                    member_seed(settings.seed, int(time_keys[t]), m)
-                )
-                for t, m in rows[batch]
-            ]
-            mu = mean_t[times]
-            residual = sample(
-                net,
-                cond_t[times],
-                sigmas,
-                generators=generators,
-                mean_hr=mu if hr_mean else None,
-                patching=grid,
-                s_churn=settings.s_churn,
+
+    def work(batch: slice) -> None:
+        times = torch.tensor([t for t, _ in rows[batch]], device=device)
+        generators = [
+            torch.Generator(device=device).manual_seed(
+                member_seed(settings.seed, int(time_keys[t]), m)
             )
-            values = (mu.to(residual.dtype) + residual).float().cpu().numpy()
-            for k, (t, m) in enumerate(rows[batch]):
-                out[m, t] = values[k]
+            for t, m in rows[batch]
+        ]
+        mu = mean_t[times]
+        residual = sample(
+            net,
+            cond_t[times],
+            sigmas,
+            generators=generators,
+            mean_hr=mu if hr_mean else None,
+            patching=grid,
+            s_churn=settings.s_churn,
+        )
+        values = (mu.to(residual.dtype) + residual).float().cpu().numpy()
+        for k, (t, m) in enumerate(rows[batch]):
+            out[m, t] = values[k]
+
+    with torch.inference_mode():
+        run_in_batches(
+            len(rows),
+            settings.member_batch_size,
+            work,
+            device=device,
+            key=("sampling", (n_cond, *condition.shape[2:])),
+        )
     return out
