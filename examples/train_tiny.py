@@ -9,8 +9,10 @@ Usage::
 
     python examples/train_tiny.py [--n-times 512] [--side 128] [--factor 8] [--out DIR]
 
-Runs in about half an hour on one CPU core with the defaults (measured: 33 min on a
-shared 2-core machine), the regression UNet being trained on the whole 128×128 domain.
+Runs in about 50 minutes on one CPU core with the defaults (measured: 50.4 min on a
+shared 2-core machine, 2026-11-21), the regression UNet being trained on the whole 128×128
+domain. Held-out regression MAE measured then, relative to bilinear interpolation:
+t2m 0.48, u10m 0.53, v10m 0.47 (the exact conditional mean: 0.41, 0.46, 0.39).
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ import xcorrdiff
 from xcorrdiff.data.regrid import regrid
 from xcorrdiff.tutorial import make_synthetic, oracle_mean
 
-VARIABLES = ["t2m", "u10m", "v10m"]
+VARIABLES = ["t2m", "u10m", "v10m", "precip"]
+#: Per-variable transforms fitted into the output normalization (precipitation: log1p).
+OUTPUT_TRANSFORMS = {"precip": "log1p"}
 
 
 def main() -> None:
@@ -47,7 +51,11 @@ def main() -> None:
         n_times=args.n_times, hr_shape=(args.side, args.side), factor=args.factor
     )
     hr = hr[VARIABLES]  # orography and land_sea_mask (coordinates) become invariants
-    config = xcorrdiff.TrainConfig(preset="tiny", checkpoint_dir=str(out / "checkpoints"))
+    config = xcorrdiff.TrainConfig(
+        preset="tiny",
+        output_transforms=OUTPUT_TRANSFORMS,
+        checkpoint_dir=str(out / "checkpoints"),
+    )
     print(f"data ready in {time.perf_counter() - start:.0f} s; training {config.preset!r} in {out}")
 
     model = lr.corrdiff.fit(hr, config=config)
@@ -59,16 +67,20 @@ def main() -> None:
     held_out = slice(args.n_times - n_val, args.n_times)
     truth = hr.isel(time=held_out)
     predicted = model.regression_mean(lr.isel(time=held_out))
-    bilinear = regrid(lr[VARIABLES].isel(time=held_out), hr)
+    inputs = [name for name in VARIABLES if name in lr]  # precip is not an input
+    bilinear = regrid(lr[inputs].isel(time=held_out), hr)
     oracle = oracle_mean(lr.isel(time=held_out))
     print(f"\nheld-out regression MAE ({n_val} times):")
     print(f"{'variable':>9} {'model':>8} {'bilinear':>9} {'oracle':>8} {'ratio':>7}")
     for name in VARIABLES:
         t = truth[name].values
         mae = float(np.abs(predicted[name].values - t).mean())
-        mae_bil = float(np.abs(bilinear[name].values - t).mean())
         mae_oracle = float(np.abs(oracle[name].values - t).mean())
-        print(f"{name:>9} {mae:8.3f} {mae_bil:9.3f} {mae_oracle:8.3f} {mae / mae_bil:7.3f}")
+        if name in inputs:
+            mae_bil = float(np.abs(bilinear[name].values - t).mean())
+            print(f"{name:>9} {mae:8.3f} {mae_bil:9.3f} {mae_oracle:8.3f} {mae / mae_bil:7.3f}")
+        else:
+            print(f"{name:>9} {mae:8.3f} {'-':>9} {mae_oracle:8.3f} {'-':>7}")
 
     final = model.provenance["diffusion"]["final_validation"]
     print(
