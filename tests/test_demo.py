@@ -234,7 +234,7 @@ def test_bad_counts_are_refused(tmp_path: Path, kwargs: dict[str, object], match
 
 def test_packaged_demo_model_loads_by_name() -> None:
     model = xcorrdiff.load_model("demo")
-    assert model.output_names == ("t2m", "u10m", "v10m")
+    assert model.output_names == ("t2m", "u10m", "v10m", "precip")
     assert model.shape == (128, 128) and model.diffusion is not None
     size = sum(p.stat().st_size for p in DEMO_MODEL_DIR.iterdir())
     assert size <= 20e6, f"the packaged model is {size / 1e6:.1f} MB; the limit is 20 MB"
