@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +153,19 @@ def test_save_refuses_to_overwrite_unless_asked(tmp_path: Path) -> None:
     assert not (tmp_path / "m" / "diffusion.safetensors").exists()
     assert load_model(tmp_path / "m").diffusion is None
     assert [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_saved_files_follow_the_umask(tmp_path: Path) -> None:
+    """Not private (mkdtemp, safetensors): others can read a model saved under umask 022."""
+    old = os.umask(0o022)
+    try:
+        path = _model().save(tmp_path / "m")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o755
+    modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in path.iterdir()}
+    assert set(modes.values()) == {0o644}, modes
 
 
 def test_load_rejects_what_is_not_a_model(tmp_path: Path) -> None:

@@ -406,7 +406,13 @@ class CorrDiffModel:
                 _write_netcdf(self.input_grid, tmp / "grid_input.nc")
             if self.invariants is not None:
                 _write_netcdf(self.invariants, tmp / "invariants.nc")
-            os.chmod(tmp, 0o755)
+            # mkdtemp made the folder private, and safetensors writes files 0600: give them
+            # the permissions of any file this process creates (the umask's).
+            umask = os.umask(0)
+            os.umask(umask)
+            for file in tmp.iterdir():
+                file.chmod(0o666 & ~umask)
+            tmp.chmod(0o777 & ~umask)
             if target.exists():
                 backup = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
                 os.replace(target, backup)
