@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 import xarray as xr
 
+from xcorrdiff._files import publish_dir
+
 if TYPE_CHECKING:
     from xcorrdiff.model import CorrDiffModel
 
@@ -347,15 +349,6 @@ def _staging_dir(out: Path) -> Path:
             f"out={os.fspath(out)!r} is not writable ({exc.strerror or exc}); choose a folder "
             "you can write to"
         ) from exc
-
-
-def _publish(staging: Path, out: Path) -> None:
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp made it private
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(staging, out)
 
 
 # --- progress ---------------------------------------------------------------------------------
@@ -794,7 +787,7 @@ def run_demo(
             "seconds": seconds,
         }
         (staging / MARKER).write_text(json.dumps(summary, indent=2))
-        _publish(staging, out_path)
+        publish_dir(staging, out_path)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ import torch
 import xarray as xr
 from safetensors.torch import load_file, save_file
 
+from xcorrdiff._files import publish_dir
 from xcorrdiff.config import SamplerConfig
 from xcorrdiff.data.convert import array_to_dataset, dataset_to_array, to_tensor
 from xcorrdiff.data.normalize import Normalizer
@@ -406,20 +406,7 @@ class CorrDiffModel:
                 _write_netcdf(self.input_grid, tmp / "grid_input.nc")
             if self.invariants is not None:
                 _write_netcdf(self.invariants, tmp / "invariants.nc")
-            # mkdtemp made the folder private, and safetensors writes files 0600: give them
-            # the permissions of any file this process creates (the umask's).
-            umask = os.umask(0)
-            os.umask(umask)
-            for file in tmp.iterdir():
-                file.chmod(0o666 & ~umask)
-            tmp.chmod(0o777 & ~umask)
-            if target.exists():
-                backup = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-                os.replace(target, backup)
-                os.replace(tmp, target)
-                shutil.rmtree(backup, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
+            publish_dir(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
