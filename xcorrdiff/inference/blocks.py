@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,11 +154,6 @@ def _check_finite(condition: np.ndarray, names: Sequence[str]) -> None:
         f"the input has NaN/inf values after regridding onto the HR grid: {bad} (variable: "
         "count); fill them (e.g. ds.interpolate_na) or drop those times before downscaling"
     )
-
-
-def _batches(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(start + size, n))
 
 
 #: Batch sizes that ran out of memory, per (device, work, shape): later blocks start below.
