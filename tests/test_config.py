@@ -69,6 +69,7 @@ def test_unknown_preset_lists_the_valid_ones() -> None:
         ({"lr_decay": 1.5}, r"lr_decay=1.5"),
         ({"validation_fraction": 1.0}, r"validation_fraction=1.0"),
         ({"grad_clip": 0.0}, r"grad_clip=0.0"),
+        ({"residual_scaling": "yes"}, r"residual_scaling='yes' is invalid; expected True or False"),
     ],
 )
 def test_invalid_values_name_the_argument(kwargs: dict[str, object], match: str) -> None:

@@ -79,6 +79,33 @@ def test_residual_loss_formula_and_conditioning() -> None:
     assert torch.equal(seen["condition"], img_lr)
 
 
+def test_residual_scale_divides_the_target_not_the_condition() -> None:
+    y, img_lr, mean = _data()
+    seen = {}
+
+    def net(x, condition, sigma):
+        seen["condition"] = condition
+        return Pointwise()(x, condition, sigma)
+
+    sigma = torch.tensor([0.05, 2.0])
+    noise = torch.randn_like(y)
+    scale = torch.tensor([0.25, 3.0])
+    loss = residual_loss(net, y, img_lr, mean, sigma=sigma, noise=noise, residual_scale=scale)
+    r = (y - mean) / scale.reshape(1, 2, 1, 1)
+    s = sigma.reshape(-1, 1, 1, 1)
+    expected = (
+        edm_loss_weight(s)
+        * (Pointwise()(r + s * noise, torch.cat([mean, img_lr], 1), sigma) - r) ** 2
+    )
+    torch.testing.assert_close(loss, expected, rtol=1e-6, atol=0)
+    assert torch.equal(seen["condition"], torch.cat([mean, img_lr], dim=1))
+    # Scale 1 is PhysicsNeMo's loss, bit for bit.
+    plain = residual_loss(net, y, img_lr, mean, sigma=sigma, noise=noise)
+    ones = residual_loss(net, y, img_lr, mean, sigma=sigma, noise=noise,
+                         residual_scale=torch.ones(2))  # fmt: skip
+    assert torch.equal(plain, ones)
+
+
 def test_residual_loss_draws_from_generator() -> None:
     y, img_lr, mean = _data()
     net = ToyDenoiser(2, 5, (12, 16), seed=4)
@@ -232,3 +259,6 @@ def test_losses_reject_bad_input() -> None:
         residual_loss(net, y, img_lr, mean, sigma=torch.ones(3))
     with pytest.raises(ValueError, match="noise must have the shape of the residual"):
         residual_loss(net, y, img_lr, mean, noise=torch.ones(2, 2, 4, 4))
+    with pytest.raises(ValueError, match=r"residual_scale must hold one scale per channel, "
+                       r"shape \(2,\), got \(3,\)"):  # fmt: skip
+        residual_loss(net, y, img_lr, mean, residual_scale=torch.ones(3))

@@ -47,7 +47,11 @@ def _perturb(net: torch.nn.Module, seed: int, scale: float = 0.05) -> torch.nn.M
 
 
 @functools.lru_cache(maxsize=4)
-def tiny_model(global_lowres: bool = True, hr_mean: bool = True) -> CorrDiffModel:
+def tiny_model(
+    global_lowres: bool = True,
+    hr_mean: bool = True,
+    residual_scale: tuple[float, float] | None = None,
+) -> CorrDiffModel:
     """A random-weight CorrDiff model on the toy atmosphere's 32×48 HR grid."""
     lr, hr = _synthetic()
     net = {"model_channels": 4, "channel_mult": (1, 2), "num_blocks": 1}
@@ -86,6 +90,7 @@ def tiny_model(global_lowres: bool = True, hr_mean: bool = True) -> CorrDiffMode
         output_normalizer=Normalizer.from_stats(stats(hr, list(OUTPUTS))),
         sampler=SamplerConfig(num_steps=4),
         conditioning={"hr_mean": hr_mean, "global_lowres": global_lowres},
+        residual_scale=dict(zip(OUTPUTS, residual_scale, strict=True)) if residual_scale else None,
     )
 
 
@@ -151,6 +156,19 @@ def test_regression_mean_shared_by_members(model: CorrDiffModel) -> None:
     finally:
         del model.regression.forward
     assert sum(calls) == 2  # once per time, not per member
+
+
+def test_members_are_mean_plus_scaled_residual(model: CorrDiffModel) -> None:
+    # Same networks, same seeds: a residual_scale s multiplies each member's residual by s.
+    lr, _ = tiny_data(2)
+    plain = _run(lr, model)
+    scaled = _run(lr, tiny_model(residual_scale=(2.0, 0.25)))
+    mean = model.regression_mean(lr)
+    for name, s in zip(OUTPUTS, (2.0, 0.25), strict=True):
+        r_plain = (plain[name] - mean[name]).values
+        r_scaled = (scaled[name] - mean[name]).values
+        assert np.abs(r_plain).max() > 0.01
+        np.testing.assert_allclose(r_scaled, s * r_plain, rtol=1e-4, atol=1e-3)
 
 
 def test_single_time_without_time_dim(model: CorrDiffModel) -> None:

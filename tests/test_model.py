@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -43,7 +44,7 @@ def _perturb(net: torch.nn.Module, seed: int) -> torch.nn.Module:
     return net.eval()
 
 
-def _model() -> CorrDiffModel:
+def _model(**kw: Any) -> CorrDiffModel:
     cfg = TrainConfig(
         regression=NetworkConfig(model_channels=8, channel_mult=(1, 2), embedding_type="zero"),
         diffusion=NetworkConfig(model_channels=8, channel_mult=(1, 2)),
@@ -77,6 +78,7 @@ def _model() -> CorrDiffModel:
         ),
         sampler=SamplerConfig(num_steps=9),
         provenance={"note": "unit test"},
+        **kw,
     )
 
 
@@ -119,6 +121,7 @@ def test_save_load_round_trip_is_exact(tmp_path: Path) -> None:
     assert loaded.output_normalizer == model.output_normalizer
     assert loaded.sampler == SamplerConfig(num_steps=9)
     assert loaded.conditioning == model.conditioning
+    assert loaded.residual_scale is None
     xr.testing.assert_identical(loaded.grid, model.grid)
     assert loaded.invariants is not None and model.invariants is not None
     np.testing.assert_array_equal(loaded.invariants["orography"], model.invariants["orography"])
@@ -174,6 +177,21 @@ def test_load_rejects_what_is_not_a_model(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(ValueError, match=r"has format 'something-else'; expected"):
         load_model(tmp_path)
+
+
+def test_residual_scale_round_trip_and_validation(tmp_path: Path) -> None:
+    model = _model(residual_scale={"u10m": 0.3, "t2m": 0.125})
+    loaded = load_model(model.save(tmp_path / "model"))
+    assert loaded.residual_scale == {"u10m": 0.3, "t2m": 0.125}
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["residual_scale"] == {"u10m": 0.3, "t2m": 0.125}
+    with pytest.raises(ValueError, match=r"residual_scale has scales for \['t2m'\]; expected one "
+                       r"for each output variable \['t2m', 'u10m'\]"):  # fmt: skip
+        _model(residual_scale={"t2m": 1.0})
+    with pytest.raises(ValueError, match=r"invalid scales \{'u10m': 0.0\}; expected positive"):
+        _model(residual_scale={"t2m": 1.0, "u10m": 0.0})
+    with pytest.raises(ValueError, match=r"invalid scales \{'t2m': nan\}"):
+        _model(residual_scale={"t2m": float("nan"), "u10m": 1.0})
 
 
 def test_model_validates_channel_counts() -> None:

@@ -15,7 +15,7 @@ import xcorrdiff
 from xcorrdiff.config import NetworkConfig, TrainConfig
 from xcorrdiff.data.batching import split_times
 from xcorrdiff.data.regrid import regrid
-from xcorrdiff.train import fit_regression
+from xcorrdiff.train import fit_diffusion, fit_regression
 from xcorrdiff.tutorial import make_synthetic
 
 OUTPUTS = ["t2m", "u10m", "v10m"]
@@ -96,6 +96,29 @@ def test_fit_returns_a_complete_model(small: tuple[xr.Dataset, xr.Dataset], tmp_
     assert np.isfinite(mean["t2m"].values).all()
     loaded = xcorrdiff.load_model(model.save(tmp_path / "m"))
     xr.testing.assert_allclose(loaded.regression_mean(lr.isel(time=slice(0, 3))), mean)
+
+
+def test_residual_scaling_measures_the_regression_residual(
+    small: tuple[xr.Dataset, xr.Dataset],
+) -> None:
+    lr, hr = small
+    config = _quick(sigma_data=0.25)
+    assert config.residual_scaling  # the tiny preset's default
+    base = fit_regression(lr, hr, config=config, output_variables=OUTPUTS, progress=False)
+    assert base.residual_scale is None
+    model = fit_diffusion(base, lr, hr, config=config, progress=False)
+    assert model.residual_scale is not None and list(model.residual_scale) == OUTPUTS
+    # Independently: rms of the normalized HR − μ over the training times, / sigma_data.
+    train, _ = split_times(hr.sizes["time"], validation_fraction=config.validation_fraction)
+    mean = base.regression_mean(lr.isel(time=train))
+    for name in OUTPUTS:
+        stats = base.output_normalizer.stats[name]
+        residual = (hr[name].isel(time=train).values - mean[name].values) / stats.std
+        rms = np.sqrt(np.mean(residual.astype(np.float64) ** 2))
+        assert model.residual_scale[name] == pytest.approx(rms / 0.25, rel=1e-4)
+    # Without the option the model keeps PhysicsNeMo's unscaled residual.
+    plain = _quick(residual_scaling=False)
+    assert fit_diffusion(base, lr, hr, config=plain, progress=False).residual_scale is None
 
 
 def test_inputs_in_other_units_are_converted(small: tuple[xr.Dataset, xr.Dataset]) -> None:

@@ -270,6 +270,7 @@ _COMMON: dict[str, Any] = {
     "P_std": 1.2,
     "sigma_data": 0.5,
     "hr_mean_conditioning": True,
+    "residual_scaling": False,
     "output_transforms": (),
 }
 
@@ -290,6 +291,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
         "validation_every": 1_024,
         "checkpoint_every": 1_024,
         "device": "cpu",
+        "residual_scaling": True,
     },
     "mini": {
         "regression": NetworkConfig(**_MINI_NET, embedding_type="zero"),
@@ -397,6 +399,15 @@ class TrainConfig:
         EDM data standard deviation.
     hr_mean_conditioning : bool
         Condition the diffusion model on the regression mean μ as well as on the input.
+    residual_scaling : bool
+        Divide each output's residual ``HR − μ`` by ``s = rms / sigma_data`` before the
+        diffusion model learns it (``rms`` measured with the trained regression on up to
+        64 training times; stored in the model as ``residual_scale``), so every channel's
+        residual has the standard deviation EDM's noise levels and loss weights assume.
+        PhysicsNeMo's CorrDiff does not scale (``False``, the ``mini`` and ``normal``
+        presets): its residuals keep the scale of the normalized outputs, which after a
+        good regression is far below ``sigma_data`` and differs between variables. The
+        ``tiny`` preset scales (see docs/user-guide/training.md for the measurement).
     output_transforms : mapping of str to {"none", "log1p"}
         Transform applied to an output variable before normalization, e.g.
         ``{"precip": "log1p"}`` for a heavy-tailed, non-negative field; inverted when
@@ -434,6 +445,7 @@ class TrainConfig:
     P_std: float = field(default=_UNSET)
     sigma_data: float = field(default=_UNSET)
     hr_mean_conditioning: bool = field(default=_UNSET)
+    residual_scaling: bool = field(default=_UNSET)
     output_transforms: tuple[tuple[str, Transform], ...] = field(default=_UNSET)
 
     def __post_init__(self) -> None:
@@ -519,6 +531,11 @@ class TrainConfig:
         _check_positive("sigma_data", self.sigma_data)
         for name, kind in self.output_transforms:
             _check_choice(f"output_transforms[{name!r}]", kind, get_args(Transform))
+        for name in ("channels_last", "compile", "hr_mean_conditioning", "residual_scaling"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"{name}={getattr(self, name)!r} is invalid; expected True or False"
+                )
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(
                 f"device={self.device!r} is invalid; expected 'auto', 'cpu', 'cuda' or 'cuda:N'"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -162,6 +163,10 @@ class CorrDiffModel:
         to the patch (PhysicsNeMo's patch-based conditioning, ``C_hr + 2 C_lr`` channels).
     regrid_method : str, default "bilinear"
         Interpolation of the inputs onto the HR grid.
+    residual_scale : mapping of str to float, optional
+        Per-output scale of the residual the diffusion network generates, in normalized
+        units: members are ``μ + s · r`` (see ``TrainConfig.residual_scaling``). ``None``
+        (PhysicsNeMo's CorrDiff, imported checkpoints) means 1 for every output.
     provenance : mapping, optional
         Free-form JSON-able record (training configuration, data, durations...).
     """
@@ -182,6 +187,7 @@ class CorrDiffModel:
         sampler: SamplerConfig | None = None,
         conditioning: Mapping[str, bool] | None = None,
         regrid_method: str = "bilinear",
+        residual_scale: Mapping[str, float] | None = None,
         provenance: Mapping[str, Any] | None = None,
     ) -> None:
         self.regression = regression.eval()
@@ -197,10 +203,27 @@ class CorrDiffModel:
         self.sampler = sampler if sampler is not None else SamplerConfig()
         self.conditioning = dict(conditioning or {"hr_mean": True, "global_lowres": True})
         self.regrid_method = regrid_method
+        self.residual_scale = (
+            {str(k): float(v) for k, v in residual_scale.items()}
+            if residual_scale is not None
+            else None
+        )
         self.provenance = dict(provenance or {})
         self._validate()
 
     def _validate(self) -> None:
+        if self.residual_scale is not None:
+            names = [v.name for v in self.output_variables]
+            if sorted(self.residual_scale) != sorted(names):
+                raise ValueError(
+                    f"residual_scale has scales for {sorted(self.residual_scale)}; expected one "
+                    f"for each output variable {names}"
+                )
+            bad = {k: v for k, v in self.residual_scale.items() if not 0 < v < math.inf}
+            if bad:
+                raise ValueError(
+                    f"residual_scale has invalid scales {bad}; expected positive finite numbers"
+                )
         for dim in self.grid_dims:
             if dim not in self.grid.dims:
                 raise ValueError(
@@ -362,6 +385,7 @@ class CorrDiffModel:
             },
             "conditioning": dict(self.conditioning),
             "regrid_method": self.regrid_method,
+            "residual_scale": self.residual_scale,
             "sampler": self.sampler.to_dict(),
             "provenance": self.provenance,
         }
@@ -469,6 +493,7 @@ class CorrDiffModel:
             sampler=SamplerConfig.from_dict(config["sampler"]),
             conditioning=config.get("conditioning"),
             regrid_method=config.get("regrid_method", "bilinear"),
+            residual_scale=config.get("residual_scale"),
             provenance=config.get("provenance"),
         )
         return model.to(device)

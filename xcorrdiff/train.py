@@ -28,7 +28,7 @@ steps, so it resumes with another number of processes.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +95,7 @@ _FINGERPRINT_FIELDS = (
     "P_std",
     "sigma_data",
     "hr_mean_conditioning",
+    "residual_scaling",
 )
 
 
@@ -641,6 +642,13 @@ def fit_diffusion(
             zeros = condition.new_zeros((condition.shape[0], n_out, *condition.shape[2:]))
             return regression(zeros, condition).to(condition.dtype)
 
+    scale = _residual_scale(data, config, mean_of, device) if config.residual_scaling else None
+    scale_t = (
+        torch.tensor([scale[v] for v in data.output_variables], device=device)
+        if scale is not None
+        else None
+    )
+
     def loss_fn(denoiser: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         b = _to_device(batch, device, config.channels_last)
         mean = mean_of(b["condition"])
@@ -653,6 +661,7 @@ def fit_diffusion(
             offsets=b["offsets"],
             patch_shape=patch,
             hr_mean_conditioning=config.hr_mean_conditioning,
+            residual_scale=scale_t,
             generator=noise,
             P_mean=config.P_mean,
             P_std=config.P_std,
@@ -695,6 +704,7 @@ def fit_diffusion(
                         offsets=offsets,
                         patch_shape=patch,
                         hr_mean_conditioning=config.hr_mean_conditioning,
+                        residual_scale=scale_t,
                         sigma=sigma,
                         noise=eps,
                         sigma_data=config.sigma_data,
@@ -762,8 +772,48 @@ def fit_diffusion(
         sampler=model.sampler,
         conditioning={"hr_mean": config.hr_mean_conditioning, "global_lowres": True},
         regrid_method=model.regrid_method,
+        residual_scale=scale,
         provenance=provenance,
     )
+
+
+def _residual_scale(
+    data: _Data,
+    config: TrainConfig,
+    mean_of: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device,
+    max_times: int = 64,
+) -> dict[str, float]:
+    """Per-output ``rms(HR − μ) / sigma_data`` over up to ``max_times`` training times.
+
+    The times are spread evenly over the training split (the same on every rank), μ is the
+    frozen regression's, and the root mean square is taken over times and grid points, in
+    float64.
+    """
+    train = data.train
+    positions = np.linspace(0, len(train) - 1, min(max_times, len(train))).round().astype(int)
+    pick = train[np.unique(positions)]
+    n_out = len(data.output_variables)
+    sums = torch.zeros(n_out, dtype=torch.float64)
+    count = 0
+    for batch in PairedBatchStream(
+        data.condition,
+        data.target,
+        condition_variables=data.condition_variables,
+        target_variables=data.output_variables,
+        batch_size=1,
+        time_indices=pick,
+        shuffle=False,
+        dims=(TIME, *data.grid_dims),
+    ):
+        b = _to_device(batch, device, False)
+        residual = (b["target"] - mean_of(b["condition"])).double()
+        sums += (residual**2).sum(dim=(0, 2, 3)).cpu()
+        count += residual.shape[0] * residual.shape[2] * residual.shape[3]
+    rms = (sums / count).sqrt()
+    # A constant output (zero residual everywhere) keeps scale 1 rather than dividing by 0.
+    scale = torch.where(rms > 0, rms / config.sigma_data, torch.ones_like(rms))
+    return {name: float(value) for name, value in zip(data.output_variables, scale, strict=True)}
 
 
 def fit(

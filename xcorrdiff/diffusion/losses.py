@@ -81,6 +81,7 @@ def residual_loss(
     offsets: torch.Tensor | None = None,
     patch_shape: Sequence[int] | None = None,
     hr_mean_conditioning: bool = True,
+    residual_scale: torch.Tensor | None = None,
     sigma: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
@@ -133,6 +134,11 @@ def residual_loss(
         Patch size ``(ph, pw)``; required with ``offsets``.
     hr_mean_conditioning : bool
         Prepend ``mean`` to the condition (CorrDiff's configurations do).
+    residual_scale : torch.Tensor, optional
+        Per-channel scale ``s`` ``(C_hr,)``: the denoiser learns ``r / s`` instead of ``r``
+        (the condition keeps the unscaled ``mean``), so that every channel's residual has
+        the standard deviation ``sigma_data`` the EDM design assumes. ``None`` (PhysicsNeMo)
+        is ``s = 1``.
     sigma : torch.Tensor, optional
         Noise levels, ``(n,)`` or ``(n, 1, 1, 1)`` with ``n = batch`` (``batch * k`` with
         patches, member-major); drawn from ``generator`` when omitted.
@@ -162,6 +168,13 @@ def residual_loss(
     if mean.shape != y.shape:
         raise ValueError(f"mean must have the shape of y {tuple(y.shape)}, got {tuple(mean.shape)}")
     residual = y - mean.detach()
+    if residual_scale is not None:
+        if residual_scale.shape != (y.shape[1],):
+            raise ValueError(
+                f"residual_scale must hold one scale per channel, shape ({y.shape[1]},), got "
+                f"{tuple(residual_scale.shape)}"
+            )
+        residual = residual / residual_scale.to(residual).reshape(1, -1, 1, 1)
     condition = torch.cat([mean.detach(), img_lr], dim=1) if hr_mean_conditioning else img_lr
     net_kwargs: dict[str, Any] = {}
     if offsets is not None:

@@ -248,7 +248,10 @@ def sample_block(
     ref: ModelRef,
     settings: Settings,
 ) -> np.ndarray:
-    """Samples ``μ + residual``, ``(member, time, C_out, y, x)``, normalized."""
+    """Samples ``μ + s · residual``, ``(member, time, C_out, y, x)``, normalized.
+
+    ``s`` is the model's ``residual_scale`` (1 when it has none).
+    """
     device = worker_device(settings.device)
     model = model_on(ref, device)
     assert model.diffusion is not None  # checked by downscale
@@ -273,6 +276,14 @@ def sample_block(
     out = np.empty((n_members, n_times, n_out, *condition.shape[2:]), np.float32)
     cond_t = torch.from_numpy(np.ascontiguousarray(condition, np.float32)).to(device)
     mean_t = torch.from_numpy(np.ascontiguousarray(mean, np.float32)).to(device)
+    scales = model.residual_scale
+    scale = (
+        torch.tensor([scales[v.name] for v in model.output_variables], device=device).reshape(
+            1, -1, 1, 1
+        )
+        if scales is not None
+        else None
+    )
 
     def work(batch: slice) -> None:
         times = torch.tensor([t for t, _ in rows[batch]], device=device)
@@ -292,6 +303,8 @@ def sample_block(
             patching=grid,
             s_churn=settings.s_churn,
         )
+        if scale is not None:
+            residual = residual * scale.to(residual.dtype)
         values = (mu.to(residual.dtype) + residual).float().cpu().numpy()
         for k, (t, m) in enumerate(rows[batch]):
             out[m, t] = values[k]
