@@ -6,6 +6,7 @@ packaged model's quality is the ``make demo`` job, not a test.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 from pathlib import Path
@@ -17,6 +18,7 @@ from test_downscale import HR_SHAPE, OUTPUTS, tiny_model
 
 import xcorrdiff
 from xcorrdiff.cli import main
+from xcorrdiff.config import SamplerConfig
 from xcorrdiff.data.regrid import regrid
 from xcorrdiff.demo import (
     DEMO_MODEL_DIR,
@@ -194,6 +196,16 @@ def test_demo_is_reproducible_and_overwrites_its_own_output(
     xr.testing.assert_allclose(again.scores, first.scores)
     assert not (first.out / "maps.png").exists()  # replaced whole, figures=False this time
     assert [p.name for p in first.out.parent.iterdir()] == [first.out.name]
+
+
+def test_demo_samples_with_the_models_sampler(tmp_path: Path) -> None:
+    model = copy.copy(tiny_model())
+    model.sampler = SamplerConfig(sampler="heun", num_steps=2)
+    result, text = _run(tmp_path / "out", model=model, num_steps=None, progress=True)
+    assert "2 members, 2 Heun steps, weather seed 1" in result.report
+    assert "6/6" in text  # 1 time x 2 members x 3 evaluations (Heun: 2 per step, 1 on the last)
+    settings = json.loads((result.out / MARKER).read_text())["settings"]
+    assert settings["sampler"] == "heun" and settings["num_steps"] == 2
 
 
 def test_existing_output_is_refused(tmp_path: Path) -> None:

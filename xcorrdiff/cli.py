@@ -269,7 +269,7 @@ def _add_demo(subparsers: Any) -> Handler:
     p.add_argument(
         "--times", type=int, default=DEFAULT_TIMES, help=f"held-out times (default {DEFAULT_TIMES})"
     )
-    p.add_argument("--steps", type=int, default=None, help="Euler steps (default: the model's)")
+    p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the members and the oracle")
     p.add_argument("--model", default="demo", help="'demo' (packaged) or a saved model's folder")
     p.add_argument(

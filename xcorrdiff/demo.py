@@ -604,7 +604,7 @@ def run_demo(
     n_times : int, default 1
         Held-out times (>= 1); the run time grows linearly with ``n_times * n_members``.
     num_steps : int, optional
-        Euler steps; default the model's (12).
+        Sampler steps; default the model's. The sampler (Euler or Heun) is the model's.
     seed : int, default 0
         Seed of the members' random streams, and of the oracle ensemble.
     data_seed : int, default 1
@@ -689,9 +689,12 @@ def run_demo(
         lap("model and held-out data")
 
         steps = num_steps if num_steps is not None else resolved.sampler.num_steps
+        sampler = resolved.sampler.sampler
+        # Heun evaluates the network twice per step but once on the last (to sigma = 0).
+        evaluations = 2 * steps - 1 if sampler == "heun" else steps
         with _count_evaluations(
             resolved.diffusion,
-            n_times * n_members * steps,
+            n_times * n_members * evaluations,
             desc="downscale",
             disable=not progress,
             stream=progress_stream,
@@ -701,7 +704,7 @@ def run_demo(
                 resolved,
                 n_members,
                 seed=seed,
-                sampler="euler",
+                sampler=sampler,
                 num_steps=steps,
                 device=next(resolved.diffusion.parameters()).device,
                 return_mean=True,
@@ -727,7 +730,7 @@ def run_demo(
 
         header = (
             f" — {n_times} held-out time(s) x {hr_shape[0]}x{hr_shape[1]} points, "
-            f"{n_members} members, {steps} Euler steps, weather seed {data_seed}"
+            f"{n_members} members, {steps} {sampler.capitalize()} steps, weather seed {data_seed}"
         )
         report = format_tables(scores, criteria, header)
         print(report, file=report_stream, flush=True)
@@ -769,6 +772,7 @@ def run_demo(
                 "model": os.fspath(DEMO_MODEL_DIR) if model == "demo" else str(model),
                 "n_members": n_members,
                 "n_times": n_times,
+                "sampler": sampler,
                 "num_steps": steps,
                 "seed": seed,
                 "data_seed": data_seed,
