@@ -3,9 +3,12 @@
 The recipe is exactly that of ``examples/train_tiny.py`` with its defaults: 512 times of
 the known-truth synthetic data (``make_synthetic(n_times=512, hr_shape=(128, 128),
 factor=8)``, weather seed 0, terrain seed 0), the ``tiny`` preset with its defaults (seed
-0), the targets ``t2m``, ``u10m``, ``v10m`` and ``precip`` (normalized after ``log1p``;
-``orography`` and ``land_sea_mask`` are the invariants), on the CPU with one torch thread. The demo (``xcorrdiff demo``) scores it on
-weather seed 1, which is not in this training set.
+0; its residual scaling included), the targets ``t2m``, ``u10m``, ``v10m`` and ``precip``
+(normalized after ``log1p``; ``orography`` and ``land_sea_mask`` are the invariants), on
+the CPU with one torch thread. The model's default sampler is set to 24 Euler steps from
+sigma_max = 80 (see docs/user-guide/training.md, "Residual scaling", for the measurements
+behind these choices). The demo (``xcorrdiff demo``) scores it on weather seed 1, which
+is not in this training set.
 
 Usage::
 
@@ -14,7 +17,7 @@ Usage::
 The model directory (config.json, safetensors weights, grid and invariant files, about
 6 MB) is written to ``--out`` when both stages are done; checkpoints and the training log
 go to ``--out``'s sibling ``<out>-checkpoints`` unless ``--checkpoint-dir`` is given. On a
-shared two-core CPU it took 50.4 minutes (docs/demo.md has the details).
+shared two-core CPU it took 57.7 minutes (docs/demo.md has the details).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 import torch
 
 import xcorrdiff
+from xcorrdiff.config import SamplerConfig
 from xcorrdiff.tutorial import make_synthetic
 
 #: The recipe (keep in step with docs/demo.md).
@@ -38,6 +42,8 @@ VARIABLES = ["t2m", "u10m", "v10m", "precip"]
 OUTPUT_TRANSFORMS = {"precip": "log1p"}
 PRESET = "tiny"
 THREADS = 1
+#: Default sampler stored with the model.
+SAMPLER = SamplerConfig(sampler="euler", num_steps=24, sigma_max=80.0)
 
 
 def main() -> None:
@@ -61,6 +67,7 @@ def main() -> None:
 
     model = lr.corrdiff.fit(hr, config=config)
     minutes = (time.perf_counter() - start) / 60
+    model.sampler = SAMPLER
     path = model.save(args.out, overwrite=args.overwrite)
     size = sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 1e6
     final = model.provenance["diffusion"]["final_validation"]
