@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import functools
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import dask
 import numpy as np
 import pytest
 import torch
@@ -270,6 +272,31 @@ def test_member_batch_halves_when_the_device_runs_out_of_memory(
             _run(lr, model, seed=7, member_batch_size=6)
     finally:
         hook.remove()
+
+
+def test_blocks_compute_with_the_callers_torch_threads(model: CorrDiffModel) -> None:
+    # PyTorch fixes a thread's OpenMP count when the thread first computes, so a dask pool
+    # thread started under another torch.set_num_threads would compute differently.
+    lr, _ = tiny_data(2)
+    threads = torch.get_num_threads()
+    pool = ThreadPoolExecutor(1)
+    try:
+
+        def start_with_another_count() -> int:
+            torch.set_num_threads(threads + 1)
+            return torch.get_num_threads()  # first use: fixes this thread's count
+
+        assert pool.submit(start_with_another_count).result() == threads + 1
+        torch.set_num_threads(threads)  # the caller's count, as before
+        assert pool.submit(torch.get_num_threads).result() == threads + 1
+        with dask.config.set(scheduler="threads", pool=pool):
+            pooled = _run(lr.chunk(time=1), model).compute()
+        assert pool.submit(torch.get_num_threads).result() == threads
+    finally:
+        pool.shutdown()
+    direct = _run(lr.chunk(time=1), model).compute(scheduler="sync")
+    for name in OUTPUTS:
+        np.testing.assert_array_equal(pooled[name].values, direct[name].values)
 
 
 def test_members_independent_of_ensemble_size_and_time_selection(model: CorrDiffModel) -> None:

@@ -53,6 +53,7 @@ from xcorrdiff.data.convert import array_to_dataset, dataset_to_array
 from xcorrdiff.inference.blocks import (
     DTYPES,
     Settings,
+    caller_threads,
     mean_block,
     member_seed,
     sample_block,
@@ -396,6 +397,7 @@ def downscale(
         dtype=precision,
         condition_variables=tuple(resolved.condition_variables),
         n_outputs=len(resolved.output_variables),
+        caller_threads=caller_threads(),
     )
     handle = dask.delayed(ref, name=f"xcorrdiff-model-{ref.digest[:16]}-{id(ref):x}")
     token = dask.base.tokenize(array.name, ref.digest, settings)

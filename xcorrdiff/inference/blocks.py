@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import os
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +23,15 @@ from xcorrdiff.inference.handles import ModelRef, model_on, worker_device
 from xcorrdiff.model import CorrDiffModel
 from xcorrdiff.nn import SongUNetPosEmbd
 
-__all__ = ["DTYPES", "Settings", "mean_block", "member_seed", "sample_block", "time_keys"]
+__all__ = [
+    "DTYPES",
+    "Settings",
+    "caller_threads",
+    "mean_block",
+    "member_seed",
+    "sample_block",
+    "time_keys",
+]
 
 DTYPES = {
     "float32": torch.float32,
@@ -98,6 +108,30 @@ class Settings:
     dtype: str
     condition_variables: tuple[str, ...]
     n_outputs: int
+    #: ``(host, pid, torch threads)`` of the process that built the graph (see
+    #: :func:`caller_threads`); ``None`` leaves each thread's count as it is.
+    caller_threads: tuple[str, int, int] | None = None
+
+
+def caller_threads() -> tuple[str, int, int]:
+    """This process's identity and the calling thread's torch intra-op thread count."""
+    return (socket.gethostname(), os.getpid(), torch.get_num_threads())
+
+
+def _use_caller_threads(settings: Settings) -> None:
+    """In the process that built the graph, compute with the caller's torch thread count.
+
+    PyTorch sets OpenMP's thread count per thread, once, when the thread first computes:
+    a dask pool thread keeps the count it started with even after the caller changes
+    ``torch.set_num_threads``, and a different count changes the order of floating-point
+    reductions (results then differ in the last bit depending on which thread ran a
+    block). Blocks run elsewhere (distributed workers) keep their own process's count.
+    """
+    if settings.caller_threads is None:
+        return
+    host, pid, threads = settings.caller_threads
+    if (pid, host) == (os.getpid(), socket.gethostname()) and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 def _autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager[Any]:
@@ -210,6 +244,7 @@ def run_in_batches(
 def mean_block(condition: np.ndarray, ref: ModelRef, settings: Settings) -> np.ndarray:
     """Regression mean μ ``(time, C_out, y, x)`` of a block of normalized conditions."""
     _check_finite(condition, settings.condition_variables)
+    _use_caller_threads(settings)
     device = worker_device(settings.device)
     model = model_on(ref, device)
     out = np.empty((condition.shape[0], settings.n_outputs, *condition.shape[2:]), np.float32)
@@ -252,6 +287,7 @@ def sample_block(
 
     ``s`` is the model's ``residual_scale`` (1 when it has none).
     """
+    _use_caller_threads(settings)
     device = worker_device(settings.device)
     model = model_on(ref, device)
     assert model.diffusion is not None  # checked by downscale
