@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 import random
+import stat
 
 import numpy as np
 import pytest
@@ -143,6 +145,16 @@ def test_checkpoint_file_restores_optimizer_and_rng(tmp_path) -> None:  # type: 
     assert opt2.state_dict()["param_groups"][0]["betas"] == (0.8, 0.95)
     for k, v in opt.state_dict()["state"][0].items():
         assert torch.equal(opt2.state_dict()["state"][0][k], v)
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_checkpoint_files_follow_the_umask(tmp_path, umask: int, mode: int) -> None:  # type: ignore[no-untyped-def]
+    old = os.umask(umask)
+    try:
+        path = write_checkpoint(tmp_path / "ck.safetensors", {"step": 3})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == mode
 
 
 def test_reading_a_foreign_safetensors_file_fails_clearly(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -8,6 +8,17 @@ import uuid
 from pathlib import Path
 
 
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def new_file_mode() -> int:
+    """The permissions the process's umask gives a new file (``0o666 & ~umask``)."""
+    return 0o666 & ~_umask()
+
+
 def publish_dir(staging: Path, target: Path) -> None:
     """Move the finished folder ``staging`` to ``target``, replacing an existing one.
 
@@ -16,8 +27,7 @@ def publish_dir(staging: Path, target: Path) -> None:
     existing ``target`` is renamed aside first and removed only once ``staging`` is in place,
     so a crash never leaves neither.
     """
-    umask = os.umask(0)
-    os.umask(umask)
+    umask = _umask()
     for file in staging.iterdir():
         if file.is_file():
             file.chmod(0o666 & ~umask)

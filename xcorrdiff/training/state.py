@@ -27,6 +27,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from xcorrdiff._files import new_file_mode
+
 __all__ = [
     "capture_rng",
     "decode",
@@ -170,7 +172,7 @@ def write_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Pat
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, new_file_mode())  # mkstemp made it 0600
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
