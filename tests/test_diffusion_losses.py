@@ -56,23 +56,30 @@ def test_regression_loss_is_squared_error_and_trains() -> None:
     assert net.w1.grad is not None and float(net.w1.grad.abs().sum()) > 0
 
 
-def test_residual_loss_formula_and_conditioning() -> None:
-    y, img_lr, mean = _data()
-    seen = {}
+def _recording(seen: dict[str, torch.Tensor]):  # type: ignore[no-untyped-def]
+    """The :class:`Pointwise` denoiser, recording the condition it is called with."""
 
     def net(x, condition, sigma):
         seen["condition"] = condition
         return Pointwise()(x, condition, sigma)
 
+    return net
+
+
+def _expected_loss(r, noise, sigma, condition):  # type: ignore[no-untyped-def]
+    """The EDM loss of :class:`Pointwise` on target ``r``, written out."""
+    s = sigma.reshape(-1, 1, 1, 1)
+    return edm_loss_weight(s) * (Pointwise()(r + s * noise, condition, sigma) - r) ** 2
+
+
+def test_residual_loss_formula_and_conditioning() -> None:
+    y, img_lr, mean = _data()
+    seen: dict[str, torch.Tensor] = {}
+    net = _recording(seen)
     sigma = torch.tensor([0.3, 4.0])
     noise = torch.randn_like(y)
     loss = residual_loss(net, y, img_lr, mean, sigma=sigma, noise=noise)
-    r = y - mean
-    s = sigma.reshape(-1, 1, 1, 1)
-    expected = (
-        edm_loss_weight(s)
-        * (Pointwise()(r + s * noise, torch.cat([mean, img_lr], 1), sigma) - r) ** 2
-    )
+    expected = _expected_loss(y - mean, noise, sigma, torch.cat([mean, img_lr], 1))
     torch.testing.assert_close(loss, expected, rtol=1e-6, atol=0)
     assert torch.equal(seen["condition"], torch.cat([mean, img_lr], dim=1))
     residual_loss(net, y, img_lr, mean, sigma=sigma, noise=noise, hr_mean_conditioning=False)
@@ -81,22 +88,14 @@ def test_residual_loss_formula_and_conditioning() -> None:
 
 def test_residual_scale_divides_the_target_not_the_condition() -> None:
     y, img_lr, mean = _data()
-    seen = {}
-
-    def net(x, condition, sigma):
-        seen["condition"] = condition
-        return Pointwise()(x, condition, sigma)
-
+    seen: dict[str, torch.Tensor] = {}
+    net = _recording(seen)
     sigma = torch.tensor([0.05, 2.0])
     noise = torch.randn_like(y)
     scale = torch.tensor([0.25, 3.0])
     loss = residual_loss(net, y, img_lr, mean, sigma=sigma, noise=noise, residual_scale=scale)
     r = (y - mean) / scale.reshape(1, 2, 1, 1)
-    s = sigma.reshape(-1, 1, 1, 1)
-    expected = (
-        edm_loss_weight(s)
-        * (Pointwise()(r + s * noise, torch.cat([mean, img_lr], 1), sigma) - r) ** 2
-    )
+    expected = _expected_loss(r, noise, sigma, torch.cat([mean, img_lr], 1))
     torch.testing.assert_close(loss, expected, rtol=1e-6, atol=0)
     assert torch.equal(seen["condition"], torch.cat([mean, img_lr], dim=1))
     # Scale 1 is PhysicsNeMo's loss, bit for bit.
