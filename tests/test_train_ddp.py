@@ -234,7 +234,11 @@ def _check_toy(ddp_run: Path, tmp_path: Path) -> None:
     assert [r["samples"] for r in log] == [h["samples"] for h in single.history]
     sizes = np.diff([0] + [r["samples"] for r in log])
     assert {3, 4} <= set(sizes.tolist()), sizes
-    np.testing.assert_allclose([r["loss"] for r in log], [h["loss"] for h in single.history])
+    # float32 losses of two reduction orders (a float64 rank-weighted mean against one float32
+    # mean), a few optimizer steps apart: relative differences of a few float32 ulps.
+    ddp_loss = np.array([r["loss"] for r in log])
+    single_loss = np.array([h["loss"] for h in single.history])
+    np.testing.assert_allclose(ddp_loss, single_loss, rtol=1e-6)
 
 
 def _check_toy_resume(ddp_run: Path, tmp_path: Path) -> None:

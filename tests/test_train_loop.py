@@ -23,11 +23,17 @@ from xcorrdiff.training.loop import (
 
 
 class _Toy(torch.nn.Module):
-    """A 1×1 convolution; ``poison_at`` makes the forward of that call return NaN."""
+    """A 1×1 convolution; ``poison_at`` makes the forward of that call return NaN.
+
+    Its initial weights come from a fixed seed, never from the global stream: two toys are
+    the same network whatever ran before (a resume test compares two of them bitwise).
+    """
 
     def __init__(self, poison_at: int | None = None) -> None:
         super().__init__()
-        self.conv = torch.nn.Conv2d(2, 1, 1)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            self.conv = torch.nn.Conv2d(2, 1, 1)
         self.calls = 0
         self.poison_at = poison_at
 
@@ -203,7 +209,6 @@ def test_bf16_autocast_and_channels_last_train() -> None:
 
 def test_dataloader_workers_resume_exactly(tmp_path: Path) -> None:
     def run(directory: Path, duration: int) -> StageResult:
-        torch.manual_seed(0)  # the same initial weights for every run
         return run_stage(
             stage="regression",
             net=_Toy(),
