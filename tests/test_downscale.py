@@ -312,6 +312,25 @@ def test_members_independent_of_ensemble_size_and_time_selection(model: CorrDiff
     assert not np.allclose(r0.isel(time=0).values, r0.isel(time=1).values)
 
 
+def test_repeated_time_stamps_are_refused(model: CorrDiffModel) -> None:
+    lr, _ = tiny_data(3)
+    repeated = lr.isel(time=[0, 1, 1])
+    with pytest.raises(ValueError, match=r"repeats stamps \['2000-01-01T06:00:00.*identical noise"):
+        _run(repeated, model)
+
+
+def test_times_without_a_coordinate_get_distinct_noise_by_position(model: CorrDiffModel) -> None:
+    lr, _ = tiny_data(1)
+    twice = xr.concat([lr, lr], dim="time").drop_vars("time")
+    with pytest.warns(UserWarning, match=r"no 'time' coordinate.*keyed by position"):
+        ens = _run(twice, model, n_ensemble=2)
+    # Same input at both positions, so only the noise can differ (it was shared before).
+    assert not np.allclose(ens["t2m"].isel(time=0).values, ens["t2m"].isel(time=1).values)
+    with pytest.warns(UserWarning, match=r"keyed by position"):
+        again = _run(twice.isel(time=[1]), model, n_ensemble=2)
+    np.testing.assert_allclose(again["t2m"].isel(time=0), ens["t2m"].isel(time=0), atol=1e-5)
+
+
 def test_members_are_distinct_samples(model: CorrDiffModel) -> None:
     lr, _ = tiny_data(1)
     ens = _run(lr, model, n_ensemble=4)

@@ -11,6 +11,7 @@ import hashlib
 import math
 import os
 import socket
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,10 +44,48 @@ DTYPES = {
 
 
 def time_keys(times: np.ndarray | None, n: int) -> np.ndarray:
-    """Non-negative 64-bit keys of the time stamps (0 without a time coordinate)."""
+    """Non-negative 64-bit keys of the time stamps: the identity of each time's noise.
+
+    Parameters
+    ----------
+    times : numpy.ndarray or None
+        The ``time`` coordinate (datetime64, timedelta64, numbers, cftime or other objects),
+        or ``None`` when the input has none.
+    n : int
+        Number of times.
+
+    Returns
+    -------
+    numpy.ndarray of uint64
+        Datetimes: nanoseconds since 1970 plus ``2**63``; numbers: their float64 bits;
+        other objects (cftime): the first 8 bytes of the SHA-256 of ``str(value)``.
+        Without a time coordinate the position ``0 … n-1`` is the key, with a
+        :class:`UserWarning` (members then depend on which times were selected).
+
+    Raises
+    ------
+    ValueError
+        Two times share a stamp: their members would draw the same noise.
+    """
     if times is None:
-        return np.zeros(n, dtype=np.uint64)
+        warnings.warn(
+            f"the input has no 'time' coordinate, so the members' random streams are keyed "
+            f"by position (0 … {n - 1}): selecting other times changes them. Give the input a "
+            "time coordinate (lr.assign_coords(time=...)) for streams that follow the time stamps",
+            UserWarning,
+            stacklevel=3,
+        )
+        return np.arange(n, dtype=np.uint64)
     values = np.asarray(times)
+    unique, counts = np.unique(values.astype(str), return_counts=True)
+    if (counts > 1).any():
+        repeated = [str(v) for v in unique[counts > 1][:5]]
+        raise ValueError(
+            f"the input's time coordinate repeats stamps {repeated} ({int((counts > 1).sum())} "
+            "repeated in all); each time's members draw noise keyed by its stamp, so repeated "
+            "stamps would get identical noise. Drop the duplicates first, e.g. "
+            "lr.drop_duplicates('time')"
+        )
     if np.issubdtype(values.dtype, np.datetime64) or np.issubdtype(values.dtype, np.timedelta64):
         ns = values.astype("datetime64[ns]" if values.dtype.kind == "M" else "timedelta64[ns]")
         return (ns.astype(np.int64).astype(np.uint64) + np.uint64(2**63)).astype(np.uint64)
