@@ -292,7 +292,7 @@ def _ensemble(chunks: dict[str, int] | None = None) -> tuple[xr.Dataset, xr.Data
     )
     truth = xr.Dataset(
         {
-            "t2m": (("time", "y", "x"), rng.normal(size=shape[1:])),
+            "t2m": (("time", "y", "x"), rng.normal(size=shape[1:]), {"units": "K"}),
             "tp": (("time", "y", "x"), rng.gamma(0.5, size=shape[1:])),
         },
         coords=coords,

@@ -23,7 +23,7 @@ def _data() -> tuple[xr.Dataset, xr.Dataset]:
     )
     truth = xr.Dataset(
         {
-            "t2m": (("time", "y", "x"), rng.normal(size=(4, 6, 7))),
+            "t2m": (("time", "y", "x"), rng.normal(size=(4, 6, 7)), {"units": "K"}),
             "tp": (("time", "y", "x"), rng.gamma(0.4, size=(4, 6, 7))),
         },
         coords=coords,

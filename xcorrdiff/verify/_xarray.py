@@ -126,6 +126,7 @@ def align_pair(
             f"(dims {forecast.dims}) lacks; expected obs dims within "
             f"{tuple(d for d in forecast.dims if d != member_dim)}"
         )
+    obs = match_units(forecast, obs, "forecast", "obs")
     try:
         f_aligned, o_aligned = xr.align(forecast, obs, join="inner", copy=False)
     except ValueError as exc:
@@ -148,6 +149,107 @@ def align_pair(
             "select overlapping times/points or fix the coordinates"
         )
     return f_aligned, o_aligned
+
+
+def match_units(
+    reference: xr.DataArray, other: xr.DataArray, ref_arg: str, arg: str
+) -> xr.DataArray:
+    """``other`` in the units of ``reference`` (CF ``units`` attributes, compared with pint).
+
+    Convertible units are converted (lazily; mass per area and liquid-water depth convert
+    with a water density of 1000 kg m-3, so precipitation in ``kg m-2 s-1`` meets
+    ``mm h-1``). Two variables without units are compared as they are.
+
+    Raises
+    ------
+    ValueError
+        Only one of the two has units, or the units do not convert (different quantities).
+    """
+    name = var_name(reference)
+    ref_units, units = reference.attrs.get("units"), other.attrs.get("units")
+    if ref_units is None and units is None:
+        return other
+    if ref_units is None or units is None:
+        lacking, having = (ref_arg, arg) if ref_units is None else (arg, ref_arg)
+        present = units if ref_units is None else ref_units
+        raise ValueError(
+            f"{lacking} variable {name!r} has no 'units' attribute but {having} has "
+            f"{present!r}; verification compares values in the same units, so set "
+            f"{lacking}[{name!r}].attrs['units'] (or drop the units of both)"
+        )
+    if str(units).strip() == str(ref_units).strip():
+        return other
+    # pint (with its registry) loads only when units differ: it is slow to import.
+    from xcorrdiff.data.units import unit_conversion
+
+    try:
+        scale, offset = unit_conversion(
+            str(units), str(ref_units), name=name, water_equivalent=True
+        )
+    except ValueError as exc:
+        raise ValueError(
+            f"{arg} variable {name!r} is in {units!r}, which does not convert to the "
+            f"{ref_arg}'s {ref_units!r} ({exc}); compare the same quantity, or fix the units "
+            "attribute that is wrong"
+        ) from None
+    if (scale, offset) == (1.0, 0.0):
+        return other
+    converted = other * scale + offset if offset else other * scale
+    return converted.astype(other.dtype, copy=False).assign_attrs(
+        {**other.attrs, "units": ref_units}
+    )
+
+
+def check_member_weights(weights: object, forecast: xr.DataArray, member_dim: str) -> xr.DataArray:
+    """Validate member weights: a DataArray along ``member_dim`` of the forecast's length,
+    finite, non-negative, and not all zero at any point.
+
+    Raises
+    ------
+    TypeError
+        ``weights`` is not a DataArray.
+    ValueError
+        Missing member dimension, wrong length, NaN/inf, negative values, or a point whose
+        weights are all zero (the weighted CRPS would divide by zero).
+    """
+    check_type(weights, "weights")
+    if not isinstance(weights, xr.DataArray) or member_dim not in weights.dims:
+        raise ValueError(
+            f"weights must be a DataArray with the member dimension {member_dim!r} "
+            f"(member weights, as properscoring); got dims {getattr(weights, 'dims', None)}; "
+            "for weighted averages over space, weight the result: "
+            "crps(..., dim=[]).weighted(w).mean(dims)"
+        )
+    size, expected = weights.sizes[member_dim], forecast.sizes[member_dim]
+    if size != expected:
+        raise ValueError(
+            f"weights has {size} values along {member_dim!r} but the forecast has {expected} "
+            f"members; give one weight per member"
+        )
+    if member_dim in weights.coords and member_dim in forecast.coords:
+        if not np.array_equal(weights[member_dim].values, forecast[member_dim].values):
+            raise ValueError(
+                f"weights' {member_dim!r} coordinate {_describe(weights, member_dim)} differs "
+                f"from the forecast's {_describe(forecast, member_dim)}; label the weights "
+                f"with the forecast's members (weights.assign_coords({member_dim}=...))"
+            )
+    values = np.asarray(weights.values, dtype=np.float64)
+    if not np.isfinite(values).all():
+        bad = int(values.size - np.isfinite(values).sum())
+        raise ValueError(
+            f"weights has {bad} NaN/inf values; expected finite, non-negative member weights"
+        )
+    if (values < 0).any():
+        raise ValueError(
+            f"weights has negative values (smallest {float(values.min())!r}); expected non-negative "
+            "member weights"
+        )
+    if (values.sum(axis=weights.get_axis_num(member_dim)) == 0).any():
+        raise ValueError(
+            f"weights are all zero along {member_dim!r} (at some point); at least one member "
+            "needs a positive weight"
+        )
+    return weights
 
 
 def _describe(da: xr.DataArray, d: Hashable) -> str:

@@ -19,8 +19,10 @@ from xcorrdiff.verify._xarray import (
     T,
     XarrayLike,
     check_numeric,
+    check_member_weights,
     check_type,
     map_pairs,
+    match_units,
     reduce_dims,
     single_chunk,
     units_attrs,
@@ -119,22 +121,14 @@ def crps(
     >>> float(crps(ens, obs))
     0.25
     """
-    if weights is not None:
-        check_type(weights, "weights")
-        if not isinstance(weights, xr.DataArray) or member_dim not in weights.dims:
-            raise ValueError(
-                f"weights must be a DataArray with the member dimension {member_dim!r} "
-                f"(member weights, as properscoring); got dims {getattr(weights, 'dims', None)}; "
-                "for weighted averages over space, weight the result: "
-                "crps(..., dim=[]).weighted(w).mean(dims)"
-            )
 
     def per_variable(f: xr.DataArray, o: xr.DataArray) -> xr.DataArray:
         f = single_chunk(f, [member_dim], "crps")
         args: list[xr.DataArray] = [f, o]
         core: list[list[Hashable]] = [[member_dim], []]
         if weights is not None:
-            args.append(single_chunk(weights, [member_dim], "crps weights"))
+            checked = check_member_weights(weights, f, member_dim)
+            args.append(single_chunk(checked, [member_dim], "crps weights"))
             core.append([member_dim])
         score = xr.apply_ufunc(
             kernels.crps_ensemble,
@@ -179,6 +173,7 @@ def crps_gaussian(mu: T, sigma: XarrayLike, obs: XarrayLike, *, dim: Dim = None)
         check_type(arg, argname)
         for da in arg.data_vars.values() if isinstance(arg, xr.Dataset) else [arg]:
             check_numeric(da, argname)
+    obs = _in_units_of(mu, obs)
     mu_a, sigma_a, obs_a = xr.align(mu, sigma, obs, join="inner", copy=False)
     score = xr.apply_ufunc(
         kernels.crps_gaussian,
@@ -189,6 +184,16 @@ def crps_gaussian(mu: T, sigma: XarrayLike, obs: XarrayLike, *, dim: Dim = None)
         output_dtypes=[np.float64],
     )
     return score.mean(reduce_dims(list(score.dims), dim, "CRPS"))
+
+
+def _in_units_of(mu: XarrayLike, obs: XarrayLike) -> XarrayLike:
+    """``obs`` converted to the units of ``mu``, variable by variable."""
+    if isinstance(mu, xr.DataArray) and isinstance(obs, xr.DataArray):
+        return match_units(mu, obs, "mu", "obs")
+    if isinstance(mu, xr.Dataset) and isinstance(obs, xr.Dataset):
+        common = [name for name in obs.data_vars if name in mu.data_vars]
+        return obs.assign({name: match_units(mu[name], obs[name], "mu", "obs") for name in common})
+    return obs
 
 
 # --- ensemble mean errors and spread --------------------------------------------------------
