@@ -5,7 +5,8 @@ A :class:`CorrDiffModel` is saved as a directory::
     model_dir/
       config.json              variables (units, long names), invariants, grids, normalization,
                                network constructor arguments, sampler defaults, version,
-                               training provenance
+                               training provenance, and the size and SHA-256 of every
+                               other file ("files")
       regression.safetensors   regression UNet weights
       diffusion.safetensors    residual diffusion weights (absent for a regression-only model)
       grid_hr.nc               HR grid coordinates (netCDF)
@@ -14,7 +15,10 @@ A :class:`CorrDiffModel` is saved as a directory::
 
 Nothing pickled is read back: weights are safetensors, the rest JSON and netCDF, and the
 network classes come from a fixed table. :meth:`CorrDiffModel.save` writes into a temporary
-directory next to the target and renames it into place.
+directory next to the target and renames it into place. :meth:`CorrDiffModel.load` checks
+every file against its recorded size and SHA-256, keeps file names inside the directory and
+checks each network against its weights and the machine's memory before building it
+(:mod:`xcorrdiff._model_dir`): a damaged or edited directory is an error naming the file.
 """
 
 from __future__ import annotations
@@ -32,9 +36,17 @@ from typing import Any
 import numpy as np
 import torch
 import xarray as xr
-from safetensors.torch import load_file, save_file
 
 from xcorrdiff._files import publish_dir
+from xcorrdiff._model_dir import (
+    FORMAT,
+    FORMAT_VERSION,
+    read_config,
+    read_dataset,
+    read_netcdf,
+    read_network,
+    write_files,
+)
 from xcorrdiff.config import SamplerConfig
 from xcorrdiff.data.convert import array_to_dataset, dataset_to_array, to_tensor
 from xcorrdiff.data.normalize import Normalizer
@@ -43,8 +55,6 @@ from xcorrdiff.prepare import VariableSpec, prepare_condition
 
 __all__ = ["CorrDiffModel", "load_model"]
 
-FORMAT = "xcorrdiff-model"
-FORMAT_VERSION = 1
 
 # Units of the variable names used by Earth2Studio/NGC CorrDiff packages (which carry none).
 _E2S_UNITS = {
@@ -82,21 +92,6 @@ def _network_entry(net: torch.nn.Module) -> dict[str, Any]:
     return {"class": name, "kwargs": dict(config)}
 
 
-def _build_network(entry: Mapping[str, Any], *, role: str) -> torch.nn.Module:
-    name = entry.get("class")
-    if name not in SUPPORTED_CLASSES:
-        raise ValueError(
-            f"config.json: the {role} network class {name!r} is not supported; expected one "
-            f"of {sorted(SUPPORTED_CLASSES)}"
-        )
-    return SUPPORTED_CLASSES[name](**entry["kwargs"])
-
-
-def _state_tensors(net: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A state dict safetensors can store (no shared storage, contiguous, on the CPU)."""
-    return {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
-
-
 def state_digest(net: torch.nn.Module) -> str:
     """SHA-256 of a network's state dict (names, dtypes, shapes and bytes)."""
     digest = hashlib.sha256()
@@ -106,29 +101,6 @@ def state_digest(net: torch.nn.Module) -> str:
         flat = tensor.reshape(-1).clone()  # C order, stride 1, whatever the memory format
         digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
     return digest.hexdigest()
-
-
-def _clean_attrs(ds: xr.Dataset) -> xr.Dataset:
-    """Drop attributes netCDF cannot store (None, nested mappings)."""
-    ds = ds.copy()
-
-    def ok(value: Any) -> bool:
-        return isinstance(value, (str, int, float, np.number, np.ndarray, list, tuple))
-
-    ds.attrs = {k: v for k, v in ds.attrs.items() if ok(v)}
-    for name in ds.variables:
-        ds[name].attrs = {k: v for k, v in ds[name].attrs.items() if ok(v)}
-        ds[name].encoding = {}
-    return ds
-
-
-def _write_netcdf(ds: xr.Dataset, path: Path) -> None:
-    _clean_attrs(ds).to_netcdf(path)
-
-
-def _read_netcdf(path: Path) -> xr.Dataset:
-    with xr.open_dataset(path) as ds:
-        return ds.load()
 
 
 class CorrDiffModel:
@@ -417,19 +389,16 @@ class CorrDiffModel:
             )
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+        networks = {"regression": self.regression}
+        if self.diffusion is not None:
+            networks["diffusion"] = self.diffusion
+        datasets = {"grid_hr.nc": self.grid}
+        if self.input_grid is not None:
+            datasets["grid_input.nc"] = self.input_grid
+        if self.invariants is not None:
+            datasets["invariants.nc"] = self.invariants
         try:
-            config = self.config_dict()
-            (tmp / "config.json").write_text(
-                json.dumps(config, indent=2, allow_nan=True), encoding="utf-8"
-            )
-            save_file(_state_tensors(self.regression), tmp / "regression.safetensors")
-            if self.diffusion is not None:
-                save_file(_state_tensors(self.diffusion), tmp / "diffusion.safetensors")
-            _write_netcdf(self.grid, tmp / "grid_hr.nc")
-            if self.input_grid is not None:
-                _write_netcdf(self.input_grid, tmp / "grid_input.nc")
-            if self.invariants is not None:
-                _write_netcdf(self.invariants, tmp / "invariants.nc")
+            write_files(tmp, self.config_dict(), networks, datasets)
             publish_dir(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -450,41 +419,30 @@ class CorrDiffModel:
             ``config.json`` is not an xcorrdiff model of a supported version.
         """
         root = Path(path)
-        config_path = root / "config.json"
-        if not config_path.is_file():
-            raise FileNotFoundError(
-                f"path={os.fspath(root)!r} is not a CorrDiff model directory (no config.json); "
-                "expected a directory written by CorrDiffModel.save"
-            )
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-        if config.get("format") != FORMAT:
+        config = read_config(root)
+        try:
+            return cls._from_config(root, config).to(device)
+        except (KeyError, TypeError, IndexError) as exc:
             raise ValueError(
-                f"{os.fspath(config_path)!r} has format {config.get('format')!r}; expected "
-                f"{FORMAT!r}"
-            )
-        if config.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
-                f"{os.fspath(config_path)!r} has format_version "
-                f"{config.get('format_version')!r}; this xcorrdiff reads version {FORMAT_VERSION}"
-            )
-        regression = _build_network(config["networks"]["regression"], role="regression")
-        regression.load_state_dict(load_file(root / "regression.safetensors"), strict=True)
-        diffusion = None
-        if config["networks"].get("diffusion") is not None:
-            diffusion = _build_network(config["networks"]["diffusion"], role="diffusion")
-            diffusion.load_state_dict(load_file(root / "diffusion.safetensors"), strict=True)
+                f"{root / 'config.json'} lacks or garbles the entry {exc}; the model directory "
+                "is damaged: restore it from a backup or save the model again"
+            ) from None
+
+    @classmethod
+    def _from_config(cls, root: Path, config: Mapping[str, Any]) -> CorrDiffModel:
         input_grid = None
         if config.get("input_grid"):
-            input_grid = _read_netcdf(root / config["input_grid"]["file"])
-        invariants = _read_netcdf(root / "invariants.nc") if config.get("invariants") else None
-        if invariants is not None:
+            input_grid = read_dataset(root, config, config["input_grid"]["file"])
+        invariants = None
+        if config.get("invariants"):
+            invariants = read_dataset(root, config, "invariants.nc")
             invariants = invariants[[v["name"] for v in config["invariants"]]]
         model = cls(
-            regression=regression,
-            diffusion=diffusion,
+            regression=read_network(root, config, "regression"),  # type: ignore[arg-type]
+            diffusion=read_network(root, config, "diffusion"),
             input_variables=[VariableSpec.from_dict(v) for v in config["input_variables"]],
             output_variables=[VariableSpec.from_dict(v) for v in config["output_variables"]],
-            grid=_read_netcdf(root / config["grid"]["file"]),
+            grid=read_dataset(root, config, config["grid"]["file"]),
             grid_dims=(str(config["grid"]["dims"][0]), str(config["grid"]["dims"][1])),
             input_grid=input_grid,
             invariants=invariants,
@@ -496,7 +454,7 @@ class CorrDiffModel:
             residual_scale=config.get("residual_scale"),
             provenance=config.get("provenance"),
         )
-        return model.to(device)
+        return model
 
     @classmethod
     def from_earth2studio(
@@ -559,7 +517,7 @@ class CorrDiffModel:
 
         invariants = None
         if (root / "invariants.nc").is_file():
-            invariants = _read_netcdf(root / "invariants.nc")
+            invariants = read_netcdf(root / "invariants.nc")
             names = metadata.get("invariant_variables") or list(map(str, invariants.data_vars))
             invariants = invariants[names]
         invariant_names = list(map(str, invariants.data_vars)) if invariants is not None else []
@@ -587,7 +545,7 @@ class CorrDiffModel:
             invariants = invariants.assign_coords(grid.coords)
         input_grid = None
         if (root / "input_latlon_grid.nc").is_file():
-            input_grid = _read_netcdf(root / "input_latlon_grid.nc")
+            input_grid = read_netcdf(root / "input_latlon_grid.nc")
 
         sampler = SamplerConfig(
             sampler=metadata.get("solver", "euler"),

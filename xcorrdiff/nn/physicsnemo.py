@@ -15,7 +15,6 @@ import json
 import os
 import pickle
 import tarfile
-import warnings
 import zipfile
 from collections.abc import Mapping
 from typing import Any
@@ -23,19 +22,12 @@ from typing import Any
 import torch
 
 from .layers import PositionalEmbedding
-from .precond import EDMPrecondSR, EDMPrecondSuperResolution, UNet
-from .song_unet import SongUNet, SongUNetPosEmbd
+from .registry import NETWORK_CLASSES, build_network
 
 __all__ = ["SUPPORTED_CLASSES", "load_physicsnemo", "read_mdlus", "rename_legacy_keys"]
 
-SUPPORTED_CLASSES: dict[str, type[torch.nn.Module]] = {
-    "UNet": UNet,
-    "CorrDiffRegressionUNet": UNet,
-    "EDMPrecondSuperResolution": EDMPrecondSuperResolution,
-    "EDMPrecondSR": EDMPrecondSR,
-    "SongUNet": SongUNet,
-    "SongUNetPosEmbd": SongUNetPosEmbd,
-}
+#: The classes a checkpoint may name (the table of :mod:`xcorrdiff.nn.registry`).
+SUPPORTED_CLASSES: dict[str, type[torch.nn.Module]] = NETWORK_CLASSES
 
 _REQUIRED_MEMBERS = ("args.json", "model.pt")
 _MAX_JSON_BYTES = 1 << 20
@@ -281,15 +273,10 @@ def load_physicsnemo(
             f"{os.fspath(path)!r}: nested PhysicsNeMo modules are not supported by CorrDiff import"
         )
     kwargs = _constructor_args(name, args["__args__"], use_apex_gn)
-    cls = SUPPORTED_CLASSES[name]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        try:
-            module = cls(**kwargs)
-        except TypeError as exc:
-            raise CheckpointError(
-                f"{os.fspath(path)!r}: the arguments of {name} in args.json are not supported: {exc}"
-            ) from exc
+    try:
+        module = build_network(name, kwargs, where=f"{os.fspath(path)!r} (args.json)")
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from exc
     state_dict = rename_legacy_keys(state_dict)
     # Old checkpoints saved the positional noise-embedding frequencies as non-persistent.
     for prefix, sub in module.named_modules():
