@@ -15,6 +15,7 @@ import xcorrdiff
 from xcorrdiff.config import NetworkConfig, TrainConfig
 from xcorrdiff.data.batching import split_times
 from xcorrdiff.data.regrid import regrid
+from xcorrdiff.prepare import align_times
 from xcorrdiff.train import fit_diffusion, fit_regression
 from xcorrdiff.tutorial import make_synthetic
 
@@ -136,6 +137,18 @@ def test_no_common_times(small: tuple[xr.Dataset, xr.Dataset]) -> None:
     shifted = lr.assign_coords(time=lr["time"] + pd.Timedelta(days=3650))
     with pytest.raises(ValueError, match=r"lr and hr have no common time: lr has 12 times from"):
         fit_regression(shifted, hr, config=_quick(), output_variables=OUTPUTS, progress=False)
+
+
+def test_unpaired_times_are_reported(small: tuple[xr.Dataset, xr.Dataset]) -> None:
+    lr, hr = small
+    times = [str(t) for t in hr.indexes["time"]]
+    with pytest.warns(UserWarning) as record:
+        lr_used, hr_used = align_times(lr.isel(time=slice(0, 10)), hr.isel(time=slice(3, 12)))
+    (message,) = [str(w.message) for w in record]
+    assert message.startswith("training uses the 7 times lr and hr share: 3 of lr's 10 times")
+    assert f"(first: {times[0]}, {times[1]}, {times[2]})" in message
+    assert f"2 of hr's 9 times have no partner in lr (first: {times[10]}, {times[11]})" in message
+    assert lr_used.sizes["time"] == hr_used.sizes["time"] == 7
 
 
 def test_nan_targets(small: tuple[xr.Dataset, xr.Dataset]) -> None:

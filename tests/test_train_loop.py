@@ -6,7 +6,9 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import dask.array
 import numpy as np
 import pytest
 import torch
@@ -72,11 +74,11 @@ def _run(
     net: torch.nn.Module, config: TrainConfig, duration: int = 20, **kw: object
 ) -> StageResult:
     torch.manual_seed(0)
+    kw.setdefault("batches", _batches())
     return run_stage(
         stage="regression",
         net=net,
         loss_fn=_loss,
-        batches=_batches(),
         config=config,
         duration=duration,
         fingerprint={"toy": 1},
@@ -229,3 +231,104 @@ def test_dataloader_workers_resume_exactly(tmp_path: Path) -> None:
         straight.net.state_dict().values(), resumed.net.state_dict().values(), strict=True
     ):
         assert torch.equal(a, b)
+
+
+class _Killed(BaseException):
+    """Stands for a kill: not an ``Exception``, so nothing in the loop handles it."""
+
+
+def _dying_loss(at_call: int) -> Any:
+    calls = {"n": 0}
+
+    def loss(net: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] == at_call:
+            raise _Killed
+        return _loss(net, batch)
+
+    return loss
+
+
+def _step_rows(path: Path) -> list[tuple[str, int]]:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return [(r["event"], r["samples"]) for r in rows]
+
+
+def test_resume_after_a_kill_leaves_no_duplicate_log_rows(tmp_path: Path) -> None:
+    straight = _run(_Toy(), _config(tmp_path / "a"), duration=20)
+    with pytest.raises(_Killed):  # killed at step 6 (samples 12); the checkpoint is at 8
+        run_stage(stage="regression", net=_Toy(), loss_fn=_dying_loss(6), batches=_batches(),
+                  config=_config(tmp_path / "b"), duration=20, fingerprint={"toy": 1},
+                  device=torch.device("cpu"), progress=False)  # fmt: skip
+    assert ("step", 10) in _step_rows(tmp_path / "b" / "log.jsonl")  # a row past the checkpoint
+    resumed = _run(_Toy(), _config(tmp_path / "b"), duration=20)
+    assert resumed.resumed_from == 8
+    rows = _step_rows(tmp_path / "b" / "log.jsonl")
+    assert len(rows) == len(set(rows))
+    assert rows == _step_rows(tmp_path / "a" / "log.jsonl")
+    for a, b in zip(
+        straight.net.state_dict().values(), resumed.net.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)
+
+
+def test_orphan_temporary_checkpoints_are_removed(tmp_path: Path) -> None:
+    tmp_path.mkdir(exist_ok=True)
+    orphan = tmp_path / ".regression-checkpoint.safetensors.k1ll3d.tmp"
+    orphan.write_bytes(b"half a checkpoint")
+    other = tmp_path / "notes.tmp"  # not ours: kept
+    other.write_text("mine")
+    _run(_Toy(), _config(tmp_path), duration=8)
+    assert not orphan.exists() and other.read_text() == "mine"
+
+
+def test_mismatch_names_only_the_differing_fields(tmp_path: Path) -> None:
+    big = {"network": {"channels": 32, "mult": [1, 2]}, "lr": 0.01, "notes": "x" * 2000}
+    toy = {"stage": "regression", "loss_fn": _loss, "config": _config(tmp_path), "duration": 8,
+           "device": torch.device("cpu"), "progress": False}  # fmt: skip
+    run_stage(net=_Toy(), batches=_batches(), fingerprint=big, **toy)  # type: ignore[arg-type]
+    changed = {**big, "lr": 0.02, "network": {"channels": 64, "mult": [1, 2]}}
+    with pytest.raises(CheckpointMismatchError) as info:
+        run_stage(net=_Toy(), batches=_batches(), fingerprint=changed, **toy)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert "lr: checkpoint has 0.01, this run has 0.02" in message
+    assert "network.channels: checkpoint has 32, this run has 64" in message
+    assert "notes" not in message and "mult" not in message and len(message) < 400
+
+
+def test_a_damaged_checkpoint_is_an_error_naming_it(tmp_path: Path) -> None:
+    _run(_Toy(), _config(tmp_path), duration=8)
+    path = tmp_path / "regression-checkpoint.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(
+        ValueError, match=r"regression-checkpoint.safetensors' is damaged .*SHA-256.*delete it"
+    ):
+        _run(_Toy(), _config(tmp_path), duration=16)
+    path.write_bytes(bytes(data[:100]))
+    with pytest.raises(ValueError, match=r"is damaged \(not a readable safetensors file"):
+        _run(_Toy(), _config(tmp_path), duration=16)
+
+
+def test_errors_in_dataloader_workers_arrive_unwrapped() -> None:
+    rng = np.random.default_rng(0)
+    condition = rng.normal(size=(12, 2, 4, 4)).astype("float32")
+    target = (condition[:, :1] * 0.5).astype("float32")
+    target[5, 0, 1, 1] = np.nan
+    stream = PairedBatchStream(
+        dask.array.from_array(condition, chunks=(4, -1, -1, -1)),
+        dask.array.from_array(target, chunks=(4, -1, -1, -1)),
+        batch_size=2,
+        seed=0,
+    )
+    with pytest.raises(ValueError) as info:
+        _run(
+            _Toy(),
+            _config(num_workers=1),
+            duration=24,
+            batches=StreamBatches(stream, num_workers=1),
+        )
+    message = str(info.value)
+    assert message.startswith("target has non-finite (NaN/inf) values in the block of times")
+    assert "DataLoader worker" not in message and "Traceback" not in message

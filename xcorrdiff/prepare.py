@@ -12,6 +12,7 @@ Everything stays lazy on dask-backed input.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -200,6 +201,22 @@ def align_times(
         raise ValueError(
             f"lr and hr have no common time: lr has {len(lr_times)} times {_span(lr_times)}, "
             f"hr has {len(hr_times)} times {_span(hr_times)}; pass paired data"
+        )
+    unpaired = [
+        f"{len(only)} of {name}'s {len(times)} times have no partner in {other} (first: "
+        f"{', '.join(map(str, only[:3]))}{', ...' if len(only) > 3 else ''})"
+        for name, other, times, only in (
+            ("lr", "hr", lr_times, lr_times.difference(common)),
+            ("hr", "lr", hr_times, hr_times.difference(common)),
+        )
+        if len(only)
+    ]
+    if unpaired:
+        warnings.warn(
+            f"training uses the {len(common)} times lr and hr share: {'; '.join(unpaired)}. "
+            "Select paired times first (xr.align(lr, hr, join='inner')) to silence this",
+            UserWarning,
+            stacklevel=3,
         )
     return lr.sel({time_dim: common}), hr.sel({time_dim: common})
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
+import pickle
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -39,7 +41,13 @@ from xcorrdiff.config import TrainConfig
 from xcorrdiff.nn import SongUNet, set_channels_last
 from xcorrdiff.training.distributed import current, rank_seed
 from xcorrdiff.training.schedule import ema_beta, learning_rate, update_ema
-from xcorrdiff.training.state import capture_rng, read_checkpoint, restore_rng, write_checkpoint
+from xcorrdiff.training.state import (
+    capture_rng,
+    read_checkpoint,
+    remove_orphans,
+    restore_rng,
+    write_checkpoint,
+)
 
 __all__ = [
     "BatchSource",
@@ -156,15 +164,55 @@ class JsonlLog:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record, allow_nan=True) + "\n")
 
+    def rewind(self, stage: str, samples: int) -> int:
+        """Drop ``stage``'s records past ``samples``: the steps an interrupted run did after
+        its last checkpoint, which the resumed run does again. Returns how many were dropped.
+
+        The log is rewritten atomically; a partial last line (a kill mid-write) goes too.
+        """
+        if self.path is None or not self.path.is_file():
+            return 0
+        kept, dropped = [], 0
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                dropped += 1
+                continue
+            if record.get("stage") == stage and record.get("samples", 0) > samples:
+                dropped += 1
+            else:
+                kept.append(line + "\n")
+        if dropped:
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text("".join(kept), encoding="utf-8")
+            os.replace(tmp, self.path)
+        return dropped
+
+
+def _differences(found: Any, expected: Any, path: str = "") -> list[str]:
+    """The leaves where two nested JSON values differ, as ``path: a != b`` lines."""
+    if isinstance(found, Mapping) and isinstance(expected, Mapping):
+        out = []
+        for key in sorted(set(found) | set(expected), key=str):
+            where = f"{path}.{key}" if path else str(key)
+            if key not in found:
+                out.append(f"{where}: absent in the checkpoint, {expected[key]!r} in this run")
+            elif key not in expected:
+                out.append(f"{where}: {found[key]!r} in the checkpoint, absent in this run")
+            else:
+                out.extend(_differences(found[key], expected[key], where))
+        return out
+    if found == expected:
+        return []
+    short = [repr(v) if len(repr(v)) <= 80 else f"{repr(v)[:77]}..." for v in (found, expected)]
+    return [f"{path or 'value'}: checkpoint has {short[0]}, this run has {short[1]}"]
+
 
 def _describe_difference(found: Mapping[str, Any], expected: Mapping[str, Any]) -> str:
-    keys = sorted(set(found) | set(expected))
-    diffs = [
-        f"{k}: checkpoint has {found.get(k)!r}, this run has {expected.get(k)!r}"
-        for k in keys
-        if found.get(k) != expected.get(k)
-    ]
-    return "; ".join(diffs[:4]) + ("; ..." if len(diffs) > 4 else "")
+    diffs = _differences(found, expected)
+    more = f"; and {len(diffs) - 6} more" if len(diffs) > 6 else ""
+    return "; ".join(diffs[:6]) + more
 
 
 def _nonfinite_grad_norm(params: list[torch.nn.Parameter], max_norm: float | None) -> torch.Tensor:
@@ -304,6 +352,8 @@ def _run_stage(
     log = JsonlLog(directory / "log.jsonl" if directory and rank == 0 else None)
     resumed_from: int | None = None
 
+    if ckpt_path is not None and rank == 0:
+        remove_orphans(ckpt_path)  # temporaries of a run killed while writing
     if ckpt_path is not None and ckpt_path.exists():
         state = read_checkpoint(ckpt_path)
         if state.get("fingerprint") != fingerprint:
@@ -325,6 +375,8 @@ def _run_stage(
             for g in generators.values():
                 g.manual_seed(rank_seed(g.initial_seed(), rank, samples))
         resumed_from = samples
+    # Records past the checkpoint (or of a run that left none) are redone by this run.
+    log.rewind(stage, samples)
 
     def save() -> None:
         """Rank 0 writes (atomically); every rank's random state goes in; all ranks wait."""
@@ -532,6 +584,35 @@ def _batch_size(batch: Any) -> int:
     return int(batch.shape[0])
 
 
+@dataclass
+class _WorkerError:
+    """An exception raised in a DataLoader worker, sent to the training process as is."""
+
+    error: BaseException
+
+
+class _Forwarding(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
+    """Iterates a stream in a DataLoader worker and forwards its exception as an item.
+
+    PyTorch re-raises a worker's exception as a new one whose message starts with "Caught
+    ValueError in DataLoader worker process 0" followed by the worker's traceback; the
+    training process raises the original exception instead (same type, same message).
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            yield from self.stream
+        except Exception as exc:
+            try:
+                pickle.dumps(exc)
+            except Exception:  # an exception that cannot travel: keep its type name and text
+                exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+            yield _WorkerError(exc)
+
+
 class StreamBatches:
     """Endless, resumable iteration over a :class:`~xcorrdiff.data.batching.PairedBatchStream`.
 
@@ -611,7 +692,7 @@ class StreamBatches:
                 self.stream.load_state_dict(self.state_dict())
                 if self.num_workers > 0:
                     loader = torch.utils.data.DataLoader(
-                        self.stream, batch_size=None, num_workers=self.num_workers
+                        _Forwarding(self.stream), batch_size=None, num_workers=self.num_workers
                     )
                     self._iterator = iter(loader)
                 else:
@@ -624,6 +705,9 @@ class StreamBatches:
                 self.position = 0
                 self._steps = None
                 continue
+            if isinstance(batch, _WorkerError):  # the worker's own error, not torch's wrapper
+                self.close()
+                raise batch.error
             self.position += 1
             if self.device is not None and isinstance(batch, Mapping):
                 batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}

@@ -8,12 +8,16 @@ encoded with small tags so that tuples, non-string dict keys, numpy arrays and t
 back exactly as they were (``decode(encode(x)) == x``).
 
 Files are written to a temporary name in the target directory and renamed with
-:func:`os.replace`, so a crash never leaves a half-written checkpoint behind.
+:func:`os.replace`, so a crash never leaves a half-written checkpoint behind (an orphaned
+temporary file is removed by the next run, :func:`remove_orphans`). The metadata also holds
+the SHA-256 of the document and of every tensor, checked on reading: a damaged checkpoint is
+an error naming the file, never a silent resume from other numbers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import random
@@ -34,11 +38,13 @@ __all__ = [
     "decode",
     "encode",
     "read_checkpoint",
+    "remove_orphans",
     "restore_rng",
     "write_checkpoint",
 ]
 
 _META_KEY = "xcorrdiff"
+_DIGEST_KEY = "xcorrdiff_sha256"
 
 
 def encode(obj: Any, tensors: dict[str, torch.Tensor], prefix: str) -> Any:
@@ -148,6 +154,38 @@ def restore_rng(state: dict[str, Any], generators: Generators | None = None) -> 
             g.set_state(saved[name])
 
 
+def _digest(document: str, tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 of the JSON document and of every tensor (name, dtype, shape, bytes)."""
+    digest = hashlib.sha256(document.encode())
+    for key in sorted(tensors):
+        tensor = tensors[key].contiguous()
+        digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        flat = tensor.reshape(-1)
+        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    return digest.hexdigest()
+
+
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def remove_orphans(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove temporary files a killed :func:`write_checkpoint` left beside ``path``.
+
+    Only files named as :func:`write_checkpoint` names its temporaries (``.<name>.*.tmp``)
+    are removed. Returns the removed paths.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    removed = []
+    for orphan in path.parent.glob(f"{_temporary_prefix(path)}*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            orphan.unlink()
+            removed.append(orphan)
+    return removed
+
+
 def write_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
     """Write ``state`` (see :func:`encode`) atomically to a safetensors file.
 
@@ -166,9 +204,9 @@ def write_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Pat
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
-    document = encode(state, tensors, "s")
-    metadata = {_META_KEY: json.dumps(document, allow_nan=True)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    document = json.dumps(encode(state, tensors, "s"), allow_nan=True)
+    metadata = {_META_KEY: document, _DIGEST_KEY: _digest(document, tensors)}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=".tmp")
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
@@ -181,16 +219,40 @@ def write_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Pat
     return path
 
 
+def _damaged(path: str | os.PathLike[str], reason: str) -> ValueError:
+    return ValueError(
+        f"training checkpoint {os.fspath(path)!r} is damaged ({reason}); delete it to start the "
+        "stage afresh, or restore it from a backup"
+    )
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a file written by :func:`write_checkpoint` (no pickle involved)."""
+    """Read a file written by :func:`write_checkpoint` (no pickle involved).
+
+    Raises
+    ------
+    ValueError
+        The file is not a safetensors file, not an xcorrdiff checkpoint, or its content does
+        not match its recorded SHA-256 (truncated, altered).
+    """
     tensors: dict[str, torch.Tensor] = {}
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        metadata = f.metadata() or {}
-        for key in f.keys():  # noqa: SIM118  (safe_open has no __iter__)
-            tensors[key] = f.get_tensor(key)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            for key in f.keys():  # noqa: SIM118  (safe_open has no __iter__)
+                tensors[key] = f.get_tensor(key)
+    except Exception as exc:  # safetensors raises its own error type on damaged files
+        raise _damaged(path, f"not a readable safetensors file: {exc}") from None
     if _META_KEY not in metadata:
         raise ValueError(
             f"{os.fspath(path)!r} is not an xcorrdiff training checkpoint (no {_META_KEY!r} "
             "metadata); point checkpoint_dir at a directory of xcorrdiff checkpoints"
         )
-    return dict(decode(json.loads(metadata[_META_KEY]), tensors))
+    document = metadata[_META_KEY]
+    recorded = metadata.get(_DIGEST_KEY)
+    if recorded is not None and recorded != _digest(document, tensors):
+        raise _damaged(path, "its content differs from its recorded SHA-256")
+    try:
+        return dict(decode(json.loads(document), tensors))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _damaged(path, f"its metadata cannot be decoded: {exc}") from None

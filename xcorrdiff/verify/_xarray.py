@@ -226,13 +226,13 @@ def check_member_weights(weights: object, forecast: xr.DataArray, member_dim: st
             f"weights has {size} values along {member_dim!r} but the forecast has {expected} "
             f"members; give one weight per member"
         )
-    if member_dim in weights.coords and member_dim in forecast.coords:
-        if not np.array_equal(weights[member_dim].values, forecast[member_dim].values):
-            raise ValueError(
-                f"weights' {member_dim!r} coordinate {_describe(weights, member_dim)} differs "
-                f"from the forecast's {_describe(forecast, member_dim)}; label the weights "
-                f"with the forecast's members (weights.assign_coords({member_dim}=...))"
-            )
+    labelled = member_dim in weights.coords and member_dim in forecast.coords
+    if labelled and not np.array_equal(weights[member_dim].values, forecast[member_dim].values):
+        raise ValueError(
+            f"weights' {member_dim!r} coordinate {_describe(weights, member_dim)} differs "
+            f"from the forecast's {_describe(forecast, member_dim)}; label the weights "
+            f"with the forecast's members (weights.assign_coords({member_dim}=...))"
+        )
     values = np.asarray(weights.values, dtype=np.float64)
     if not np.isfinite(values).all():
         bad = int(values.size - np.isfinite(values).sum())

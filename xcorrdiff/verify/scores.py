@@ -18,8 +18,8 @@ from xcorrdiff.verify import kernels
 from xcorrdiff.verify._xarray import (
     T,
     XarrayLike,
-    check_numeric,
     check_member_weights,
+    check_numeric,
     check_type,
     map_pairs,
     match_units,
