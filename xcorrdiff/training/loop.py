@@ -591,7 +591,7 @@ class _WorkerError:
     error: BaseException
 
 
-class _Forwarding(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
+class _Forwarding(torch.utils.data.IterableDataset):
     """Iterates a stream in a DataLoader worker and forwards its exception as an item.
 
     PyTorch re-raises a worker's exception as a new one whose message starts with "Caught
