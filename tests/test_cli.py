@@ -48,7 +48,7 @@ def test_downscale_writes_the_ensemble(files: dict[str, Path], tmp_path: Path) -
     np.testing.assert_allclose(ens["t2m"].values, expected["t2m"].values, atol=1e-3)
 
 
-def test_existing_output_is_refused_unless_mode_w(
+def test_existing_output_is_refused_and_mode_w_replaces_only_our_stores(
     files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "ens.zarr"
@@ -57,8 +57,15 @@ def test_existing_output_is_refused_unless_mode_w(
     assert main(_args(files, out)) == 2
     assert "already exists" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "not a store"
+    # Before: --mode w deleted any folder. Now only a store xcorrdiff wrote.
+    assert main(_args(files, out, "--mode", "w")) == 2
+    assert "a folder xcorrdiff did not write" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "not a store"
+    (out / "keep.txt").unlink()  # an empty folder may be used
     assert main(_args(files, out, "--mode", "w")) == 0
     assert xr.open_zarr(out, consolidated=False).sizes["member"] == 2
+    assert main(_args(files, out, "--mode", "w", "--seed", "1")) == 0  # our store: replaced
+    assert xr.open_zarr(out, consolidated=False).attrs["seed"] == 1
 
 
 @pytest.mark.parametrize(
@@ -66,7 +73,7 @@ def test_existing_output_is_refused_unless_mode_w(
     [
         ("nan", (), r"NaN/inf values in \{'t2m': 2\}"),
         ("missing", (), r"lacks the model's input variables \['tcwv'\]"),
-        ("lr", ("--members", "0"), r"n_ensemble=0 is invalid"),
+        ("lr", ("--members", "0"), r"argument --members: expected an integer >= 1, got '0'"),
         ("lr", ("--times", "1999-01-01/1999-02-01"), r"selects no time"),
     ],
 )

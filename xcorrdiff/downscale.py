@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import warnings
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +52,8 @@ import torch
 import xarray as xr
 
 from xcorrdiff.data.convert import array_to_dataset, dataset_to_array
+from xcorrdiff.data.plausibility import ExpectedRange, expected_ranges
+from xcorrdiff.data.units import convert_units
 from xcorrdiff.inference.blocks import (
     DTYPES,
     Settings,
@@ -66,12 +70,20 @@ from xcorrdiff.inference.handles import (
     model_on,
     resolve_model,
 )
+from xcorrdiff.inference.ownership import check_store_path, input_sources, remove_own_store
+from xcorrdiff.inference.scan import check_scans, grid_digest, scan_input
 from xcorrdiff.inference.store import (
     check_request,
     chunk_bounds,
+    damaged_chunks,
     done_chunks,
+    forget_chunks,
     init_store,
+    read_markers,
+    remove_orphan_markers,
     request_record,
+    set_status,
+    time_axes,
     write_tasks,
 )
 from xcorrdiff.model import CorrDiffModel
@@ -181,7 +193,28 @@ def _resolve_patches(
     return (patch[0], patch[1]), overlap
 
 
-def _check_input(lr: xr.Dataset, model: CorrDiffModel) -> None:
+def _input_ranges(
+    model: CorrDiffModel, check_plausibility: bool
+) -> tuple[ExpectedRange, ...] | None:
+    if not isinstance(check_plausibility, bool):
+        raise ValueError(
+            f"check_plausibility={check_plausibility!r} is invalid; expected True or False"
+        )
+    if not check_plausibility:
+        return None
+    return expected_ranges(model.input_variables, model.input_normalizer.stats)
+
+
+def _inputs_in_model_units(lr: xr.Dataset, model: CorrDiffModel) -> xr.Dataset:
+    """The model's input variables of ``lr`` in the model's units (lazy for dask)."""
+    return convert_units(
+        lr[list(model.input_names)], {v.name: v.units for v in model.input_variables if v.units}
+    )
+
+
+def _check_input(
+    lr: xr.Dataset, model: CorrDiffModel, ranges: tuple[ExpectedRange, ...] | None
+) -> None:
     if not isinstance(lr, xr.Dataset):
         raise TypeError(
             f"lr must be an xarray.Dataset, got {type(lr).__name__}; wrap a DataArray with "
@@ -194,17 +227,23 @@ def _check_input(lr: xr.Dataset, model: CorrDiffModel) -> None:
             f"{list(model.input_names)} and lr has {sorted(map(str, lr.data_vars))}. Rename "
             "or add them (units are converted)"
         )
+    if any(isinstance(lr[name].data, da.Array) for name in model.input_names):
+        return  # checked block by block, after regridding
+    inputs = _inputs_in_model_units(lr, model)
     for name in model.input_names:
-        data = lr[name].data
-        if isinstance(data, da.Array):
-            continue  # checked block by block, after regridding
-        bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+        data = np.asarray(inputs[name].values)
+        finite = np.isfinite(data)
+        bad = int(data.size - np.count_nonzero(finite))
         if bad:
             raise ValueError(
-                f"lr variable {name!r} has {bad} NaN/inf values (of {np.size(data)}); fill "
-                f"them (e.g. lr[{name!r}].interpolate_na(...)) or drop those times before "
+                f"lr variable {name!r} has {bad} NaN/inf values (of {data.size}); fill them "
+                f"(e.g. lr[{name!r}].interpolate_na(...)) or drop those times before "
                 "downscaling"
             )
+    for expected in ranges or ():
+        values = np.asarray(inputs[expected.name].values)
+        if values.size:
+            expected.check(float(values.min()), float(values.max()))
 
 
 # --- the pipeline -----------------------------------------------------------------------
@@ -270,6 +309,7 @@ def downscale(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
     return_mean: bool = False,
+    check_plausibility: bool = True,
 ) -> xr.Dataset:
     """Generate an ensemble of HR fields from LR inputs with a CorrDiff model.
 
@@ -315,6 +355,12 @@ def downscale(
         Network precision; reduced precision (autocast) needs CUDA. Default float32.
     return_mean : bool, default False
         Add the regression mean as ``<variable>_mean`` on ``(time, y, x)``.
+    check_plausibility : bool, default True
+        Refuse inputs more than 50 training standard deviations from the training mean, or
+        outside the physical bounds of their quantity (absolute temperatures, speeds): such
+        values are fill values or unit mistakes, and the networks turn them into NaN or
+        nonsense (:mod:`xcorrdiff.data.plausibility`). ``False`` lets an expert pass them;
+        NaN/inf inputs are always refused.
 
     Returns
     -------
@@ -326,9 +372,9 @@ def downscale(
     Raises
     ------
     ValueError
-        No model; a regression-only model; bad arguments; NaN/inf in numpy-backed input (in
-        dask-backed input when computed); units that do not convert; an input grid that
-        does not cover the model's domain.
+        No model; a regression-only model; bad arguments; NaN/inf or implausible values in
+        numpy-backed input (in dask-backed input when computed); units that do not convert;
+        an input grid that does not cover the model's domain; repeated time stamps.
     KeyError
         Input variables missing (all are listed).
 
@@ -363,7 +409,8 @@ def downscale(
     batch = _check_int("member_batch_size", batch, 1)
     torch_device = _resolve_device(device)
     precision = _resolve_dtype(dtype, torch_device)
-    _check_input(lr, resolved)
+    ranges = _input_ranges(resolved, check_plausibility)
+    _check_input(lr, resolved, ranges)
 
     single = TIME not in lr.dims
     if single:
@@ -397,7 +444,9 @@ def downscale(
         dtype=precision,
         condition_variables=tuple(resolved.condition_variables),
         n_outputs=len(resolved.output_variables),
+        output_names=tuple(resolved.output_names),
         caller_threads=caller_threads(),
+        ranges=ranges,
     )
     handle = dask.delayed(ref, name=f"xcorrdiff-model-{ref.digest[:16]}-{id(ref):x}")
     token = dask.base.tokenize(array.name, ref.digest, settings)
@@ -457,17 +506,70 @@ class ZarrRun:
     computed : tuple of int
         Chunks computed and written by this call.
     skipped : tuple of int
-        Chunks already complete in the store (resumed), not recomputed.
+        Chunks already complete in the store (resumed, verified), not recomputed.
+    changed : tuple of int
+        Finished chunks recomputed because their input changed (``recompute_changed=True``).
+    repaired : tuple of int
+        Finished chunks recomputed because their blocks no longer matched their checksums.
     """
 
     store: str
     n_chunks: int
     computed: tuple[int, ...]
     skipped: tuple[int, ...]
+    changed: tuple[int, ...] = ()
+    repaired: tuple[int, ...] = ()
 
     def open(self) -> xr.Dataset:
         """The ensemble in the store, lazily (``xr.open_zarr``)."""
         return xr.open_zarr(self.store, consolidated=False)
+
+
+def _check_flags(**flags: object) -> None:
+    for name, flag in flags.items():
+        if not isinstance(flag, bool):
+            raise ValueError(f"{name}={flag!r} is invalid; expected True or False")
+
+
+def _changed_chunks(
+    markers: dict[int, dict[str, Any]], digests: Sequence[str], times: np.ndarray,
+    bounds: Sequence[tuple[int, int]], recompute: bool, path: Path,
+) -> list[int]:  # fmt: skip
+    """Finished chunks whose recorded input fingerprint differs from the new input's."""
+    changed = sorted(i for i, m in markers.items() if m.get("input_digest") != digests[i])
+    if changed and not recompute:
+        first, last = times[bounds[changed[0]][0]], times[bounds[changed[-1]][1] - 1]
+        raise ValueError(
+            f"the input differs from the one store={os.fspath(path)!r} was written from, at "
+            f"{len(changed)} of its {len(markers)} finished time chunks (times {first} to "
+            f"{last}); resuming would mix results of two inputs. Pass recompute_changed=True "
+            "(CLI: --recompute-changed) to recompute those chunks, overwrite=True to start "
+            "again, or write to another store"
+        )
+    return changed
+
+
+def _resume_state(
+    path: Path, ens: xr.Dataset, request: dict[str, Any], digests: Sequence[str],
+    bounds: Sequence[tuple[int, int]], recompute_changed: bool,
+) -> tuple[set[int], list[int], list[int]]:  # fmt: skip
+    """``(done, changed, damaged)`` of an existing store, after checking it may be resumed."""
+    check_request(path, request)
+    remove_orphan_markers(path)
+    markers = {i: m for i, m in read_markers(path).items() if i < len(bounds)}
+    times = ens[TIME].values
+    changed = _changed_chunks(markers, digests, times, bounds, recompute_changed, path)
+    kept = {i: m for i, m in markers.items() if i not in changed}
+    damaged = damaged_chunks(path, kept, time_axes(ens))
+    if damaged:
+        warnings.warn(
+            f"store={os.fspath(path)!r}: {len(damaged)} finished time chunks {damaged[:5]} no "
+            "longer match their checksums (damaged on disk); computing them again",
+            UserWarning,
+            stacklevel=3,
+        )
+    forget_chunks(path, [*changed, *damaged])
+    return set(kept) - set(damaged), changed, damaged
 
 
 def downscale_to_zarr(
@@ -479,6 +581,8 @@ def downscale_to_zarr(
     time_chunk: int = 1,
     resume: bool = True,
     overwrite: bool = False,
+    recompute_changed: bool = False,
+    check_plausibility: bool = True,
     seed: int = 0,
     sampler: SamplerName = "euler",
     num_steps: int | None = None,
@@ -492,12 +596,17 @@ def downscale_to_zarr(
 ) -> ZarrRun:
     """Downscale into a zarr store chunk by chunk, resuming where an earlier run stopped.
 
-    Each ``time`` chunk is one task: it samples its members, writes its own region of the
-    store (whole zarr chunks, so tasks never share a file) and then marks the chunk done.
-    A killed run leaves finished chunks marked; calling again with the same arguments
-    computes only the others. The tasks run on the active dask scheduler: the default
-    threaded one, or a ``dask.distributed`` ``Client`` (one model load per worker; with
-    ``device="cuda"`` or CUDA auto-detected, each worker pins its own GPU, see
+    Before anything is written, the whole input is read once (one dask computation, a time
+    chunk per task): NaN/inf values and implausible values are refused, and each chunk's
+    values are fingerprinted. Each ``time`` chunk is then one task: it samples its members,
+    writes its own region of the store (whole zarr chunks, so tasks never share a file)
+    and marks the chunk done, recording its input fingerprint and the SHA-256 of what it
+    wrote. A killed run leaves finished chunks marked; calling again with the same
+    arguments computes only the others. The store's ``xcorrdiff_status`` attribute says
+    "complete" once every chunk is written, and "incomplete: ..." until then. The tasks
+    run on the active dask scheduler: the default threaded one, or a
+    ``dask.distributed`` ``Client`` (one model load per worker; with ``device="cuda"`` or
+    CUDA auto-detected, each worker pins its own GPU, see
     :func:`xcorrdiff.inference.handles.worker_device`).
 
     Parameters
@@ -506,40 +615,53 @@ def downscale_to_zarr(
         Low-resolution inputs with a ``time`` dimension (see :func:`downscale`);
         numpy- or dask-backed, rechunked to ``time_chunk``.
     store : path-like
-        Output zarr store, on a file system every worker sees.
+        Output zarr store, on a file system every worker sees. Its folder must exist. The
+        working directory, its parents, the home directory and folders holding the input
+        are refused.
     model, n_ensemble, seed, sampler, num_steps, s_churn, patch_shape, overlap, \
-member_batch_size, device, dtype, return_mean
+member_batch_size, device, dtype, return_mean, check_plausibility
         As for :func:`downscale`.
     time_chunk : int, default 1
         Times per task and per zarr chunk.
     resume : bool, default True
         If ``store`` exists, continue it: check that it was written for the same request
         (model hash, variables, members, seed, sampler, steps, churn, sigmas, patches,
-        precision, time chunk and time stamps) and compute only the chunks not done.
+        precision, time chunk, time stamps and input grid), that each finished chunk was
+        computed from the same input values (fingerprints) and still holds what was
+        written (checksums; damaged chunks are computed again, with a warning), then
+        compute only the chunks not done.
     overwrite : bool, default False
-        Replace an existing ``store`` (takes precedence over ``resume``).
+        Replace an existing ``store`` (takes precedence over ``resume``). Only a store
+        xcorrdiff wrote (holding nothing else) or an empty folder is ever replaced.
+    recompute_changed : bool, default False
+        When resuming, recompute the finished chunks whose input changed instead of
+        refusing to resume.
 
     Returns
     -------
     ZarrRun
-        The store's path, the number of chunks, and which chunks this call computed and
-        which it found done; ``run.open()`` opens the ensemble.
+        The store's path, the number of chunks, and which chunks this call computed, found
+        done, found changed and repaired; ``run.open()`` opens the ensemble.
 
     Raises
     ------
     ValueError
-        Bad arguments (as for :func:`downscale`); no ``time`` dimension; ``store`` exists
-        but records another request (every differing key is named) or no request.
+        Bad arguments (as for :func:`downscale`); no ``time`` dimension; NaN/inf or
+        implausible input values; a refused ``store`` path; ``store`` exists but records
+        another request (every differing key is named) or no request, or its finished
+        chunks were computed from other input values.
     FileExistsError
-        ``store`` exists and both ``resume`` and ``overwrite`` are False.
+        ``store`` exists and both ``resume`` and ``overwrite`` are False, or ``overwrite``
+        would replace something xcorrdiff did not write.
 
     Notes
     -----
     The request is recorded in ``store/.xcorrdiff/request.json`` (and as the JSON attr
     ``xcorrdiff_request``); a chunk is done once ``store/.xcorrdiff/done/<index>`` exists,
-    written atomically after its region. The member batch size and the device are not
-    part of the request: resuming on another device gives members that are equally
-    valid but may differ in the last bits from those of an uninterrupted run.
+    written atomically after its region. A call that fails before any chunk is finished
+    removes the store it created. The member batch size and the device are not part of
+    the request: resuming on another device gives members that are equally valid but may
+    differ in the last bits from those of an uninterrupted run.
 
     Examples
     --------
@@ -547,17 +669,15 @@ member_batch_size, device, dtype, return_mean
     >>> run.computed, run.skipped  # doctest: +SKIP
     """
     time_chunk = _check_int("time_chunk", time_chunk, 1)
-    for name, flag in (("resume", resume), ("overwrite", overwrite)):
-        if not isinstance(flag, bool):
-            raise ValueError(f"{name}={flag!r} is invalid; expected True or False")
+    _check_flags(resume=resume, overwrite=overwrite, recompute_changed=recompute_changed)
     if not isinstance(lr, xr.Dataset) or TIME not in lr.dims:
         dims = tuple(lr.dims) if isinstance(lr, xr.Dataset) else type(lr).__name__
         raise ValueError(
             f"lr has dimensions {dims}; downscale_to_zarr needs an xarray.Dataset with a "
             "'time' dimension (use lr.expand_dims('time') for a single time)"
         )
-    path = Path(store).expanduser().resolve()
-    exists = path.exists()
+    path = check_store_path(store, protected=input_sources(lr))
+    exists = path.exists() or path.is_symlink()
     if exists and not (resume or overwrite):
         raise FileExistsError(
             f"store={os.fspath(store)!r} already exists; pass resume=True to continue it, "
@@ -567,28 +687,74 @@ member_batch_size, device, dtype, return_mean
         lr.chunk({TIME: time_chunk}), model, n_ensemble, seed=seed, sampler=sampler,
         num_steps=num_steps, s_churn=s_churn, patch_shape=patch_shape, overlap=overlap,
         member_batch_size=member_batch_size, device=device, dtype=dtype,
-        return_mean=return_mean,
+        return_mean=return_mean, check_plausibility=check_plausibility,
     )  # fmt: skip
     bounds = chunk_bounds(ens.sizes[TIME], time_chunk)
+    ens = _chunked_like(ens, bounds, time_chunk)
+    resolved = get_model(model)
+    inputs = _inputs_in_model_units(lr, resolved)
+    scans = scan_input(inputs.chunk({TIME: time_chunk}), bounds)
+    check_scans(scans, bounds, ens[TIME].values, _input_ranges(resolved, check_plausibility))
+    digests = [s.digest for s in scans]
+    request = request_record(
+        ens, time_chunk=time_chunk, dtype=_resolve_dtype(dtype, _resolve_device(device)),
+        input_grid_digest=grid_digest(inputs),
+    )  # fmt: skip
+    if exists and overwrite:
+        remove_own_store(path)
+    changed: list[int] = []
+    damaged: list[int] = []
+    if path.exists():
+        done, changed, damaged = _resume_state(
+            path, ens, request, digests, bounds, recompute_changed
+        )
+    else:
+        _create_store(ens, path, request, time_chunk=time_chunk, n_chunks=len(bounds))
+        done = set()
+    pending = [i for i in range(len(bounds)) if i not in done]
+    _write_pending(ens, path, bounds, pending, digests, created=not done and not exists)
+    return ZarrRun(
+        store=os.fspath(path), n_chunks=len(bounds), computed=tuple(pending),
+        skipped=tuple(sorted(done)), changed=tuple(changed), repaired=tuple(damaged),
+    )  # fmt: skip
+
+
+def _chunked_like(
+    ens: xr.Dataset, bounds: Sequence[tuple[int, int]], time_chunk: int
+) -> xr.Dataset:
+    """``ens`` with one dask chunk per time chunk and one along every other dimension."""
     wanted: dict[Hashable, tuple[int, ...]] = {d: (ens.sizes[d],) for d in ens.dims if d != TIME}
     wanted[TIME] = tuple(b - a for a, b in bounds)
     if dict(ens.chunksizes) != wanted:
         ens = ens.chunk({d: c[0] if d != TIME else time_chunk for d, c in wanted.items()})
-    request = request_record(
-        ens, time_chunk=time_chunk, dtype=_resolve_dtype(dtype, _resolve_device(device))
-    )
-    if exists and not overwrite:
-        check_request(path, request)
-        done = done_chunks(path)
-    else:
-        init_store(ens, path, request, time_chunk=time_chunk, overwrite=exists)
-        done = set()
-    pending = [i for i in range(len(bounds)) if i not in done]
-    if pending:
-        dask.compute(*write_tasks(ens, path, bounds, pending))
-    return ZarrRun(
-        store=os.fspath(path),
-        n_chunks=len(bounds),
-        computed=tuple(pending),
-        skipped=tuple(sorted(i for i in done if i < len(bounds))),
-    )
+    return ens
+
+
+def _create_store(ens: xr.Dataset, path: Path, request: dict[str, Any], **kw: int) -> None:
+    """Create the store; a failure half-way (a full or read-only disk) removes what it made."""
+    try:
+        init_store(ens, path, request, **kw)
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)  # it did not exist: all of it is ours
+        raise
+
+
+def _write_pending(
+    ens: xr.Dataset, path: Path, bounds: Sequence[tuple[int, int]], pending: Sequence[int],
+    digests: Sequence[str], *, created: bool,
+) -> None:  # fmt: skip
+    """Compute and write the pending chunks; mark the store complete at the end.
+
+    If this call created the store and fails before any chunk is finished, the store (ours,
+    holding nothing of value) is removed.
+    """
+    n = len(bounds)
+    try:
+        if pending:
+            set_status(path, n - len(pending), n)
+            dask.compute(*write_tasks(ens, path, bounds, pending, digests))
+    except BaseException:
+        if created and not done_chunks(path):
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    set_status(path, n, n)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from xcorrdiff.data.plausibility import ExpectedRange
 from xcorrdiff.diffusion import PatchGrid, edm_sigmas, euler, heun
 from xcorrdiff.inference.handles import ModelRef, model_on, worker_device
 from xcorrdiff.model import CorrDiffModel
@@ -147,9 +148,13 @@ class Settings:
     dtype: str
     condition_variables: tuple[str, ...]
     n_outputs: int
+    output_names: tuple[str, ...]
     #: ``(host, pid, torch threads)`` of the process that built the graph (see
     #: :func:`caller_threads`); ``None`` leaves each thread's count as it is.
     caller_threads: tuple[str, int, int] | None = None
+    #: What the model expects of each input channel (the first channels of a condition);
+    #: ``None`` skips the plausibility check.
+    ranges: tuple[ExpectedRange, ...] | None = None
 
 
 def caller_threads() -> tuple[str, int, int]:
@@ -229,6 +234,30 @@ def _check_finite(condition: np.ndarray, names: Sequence[str]) -> None:
     )
 
 
+def _check_ranges(condition: np.ndarray, ranges: Sequence[ExpectedRange] | None) -> None:
+    """Check the input channels of a normalized condition block against their ranges."""
+    for channel, expected in enumerate(ranges or ()):
+        z = condition[:, channel]
+        low, high = (float(v) * expected.std + expected.mean for v in (z.min(), z.max()))
+        if expected.transform == "log1p":
+            low, high = math.expm1(low), math.expm1(high)
+        expected.check(low, high)
+
+
+def _check_outputs(values: np.ndarray, names: Sequence[str], what: str) -> None:
+    """Refuse NaN/inf produced by the networks from finite input."""
+    finite = np.isfinite(values)
+    if finite.all():
+        return
+    counts = (~finite).sum(axis=tuple(i for i in range(values.ndim) if i != values.ndim - 3))
+    bad = {name: int(c) for name, c in zip(names, counts, strict=True) if c}
+    raise FloatingPointError(
+        f"the {what} produced NaN/inf from finite input: {bad} (variable: count). The input is "
+        "probably far outside what the model was trained on (check its values and units), or "
+        "reduced precision overflowed (try dtype=None)"
+    )
+
+
 #: Batch sizes that ran out of memory, per (device, work, shape): later blocks start below.
 _OOM_LIMITS: dict[tuple[str, str, tuple[int, ...]], int] = {}
 
@@ -283,6 +312,7 @@ def run_in_batches(
 def mean_block(condition: np.ndarray, ref: ModelRef, settings: Settings) -> np.ndarray:
     """Regression mean μ ``(time, C_out, y, x)`` of a block of normalized conditions."""
     _check_finite(condition, settings.condition_variables)
+    _check_ranges(condition, settings.ranges)
     _use_caller_threads(settings)
     device = worker_device(settings.device)
     model = model_on(ref, device)
@@ -303,6 +333,7 @@ def mean_block(condition: np.ndarray, ref: ModelRef, settings: Settings) -> np.n
             device=device,
             key=("regression", condition.shape[1:]),
         )
+    _check_outputs(out, settings.output_names, "regression network")
     return out
 
 
@@ -392,4 +423,5 @@ def sample_block(
             device=device,
             key=("sampling", (n_cond, *condition.shape[2:])),
         )
+    _check_outputs(out, settings.output_names, "diffusion sampler")
     return out

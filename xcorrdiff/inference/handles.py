@@ -29,15 +29,11 @@ _CACHE_SIZE = 2
 
 
 def _file_digest(root: Path) -> str:
-    """SHA-256 of a model directory: of its ``config.json`` when that records the SHA-256 of
-    every other file (format 2; loading verifies them), else of the config and weights."""
-    config = (root / "config.json").read_bytes()
-    try:
-        complete = isinstance(json.loads(config).get("files"), dict)
-    except (ValueError, AttributeError):
-        complete = False  # damaged: load_model names the problem
-    if complete:
-        return hashlib.sha256(config).hexdigest()
+    """SHA-256 of a model directory's config and weights (names and bytes).
+
+    Every weight byte counts: the per-process model cache is keyed by this digest, so a
+    damaged copy of a model never gets the intact copy's cached networks.
+    """
     digest = hashlib.sha256()
     names = ["config.json", *sorted(p.name for p in root.glob("*.safetensors"))]
     for name in names:

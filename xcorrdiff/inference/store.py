@@ -1,27 +1,33 @@
-"""Resumable zarr output: one zarr region per ``time`` chunk, a completion marker per chunk.
+"""Resumable zarr output: one zarr region per ``time`` chunk, a checked marker per chunk.
 
 A store written by :func:`xcorrdiff.downscale.downscale_to_zarr` looks like::
 
-    OUT.zarr/                            the zarr group: ensemble arrays and coordinates
+    OUT.zarr/                            the zarr group: ensemble arrays and coordinates;
+                                         its attribute ``xcorrdiff_status`` says
+                                         "complete" or "incomplete: ..."
     OUT.zarr/.xcorrdiff/request.json     the request (model hash, seed, sampler, steps,
-                                         members, time stamps, ...), written last when
-                                         the store is set up
-    OUT.zarr/.xcorrdiff/done/000012      chunk 12 is complete (written atomically after
-                                         its region)
+                                         members, time stamps, input grid, ...), written
+                                         last when the store is set up
+    OUT.zarr/.xcorrdiff/done/000012      chunk 12 is complete: its time range, the
+                                         fingerprint of the input it was computed from and
+                                         the SHA-256 of each variable's block as written
+                                         (written atomically after its region)
 
 The arrays are chunked along ``time`` exactly as the tasks are, so each task writes whole
 zarr chunks of its own region and no two tasks touch the same file; a task that dies
-between its region and its marker is simply recomputed. The hidden ``.xcorrdiff`` folders are empty zarr
-groups, which ``xr.open_zarr`` skips. Stores must be on a file system every worker sees (a local path,
+between its region and its marker is simply recomputed. A resumed run trusts a finished
+chunk only if its input fingerprint equals the new input's and its blocks still hash to
+the recorded SHA-256. The hidden ``.xcorrdiff`` folders are empty zarr groups, which
+``xr.open_zarr`` skips. Stores must be on a file system every worker sees (a local path,
 or a shared one such as Lustre/GPFS/NFS on a cluster).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import shutil
 import uuid
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
@@ -31,19 +37,28 @@ import dask
 import numpy as np
 import xarray as xr
 
+from xcorrdiff.inference.ownership import MARKER_DIR
+
 __all__ = [
     "MARKER_DIR",
+    "STATUS_ATTR",
     "check_request",
     "chunk_bounds",
+    "damaged_chunks",
     "done_chunks",
+    "forget_chunks",
     "init_store",
+    "read_markers",
     "read_request",
+    "remove_orphan_markers",
     "request_record",
+    "set_status",
+    "time_axes",
     "write_tasks",
 ]
 
-#: Hidden folder inside the store holding the request and the completion markers.
-MARKER_DIR = ".xcorrdiff"
+#: Global attribute of the store saying whether every chunk is written.
+STATUS_ATTR = "xcorrdiff_status"
 #: Request keys that must match for a store to be resumed (they change the numbers).
 _CHECKED = (
     "model_hash",
@@ -62,6 +77,7 @@ _CHECKED = (
     "time_chunk",
     "n_times",
     "time_digest",
+    "input_grid_digest",
 )
 #: Private fault injection for tests: a task raises once the store has this many chunks.
 _FAIL_ENV = "XCORRDIFF_TEST_FAIL_AFTER_CHUNKS"
@@ -81,7 +97,9 @@ def _time_digest(times: np.ndarray) -> str:
     return "sha256:" + hashlib.sha256(payload).hexdigest()
 
 
-def request_record(ens: xr.Dataset, *, time_chunk: int, dtype: str) -> dict[str, Any]:
+def request_record(
+    ens: xr.Dataset, *, time_chunk: int, dtype: str, input_grid_digest: str
+) -> dict[str, Any]:
     """The request a store is written for, as JSON-able values.
 
     Parameters
@@ -93,12 +111,14 @@ def request_record(ens: xr.Dataset, *, time_chunk: int, dtype: str) -> dict[str,
         Times per task and per zarr chunk.
     dtype : str
         Network precision of the run.
+    input_grid_digest : str
+        Fingerprint of the input's coordinates (:func:`~xcorrdiff.inference.scan.grid_digest`).
 
     Returns
     -------
     dict
         The keys of ``_CHECKED`` plus informative ones (first and last time, library
-        version, model id).
+        version, model id) and ``arrays``, every array the store holds.
     """
     attrs = ens.attrs
     times = ens["time"].values
@@ -106,6 +126,7 @@ def request_record(ens: xr.Dataset, *, time_chunk: int, dtype: str) -> dict[str,
         "model_hash": attrs["model_hash"],
         "model_id": attrs["model_id"],
         "variables": sorted(map(str, ens.data_vars)),
+        "arrays": sorted(map(str, ens.variables)),
         "n_ensemble": int(attrs["n_ensemble"]),
         "seed": int(attrs["seed"]),
         "sampler": attrs["sampler"],
@@ -120,6 +141,7 @@ def request_record(ens: xr.Dataset, *, time_chunk: int, dtype: str) -> dict[str,
         "time_chunk": int(time_chunk),
         "n_times": len(times),
         "time_digest": _time_digest(times),
+        "input_grid_digest": input_grid_digest,
         "first_time": str(times[0]),
         "last_time": str(times[-1]),
         "xcorrdiff_version": attrs["xcorrdiff_version"],
@@ -131,8 +153,11 @@ def read_request(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     record = Path(path) / MARKER_DIR / "request.json"
     if not record.is_file():
         return None
-    result: dict[str, Any] = json.loads(record.read_text())
-    return result
+    try:
+        result = json.loads(record.read_text())
+    except ValueError:
+        return None
+    return result if isinstance(result, dict) else None
 
 
 def check_request(path: str | os.PathLike[str], request: Mapping[str, Any]) -> None:
@@ -164,12 +189,49 @@ def check_request(path: str | os.PathLike[str], request: Mapping[str, Any]) -> N
         )
 
 
+# --- markers --------------------------------------------------------------------------------
+
+
+def _done_dir(path: str | os.PathLike[str]) -> Path:
+    return Path(path) / MARKER_DIR / "done"
+
+
+def read_markers(path: str | os.PathLike[str]) -> dict[int, dict[str, Any]]:
+    """The marker of each finished time chunk (unreadable markers count as not finished)."""
+    folder = _done_dir(path)
+    if not folder.is_dir():
+        return {}
+    markers = {}
+    for p in folder.iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            marker = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(marker, dict):
+            markers[int(p.name)] = marker
+    return markers
+
+
 def done_chunks(path: str | os.PathLike[str]) -> set[int]:
     """Indices of the time chunks whose region is completely written."""
-    folder = Path(path) / MARKER_DIR / "done"
-    if not folder.is_dir():
-        return set()
-    return {int(p.name) for p in folder.iterdir() if p.name.isdigit()}
+    return set(read_markers(path))
+
+
+def forget_chunks(path: str | os.PathLike[str], indices: Sequence[int]) -> None:
+    """Remove the markers of ``indices``: those chunks are computed again."""
+    for index in indices:
+        with contextlib.suppress(FileNotFoundError):
+            (_done_dir(path) / f"{index:06d}").unlink()
+
+
+def remove_orphan_markers(path: str | os.PathLike[str]) -> None:
+    """Remove temporary marker files a killed task left (``.<name>.<pid>.tmp``)."""
+    folder = Path(path) / MARKER_DIR
+    for orphan in (*folder.glob(".*.tmp"), *_done_dir(path).glob(".*.tmp")):
+        with contextlib.suppress(FileNotFoundError):
+            orphan.unlink()
 
 
 def _atomic_write(target: Path, text: str) -> None:
@@ -178,32 +240,86 @@ def _atomic_write(target: Path, text: str) -> None:
     os.replace(tmp, target)
 
 
+def _block_digest(block: np.ndarray) -> str:
+    values = np.ascontiguousarray(block)
+    return "sha256:" + hashlib.sha256(values.tobytes()).hexdigest()
+
+
+def _region(ndim: int, axis: int, start: int, stop: int) -> tuple[slice, ...]:
+    region: list[slice] = [slice(None)] * ndim
+    region[axis] = slice(start, stop)
+    return tuple(region)
+
+
+def _chunk_is_intact(path: str, marker: Mapping[str, Any], time_axes: Mapping[str, int]) -> bool:
+    import zarr
+
+    recorded = marker.get("sha256")
+    if not isinstance(recorded, dict) or set(recorded) != set(time_axes):
+        return False
+    group = zarr.open_group(path, mode="r")
+    for name, axis in time_axes.items():
+        array = group[name]
+        if not isinstance(array, zarr.Array):
+            return False
+        region = _region(array.ndim, axis, int(marker["start"]), int(marker["stop"]))
+        if _block_digest(np.asarray(array[region])) != recorded[name]:
+            return False
+    return True
+
+
+def damaged_chunks(
+    path: str | os.PathLike[str],
+    markers: Mapping[int, Mapping[str, Any]],
+    time_axes: Mapping[str, int],
+) -> list[int]:
+    """Finished chunks whose blocks no longer hash to their markers' SHA-256 (read in parallel)."""
+    check = dask.delayed(_chunk_is_intact, pure=False)
+    indices = sorted(markers)
+    intact = dask.compute(*[check(os.fspath(path), markers[i], time_axes) for i in indices])
+    return [i for i, ok in zip(indices, intact, strict=True) if not ok]
+
+
+# --- setting up and writing ----------------------------------------------------------------
+
+
+def set_status(path: str | os.PathLike[str], done: int, total: int) -> None:
+    """Record in the store's attributes whether all ``total`` chunks are written."""
+    import zarr
+
+    status = (
+        "complete"
+        if done >= total
+        else f"incomplete: {done} of {total} time chunks written (unwritten times are NaN); "
+        "resume with downscale_to_zarr(..., resume=True) or xcorrdiff downscale --resume"
+    )
+    zarr.open_group(os.fspath(path), mode="r+").attrs.update({STATUS_ATTR: status})
+
+
 def init_store(
     template: xr.Dataset,
     path: str | os.PathLike[str],
     request: Mapping[str, Any],
     *,
     time_chunk: int,
-    overwrite: bool,
+    n_chunks: int,
 ) -> None:
-    """Write the store's metadata and coordinates (no data), then its request record.
+    """Create the store: metadata and coordinates (no data), then its request record.
 
     Parameters
     ----------
     template : xarray.Dataset
         The lazy ensemble; its dask-backed variables are not computed.
     path : path-like
-        The store.
+        The store; must not exist.
     request : mapping
         :func:`request_record` of the run, also stored as the ``xcorrdiff_request`` attr.
     time_chunk : int
         Zarr chunk length along ``time``; every other dimension is one chunk.
-    overwrite : bool
-        Replace an existing store.
+    n_chunks : int
+        Time chunks of the run (for the status attribute).
     """
     root = Path(path)
-    if overwrite and (root / MARKER_DIR).exists():
-        shutil.rmtree(root / MARKER_DIR)
     template = template.copy()
     encoding: dict[Hashable, dict[str, Any]] = {}
     for name, var in template.variables.items():
@@ -212,10 +328,12 @@ def init_store(
             encoding[name] = {
                 "chunks": tuple(time_chunk if d == "time" else n for d, n in var.sizes.items())
             }
-    template.attrs = {**template.attrs, "xcorrdiff_request": json.dumps(dict(request))}
-    template.to_zarr(
-        root, mode="w" if overwrite else "w-", compute=False, encoding=encoding, consolidated=False
-    )
+    template.attrs = {
+        **template.attrs,
+        "xcorrdiff_request": json.dumps(dict(request)),
+        STATUS_ATTR: f"incomplete: 0 of {n_chunks} time chunks written",
+    }
+    template.to_zarr(root, mode="w-", compute=False, encoding=encoding, consolidated=False)
     # Empty zarr groups, so that zarr sees the folders as part of the hierarchy.
     v3 = (root / "zarr.json").is_file()
     for folder in (root / MARKER_DIR, root / MARKER_DIR / "done"):
@@ -233,6 +351,7 @@ def _write_chunk(
     stop: int,
     blocks: dict[str, np.ndarray],
     time_axes: dict[str, int],
+    input_digest: str,
 ) -> int:
     """Write one chunk's blocks into their region, then mark the chunk done."""
     import zarr
@@ -241,16 +360,22 @@ def _write_chunk(
     if limit is not None and len(done_chunks(path)) >= int(limit):
         raise RuntimeError(f"{_FAIL_ENV}={limit}: injected failure before chunk {index}")
     group = zarr.open_group(path, mode="r+")
+    digests = {}
     for name, block in blocks.items():
-        region: list[slice] = [slice(None)] * block.ndim
-        region[time_axes[name]] = slice(start, stop)
         array = group[name]
         if not isinstance(array, zarr.Array):
             raise TypeError(f"store={path!r} holds a group at {name!r}; expected an array")
-        array[tuple(region)] = block
-    marker = {"start": start, "stop": stop}
-    _atomic_write(Path(path) / MARKER_DIR / "done" / f"{index:06d}", json.dumps(marker))
+        written = np.ascontiguousarray(block, dtype=array.dtype)
+        array[_region(block.ndim, time_axes[name], start, stop)] = written
+        digests[name] = _block_digest(written)
+    marker = {"start": start, "stop": stop, "input_digest": input_digest, "sha256": digests}
+    _atomic_write(_done_dir(path) / f"{index:06d}", json.dumps(marker))
     return index
+
+
+def time_axes(ens: xr.Dataset) -> dict[str, int]:
+    """Axis of ``time`` in each data variable."""
+    return {str(name): var.dims.index("time") for name, var in ens.data_vars.items()}
 
 
 def write_tasks(
@@ -258,6 +383,7 @@ def write_tasks(
     path: str | os.PathLike[str],
     bounds: Sequence[tuple[int, int]],
     pending: Sequence[int],
+    input_digests: Sequence[str],
 ) -> list[Any]:
     """One delayed task per pending chunk: compute its blocks, write its region, mark it.
 
@@ -272,6 +398,8 @@ def write_tasks(
         :func:`chunk_bounds` of the run.
     pending : sequence of int
         Indices of the chunks to compute.
+    input_digests : sequence of str
+        Fingerprint of each chunk's input, recorded in its marker.
 
     Returns
     -------
@@ -279,12 +407,10 @@ def write_tasks(
         Each returns its chunk index when computed.
     """
     blocks: dict[str, np.ndarray] = {}
-    axes: dict[str, int] = {}
+    axes = time_axes(ens)
     for name, var in ens.data_vars.items():
-        axis = var.dims.index("time")
         delayed = var.data.to_delayed(optimize_graph=False)
-        blocks[str(name)] = np.moveaxis(delayed, axis, 0).reshape(len(bounds), -1)[:, 0]
-        axes[str(name)] = axis
+        blocks[str(name)] = np.moveaxis(delayed, axes[str(name)], 0).reshape(len(bounds), -1)[:, 0]
     write = dask.delayed(_write_chunk, pure=False)
     token = dask.base.tokenize(os.fspath(path), uuid.uuid4().hex)
     return [
@@ -294,6 +420,7 @@ def write_tasks(
             *bounds[i],
             {name: per_chunk[i] for name, per_chunk in blocks.items()},
             axes,
+            input_digests[i],
             dask_key_name=f"xcorrdiff-write-{i:06d}-{token}",
         )
         for i in pending
