@@ -168,3 +168,25 @@ def test_crafted_physicsnemo_arguments_are_refused(tmp_path: Path) -> None:
         z.writestr("model.pt", buffer.getvalue())
     with pytest.raises(CheckpointError, match=r"model_channels=10000000 is invalid"):
         load_physicsnemo(path)
+
+
+def test_save_overwrite_replaces_only_a_model_directory(tmp_path: Path) -> None:
+    model = _model()
+    foreign = tmp_path / "results"
+    foreign.mkdir()
+    (foreign / "paper.pdf").write_text("final")
+    with pytest.raises(
+        FileExistsError, match=r"holds \['paper.pdf'\], which xcorrdiff did not write"
+    ):
+        model.save(foreign, overwrite=True)  # before: renamed aside and deleted
+    assert (foreign / "paper.pdf").read_text() == "final"
+    saved = model.save(tmp_path / "model")
+    (saved / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"holds \['notes.txt'\]"):
+        model.save(saved, overwrite=True)
+    (saved / "notes.txt").unlink()
+    model.save(saved, overwrite=True)
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(FileExistsError, match=r"exists and is not a folder"):
+        model.save(a_file, overwrite=True)

@@ -29,6 +29,7 @@ from xcorrdiff.nn.registry import build_network
 
 __all__ = [
     "FORMAT",
+    "check_replaceable",
     "FORMAT_VERSION",
     "read_config",
     "read_dataset",
@@ -80,6 +81,43 @@ def write_files(
     (folder / "config.json").write_text(
         json.dumps(document, indent=2, allow_nan=True), encoding="utf-8"
     )
+
+
+_MODEL_FILES = frozenset(
+    {"config.json", "regression.safetensors", "diffusion.safetensors", "grid_hr.nc",
+     "grid_input.nc", "invariants.nc"}
+)  # fmt: skip
+
+
+def check_replaceable(target: Path) -> None:
+    """Refuse to replace anything but an empty folder or a model directory xcorrdiff wrote.
+
+    Raises
+    ------
+    FileExistsError
+        ``target`` is a file, or a folder that holds files a model directory does not
+        (they are named), or one without an xcorrdiff ``config.json``.
+    """
+    if not target.is_dir() or target.is_symlink():
+        raise FileExistsError(
+            f"path={os.fspath(target)!r} exists and is not a folder; a model is saved only over "
+            "a model directory xcorrdiff wrote. Choose another path"
+        )
+    entries = sorted(p.name for p in target.iterdir())
+    if not entries:
+        return
+    try:
+        config = json.loads((target / "config.json").read_text(encoding="utf-8"))
+        ours = isinstance(config, dict) and config.get("format") == FORMAT
+    except (OSError, ValueError):
+        ours = False
+    foreign = [e for e in entries if e not in _MODEL_FILES]
+    if not ours or foreign:
+        what = f"holds {foreign[:5]}, which" if foreign else "is a folder"
+        raise FileExistsError(
+            f"path={os.fspath(target)!r} {what} xcorrdiff did not write (it replaces only model "
+            "directories it saved); refusing to replace it. Choose another path"
+        )
 
 
 def read_config(root: Path) -> dict[str, Any]:

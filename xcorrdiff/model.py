@@ -40,6 +40,7 @@ import xarray as xr
 from xcorrdiff._files import publish_dir
 from xcorrdiff._model_dir import (
     FORMAT,
+    check_replaceable,
     FORMAT_VERSION,
     read_config,
     read_dataset,
@@ -370,7 +371,8 @@ class CorrDiffModel:
         path : path-like
             Target directory.
         overwrite : bool, default False
-            Replace an existing directory.
+            Replace an existing model directory (one xcorrdiff saved, holding nothing else)
+            or an empty folder; anything else is refused.
 
         Returns
         -------
@@ -380,13 +382,16 @@ class CorrDiffModel:
         Raises
         ------
         FileExistsError
-            ``path`` exists and ``overwrite`` is False.
+            ``path`` exists and ``overwrite`` is False, or it is not a model directory
+            xcorrdiff saved.
         """
         target = Path(path)
-        if target.exists() and not overwrite:
-            raise FileExistsError(
-                f"path={os.fspath(target)!r} already exists; pass overwrite=True to replace it"
-            )
+        if target.exists() or target.is_symlink():
+            if not overwrite:
+                raise FileExistsError(
+                    f"path={os.fspath(target)!r} already exists; pass overwrite=True to replace it"
+                )
+            check_replaceable(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
         networks = {"regression": self.regression}
