@@ -211,6 +211,11 @@ MISUSES: list[tuple[str, list[str], str]] = [
         ["--out", "o.zarr", "--model", "damaged-model"],
         r"--model: .*diffusion.safetensors is damaged",
     ),
+    (
+        "members-beyond-memory",
+        ["--out", "o.zarr", "--members", "1000000000"],
+        r"one time chunk of the ensemble \(1000000000 members .* use fewer members",
+    ),
     ("device-unknown", ["--out", "o.zarr", "--device", "tpu"], r"device='tpu' is invalid"),
     (
         "times-none",

@@ -29,8 +29,8 @@ from xcorrdiff.nn.registry import build_network
 
 __all__ = [
     "FORMAT",
-    "check_replaceable",
     "FORMAT_VERSION",
+    "check_replaceable",
     "read_config",
     "read_dataset",
     "read_netcdf",

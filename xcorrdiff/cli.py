@@ -387,8 +387,8 @@ def _message(exc: BaseException) -> tuple[str, int]:
         where = f" {exc.filename}" if exc.filename else ""
         reason = exc.strerror or str(exc)
         return f"cannot write or read{where}: {reason}", 1
-    if isinstance(exc, MemoryError):
-        return f"out of memory ({exc}); use fewer members per batch or a smaller time chunk", 1
+    if isinstance(exc, MemoryError):  # a request larger than the machine: an argument to change
+        return str(exc) or "out of memory", 2
     if isinstance(exc, KeyError) and exc.args:
         return str(exc.args[0]), 2
     return str(exc), 2

@@ -70,6 +70,7 @@ from xcorrdiff.inference.handles import (
     model_on,
     resolve_model,
 )
+from xcorrdiff.inference.memory import check_memory
 from xcorrdiff.inference.ownership import check_store_path, input_sources, remove_own_store
 from xcorrdiff.inference.scan import check_scans, grid_digest, scan_input
 from xcorrdiff.inference.store import (
@@ -191,6 +192,11 @@ def _resolve_patches(
             f"overlap={overlap} must be smaller than the patch sides {patch}; reduce it"
         )
     return (patch[0], patch[1]), overlap
+
+
+def _network_config(net: torch.nn.Module | None) -> dict[str, Any]:
+    """The constructor arguments of a network (its inner SongUNet's, as in config.json)."""
+    return dict(getattr(net, "config", None) or {})
 
 
 def _input_ranges(
@@ -425,6 +431,20 @@ def downscale(
         array = stacked.rechunk({1: -1, 2: -1, 3: -1})
     else:
         array = da.from_array(stacked, chunks=(stacked.shape[0], -1, -1, -1))
+    batch = check_memory(
+        diffusion_config=_network_config(resolved.diffusion),
+        regression_config=_network_config(resolved.regression),
+        sample_shape=patch or resolved.shape,
+        grid_shape=resolved.shape,
+        n_outputs=len(resolved.output_variables),
+        n_ensemble=n_ensemble,
+        times_held=max(array.chunks[0], default=1),
+        member_batch_size=batch,
+        explicit_batch=member_batch_size is not None,
+        device=torch_device,
+        dtype=precision,
+        eager=not lazy,
+    ).member_batch_size
     times = condition[TIME].values if TIME in condition.coords else None
     keys = da.from_array(time_keys(times, array.shape[0]), chunks=(array.chunks[0],))
 

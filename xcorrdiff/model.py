@@ -40,8 +40,8 @@ import xarray as xr
 from xcorrdiff._files import publish_dir
 from xcorrdiff._model_dir import (
     FORMAT,
-    check_replaceable,
     FORMAT_VERSION,
+    check_replaceable,
     read_config,
     read_dataset,
     read_netcdf,
