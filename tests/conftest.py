@@ -46,3 +46,24 @@ def raise_if_dask_computes(max_computes: int = 0) -> Iterator[_CountingScheduler
 @pytest.fixture
 def no_dask_compute():  # type: ignore[no-untyped-def]
     return raise_if_dask_computes
+
+
+def record_message(request: pytest.FixtureRequest, error: str, message: str) -> None:
+    """Append a catalogue case's error to ``$XCORRDIFF_ERRORS_TABLE`` (JSON lines), if set.
+
+    ``docs/make_errors.py`` renders docs/errors.md from these records, so the messages in
+    the catalogue are the ones the tests saw.
+    """
+    path = os.environ.get("XCORRDIFF_ERRORS_TABLE")
+    if not path:
+        return
+    import json
+
+    record = {
+        "id": request.node.callspec.id,
+        "test": request.node.nodeid,
+        "error": error,
+        "message": message,
+    }
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import record_message
 from test_downscale import tiny_data, tiny_model
 
 from xcorrdiff.cli import main
@@ -240,8 +241,8 @@ BAD_INPUTS: list[tuple[str, str, str]] = [
     ("input-repeated-times", "repeated.nc", r"repeats stamps \['2000-01-01T06:00:00"),
 ]  # fmt: skip
 
-CASES = [pytest.param(BASE + extra, match, id=name) for name, extra, match in MISUSES] + [
-    pytest.param([source, *BASE[1:], "--out", "o.zarr"], match, id=name)
+CASES = [pytest.param(BASE + extra, match, id=f"cli-{name}") for name, extra, match in MISUSES] + [
+    pytest.param([source, *BASE[1:], "--out", "o.zarr"], match, id=f"cli-{name}")
     for name, source, match in BAD_INPUTS
 ]
 
@@ -253,7 +254,7 @@ def test_the_table_has_at_least_thirty_misuses() -> None:
 @pytest.mark.parametrize(("argv", "match"), CASES)
 def test_misuse_is_one_line_exit_2_and_writes_nothing(
     template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str], argv: list[str], match: str,
+    capsys: pytest.CaptureFixture[str], argv: list[str], match: str, request: pytest.FixtureRequest,
 ) -> None:  # fmt: skip
     work = Path(shutil.copytree(template, tmp_path / "work", symlinks=True))
     monkeypatch.chdir(work)
@@ -264,6 +265,7 @@ def test_misuse_is_one_line_exit_2_and_writes_nothing(
     assert err.startswith("xcorrdiff downscale: error: "), err
     assert re.search(match, err), err
     assert _tree(tmp_path) == before
+    record_message(request, "exit 2", err.strip())
 
 
 def test_no_subcommand_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
