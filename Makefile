@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TORCH  := torch==2.13.0
 
-.PHONY: venv test lint typecheck pytest demo docs docs-examples clean
+.PHONY: venv test lint typecheck pytest pytest-threads test-order test-isolated demo docs docs-examples clean
 
 venv: $(STAMP)
 
@@ -27,7 +27,23 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile; rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
-test: lint typecheck pytest
+# The xdist workers of `pytest` compute with one torch thread each (tests/conftest.py). Tests
+# that compare numbers across processes or threads run again in one process at the
+# machine's default thread count.
+pytest-threads: $(STAMP)
+	$(BIN)/python -m pytest -q -m numerics
+
+test: lint typecheck pytest pytest-threads
+
+# Order independence: a random order (seed printed; rerun with RANDOM_SEED=...), and every
+# test alone in its own process (about 30 minutes on 2 cores).
+RANDOM_SEED ?= last
+test-order: $(STAMP)
+	$(BIN)/pip install -q pytest-randomly
+	$(BIN)/python -m pytest -n 2 --dist load -p randomly $(if $(filter last,$(RANDOM_SEED)),,--randomly-seed=$(RANDOM_SEED))
+
+test-isolated: $(STAMP)
+	.ci/each-test-alone
 
 # The main job: held-out synthetic data downscaled with the packaged demo model, scored
 # against the truth and the oracle, with figures (about 1.5-3 minutes on 2 CPU cores).

@@ -30,6 +30,8 @@ sys.path.insert(0, str(FIXTURES))
 
 from toy_denoisers import ToyDenoiser, ToyRegression  # noqa: E402
 
+pytestmark = pytest.mark.numerics
+
 # Must match tests/fixtures/make_diffusion_fixtures.py.
 BATCH, C_OUT, C_LR = 2, 2, 3
 DOMAIN = (24, 40)

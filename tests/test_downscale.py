@@ -217,6 +217,7 @@ def test_member_seed_depends_on_seed_time_member_only() -> None:
     assert member_seed(3, 2**63 + 21600 * 10**9, 7) == member_seed(3, 2**63 + 21600 * 10**9, 7)
 
 
+@pytest.mark.numerics
 def test_same_seed_same_numbers_any_batching(model: CorrDiffModel) -> None:
     """Rows are batched differently (1, 2, 6 per call): equal to float32 round-off.
 
@@ -274,6 +275,7 @@ def test_member_batch_halves_when_the_device_runs_out_of_memory(
         hook.remove()
 
 
+@pytest.mark.numerics
 def test_blocks_compute_with_the_callers_torch_threads(model: CorrDiffModel) -> None:
     # PyTorch fixes a thread's OpenMP count when the thread first computes, so a dask pool
     # thread started under another torch.set_num_threads would compute differently.

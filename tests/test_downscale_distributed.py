@@ -11,6 +11,8 @@ from test_downscale import tiny_data, tiny_model
 import xcorrdiff.downscale
 from xcorrdiff.downscale import downscale
 
+pytestmark = pytest.mark.numerics
+
 distributed = pytest.importorskip("distributed")
 
 

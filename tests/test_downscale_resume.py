@@ -22,6 +22,8 @@ from xcorrdiff.downscale import downscale, downscale_to_zarr
 from xcorrdiff.inference.handles import worker_device
 from xcorrdiff.inference.store import _FAIL_ENV, done_chunks, read_request
 
+pytestmark = pytest.mark.numerics
+
 KW: dict[str, Any] = {"n_ensemble": 2, "num_steps": 2, "seed": 5, "device": "cpu"}
 VARIABLES = ("t2m", "u10m")
 

@@ -22,6 +22,8 @@ from test_downscale import tiny_data, tiny_model
 from xcorrdiff.downscale import downscale_to_zarr
 from xcorrdiff.inference.store import _FAIL_ENV, STATUS_ATTR, read_markers
 
+pytestmark = pytest.mark.numerics
+
 KW: dict[str, Any] = {"n_ensemble": 2, "num_steps": 2, "seed": 5, "device": "cpu", "time_chunk": 2}
 
 

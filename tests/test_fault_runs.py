@@ -28,7 +28,7 @@ from xcorrdiff.config import NetworkConfig, TrainConfig
 from xcorrdiff.train import fit_regression
 from xcorrdiff.tutorial import make_synthetic
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+pytestmark = [pytest.mark.numerics, pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")]
 
 
 @pytest.fixture(autouse=True)

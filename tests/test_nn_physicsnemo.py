@@ -31,6 +31,8 @@ from xcorrdiff.nn import (
 )
 from xcorrdiff.nn.physicsnemo import read_mdlus, rename_legacy_keys
 
+pytestmark = pytest.mark.numerics
+
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "physicsnemo_nn"
 MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
 CASES = MANIFEST["cases"]

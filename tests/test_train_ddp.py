@@ -45,6 +45,8 @@ import test_train_ddp as t
 from xcorrdiff.train import fit_diffusion, fit_regression
 from xcorrdiff.training.distributed import init_distributed
 
+pytestmark = pytest.mark.numerics
+
 out = Path(sys.argv[1])
 ctx = init_distributed("cpu")
 assert ctx.world_size == {world_size}, ctx

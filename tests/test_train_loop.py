@@ -164,6 +164,7 @@ def test_checkpoints_leave_no_temporary_files(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.numerics
 def test_resume_is_bitwise_identical_on_toy(tmp_path: Path) -> None:
     straight = _run(_Toy(), _config(tmp_path / "a"), duration=20)
     _run(_Toy(), _config(tmp_path / "b"), duration=10)
@@ -209,6 +210,7 @@ def test_bf16_autocast_and_channels_last_train() -> None:
     assert result.net.conv.weight.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.numerics
 def test_dataloader_workers_resume_exactly(tmp_path: Path) -> None:
     def run(directory: Path, duration: int) -> StageResult:
         return run_stage(
@@ -254,6 +256,7 @@ def _step_rows(path: Path) -> list[tuple[str, int]]:
     return [(r["event"], r["samples"]) for r in rows]
 
 
+@pytest.mark.numerics
 def test_resume_after_a_kill_leaves_no_duplicate_log_rows(tmp_path: Path) -> None:
     straight = _run(_Toy(), _config(tmp_path / "a"), duration=20)
     with pytest.raises(_Killed):  # killed at step 6 (samples 12); the checkpoint is at 8

@@ -15,6 +15,8 @@ from xcorrdiff.train import CheckpointMismatchError, fit_diffusion, fit_regressi
 from xcorrdiff.training.state import read_checkpoint
 from xcorrdiff.tutorial import make_synthetic
 
+pytestmark = pytest.mark.numerics
+
 OUTPUTS = ["t2m", "u10m", "v10m"]
 
 
