@@ -36,14 +36,14 @@ pytest-threads: $(STAMP)
 test: lint typecheck pytest pytest-threads
 
 # Order independence: a random order (seed printed; rerun with RANDOM_SEED=...), and every
-# test alone in its own process (about 30 minutes on 2 cores).
+# test alone in a process where no other test ran (.ci/each_test_alone.py).
 RANDOM_SEED ?= last
 test-order: $(STAMP)
 	$(BIN)/pip install -q pytest-randomly
 	$(BIN)/python -m pytest -n 2 --dist load -p randomly $(if $(filter last,$(RANDOM_SEED)),,--randomly-seed=$(RANDOM_SEED))
 
 test-isolated: $(STAMP)
-	.ci/each-test-alone
+	$(BIN)/python .ci/each_test_alone.py
 
 # The main job: held-out synthetic data downscaled with the packaged demo model, scored
 # against the truth and the oracle, with figures (about 1.5-3 minutes on 2 CPU cores).
