@@ -211,6 +211,7 @@ class CorrDiffDatasetAccessor(_CorrDiffAccessor[xr.Dataset]):
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         return_mean: bool = False,
+        check_plausibility: bool = True,
     ) -> xr.Dataset:
         """Generate an HR ensemble ``(member, time, y, x)``; see :func:`xcorrdiff.downscale.downscale`.
 
@@ -234,6 +235,7 @@ class CorrDiffDatasetAccessor(_CorrDiffAccessor[xr.Dataset]):
             device=device,
             dtype=dtype,
             return_mean=return_mean,
+            check_plausibility=check_plausibility,
         )
 
 
