@@ -22,19 +22,10 @@ from xcorrdiff.downscale import downscale, downscale_to_zarr
 from xcorrdiff.inference.handles import worker_device
 from xcorrdiff.inference.store import _FAIL_ENV, done_chunks, read_request
 
-pytestmark = pytest.mark.numerics
+pytestmark = [pytest.mark.numerics, pytest.mark.usefixtures("one_torch_thread")]
 
 KW: dict[str, Any] = {"n_ensemble": 2, "num_steps": 2, "seed": 5, "device": "cpu"}
 VARIABLES = ("t2m", "u10m")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread() -> Any:
-    """Bitwise comparisons across processes need the same thread count (as the workers)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

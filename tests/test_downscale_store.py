@@ -15,24 +15,15 @@ from typing import Any
 import dask
 import numpy as np
 import pytest
-import torch
 import xarray as xr
 from test_downscale import tiny_data, tiny_model
 
 from xcorrdiff.downscale import downscale_to_zarr
 from xcorrdiff.inference.store import _FAIL_ENV, STATUS_ATTR, read_markers
 
-pytestmark = pytest.mark.numerics
+pytestmark = [pytest.mark.numerics, pytest.mark.usefixtures("one_torch_thread")]
 
 KW: dict[str, Any] = {"n_ensemble": 2, "num_steps": 2, "seed": 5, "device": "cpu", "time_chunk": 2}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread() -> Any:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

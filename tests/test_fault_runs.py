@@ -28,15 +28,11 @@ from xcorrdiff.config import NetworkConfig, TrainConfig
 from xcorrdiff.train import fit_regression
 from xcorrdiff.tutorial import make_synthetic
 
-pytestmark = [pytest.mark.numerics, pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")]
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Any:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [
+    pytest.mark.numerics,
+    pytest.mark.usefixtures("one_torch_thread"),
+    pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL"),
+]
 
 
 def _kill_when(command: list[str], ready: Callable[[], bool], timeout: float = 120.0) -> None:
