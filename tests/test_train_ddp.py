@@ -29,6 +29,8 @@ from xcorrdiff.training.loop import StreamBatches, run_stage
 from xcorrdiff.training.state import read_checkpoint
 from xcorrdiff.tutorial import make_synthetic
 
+pytestmark = pytest.mark.numerics
+
 WORLD_SIZE = 2
 OUTPUTS = ["t2m", "u10m", "v10m"]
 
@@ -44,8 +46,6 @@ sys.path.insert(0, {tests!r})
 import test_train_ddp as t
 from xcorrdiff.train import fit_diffusion, fit_regression
 from xcorrdiff.training.distributed import init_distributed
-
-pytestmark = pytest.mark.numerics
 
 out = Path(sys.argv[1])
 ctx = init_distributed("cpu")

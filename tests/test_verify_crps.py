@@ -7,9 +7,9 @@ import warnings
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import raise_if_dask_computes
 
 import xcorrdiff.verify as xv
-from tests.conftest import raise_if_dask_computes
 from xcorrdiff.verify import kernels
 
 properscoring = pytest.importorskip("properscoring")

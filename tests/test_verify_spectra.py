@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import raise_if_dask_computes
 
 import xcorrdiff.verify as xv
-from tests.conftest import raise_if_dask_computes
 
 
 def _field(values: np.ndarray, dx: float = 2_000.0, name: str = "t2m") -> xr.DataArray:

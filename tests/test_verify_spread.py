@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import raise_if_dask_computes
 from scipy import stats
 
 import xcorrdiff.verify as xv
-from tests.conftest import raise_if_dask_computes
 from xcorrdiff.verify import kernels
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import raise_if_dask_computes
 
 import xcorrdiff  # noqa: F401  (registers .corrdiff)
 import xcorrdiff.verify as xv
-from tests.conftest import raise_if_dask_computes
 
 
 def _data() -> tuple[xr.Dataset, xr.Dataset]:
