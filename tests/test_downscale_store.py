@@ -8,6 +8,7 @@ was found only after the store was created (or not at all).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -219,3 +220,29 @@ def test_orphan_temporary_markers_are_removed_on_resume(
     orphan.write_text("{")
     downscale_to_zarr(lr, store, model_dir, **KW)
     assert not orphan.exists()
+
+
+def test_a_failed_overwrite_before_the_first_chunk_leaves_nothing(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lr, _ = tiny_data(4)
+    store = tmp_path / "ens.zarr"
+    downscale_to_zarr(lr, store, model_dir, **KW)
+    monkeypatch.setenv(_FAIL_ENV, "0")
+    with dask.config.set(scheduler="sync"), pytest.raises(RuntimeError, match="injected"):
+        downscale_to_zarr(lr, store, model_dir, overwrite=True, **{**KW, "seed": 8})
+    assert (
+        list(tmp_path.iterdir()) == []
+    )  # the old store was replaced as asked; the new one held nothing
+
+
+def test_overwrite_replaces_a_store_of_an_older_version(model_dir: Path, tmp_path: Path) -> None:
+    lr, _ = tiny_data(2)
+    store = tmp_path / "ens.zarr"
+    downscale_to_zarr(lr, store, model_dir, **KW)
+    record = store / ".xcorrdiff" / "request.json"
+    old = json.loads(record.read_text())
+    old.pop("arrays")  # as written before the request listed its arrays
+    record.write_text(json.dumps(old))
+    run = downscale_to_zarr(lr, store, model_dir, overwrite=True, **{**KW, "seed": 9})
+    assert run.open().attrs["seed"] == 9

@@ -724,7 +724,8 @@ member_batch_size, device, dtype, return_mean, check_plausibility
         remove_own_store(path)
     changed: list[int] = []
     damaged: list[int] = []
-    if path.exists():
+    resumed = path.exists()
+    if resumed:
         done, changed, damaged = _resume_state(
             path, ens, request, digests, bounds, recompute_changed
         )
@@ -732,7 +733,7 @@ member_batch_size, device, dtype, return_mean, check_plausibility
         _create_store(ens, path, request, time_chunk=time_chunk, n_chunks=len(bounds))
         done = set()
     pending = [i for i in range(len(bounds)) if i not in done]
-    _write_pending(ens, path, bounds, pending, digests, created=not done and not exists)
+    _write_pending(ens, path, bounds, pending, digests, created=not resumed)
     return ZarrRun(
         store=os.fspath(path), n_chunks=len(bounds), computed=tuple(pending),
         skipped=tuple(sorted(done)), changed=tuple(changed), repaired=tuple(damaged),

@@ -93,10 +93,15 @@ def _recorded_arrays(path: Path) -> set[str] | None:
         request = json.loads(record.read_text())
     except (OSError, ValueError):
         return None
-    arrays = request.get("arrays") if isinstance(request, dict) else None
+    if not isinstance(request, dict):
+        return None
+    arrays = request.get("arrays")
     if isinstance(arrays, list):
         return {str(a) for a in arrays}
-    return {str(v) for v in request.get("variables", [])} | {"time", "member"}
+    # A store of an older xcorrdiff records no array list: its arrays are its zarr arrays.
+    return {
+        p.name for p in path.iterdir() if (p / "zarr.json").is_file() or (p / ".zarray").is_file()
+    }
 
 
 def remove_own_store(path: Path, *, argument: str = "store") -> None:
