@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from test_downscale import tiny_data, tiny_model
+from conftest import tiny_data, tiny_model
 
 from xcorrdiff.cli import main
 from xcorrdiff.downscale import downscale

@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import record_message
-from test_downscale import tiny_data, tiny_model
+from conftest import record_message, tiny_data, tiny_model
 
 from xcorrdiff.cli import main
 from xcorrdiff.downscale import downscale_to_zarr

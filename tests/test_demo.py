@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from test_downscale import HR_SHAPE, OUTPUTS, tiny_model
+from conftest import HR_SHAPE, OUTPUTS, tiny_model
 
 import xcorrdiff
 from xcorrdiff.cli import main

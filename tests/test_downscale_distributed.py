@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_downscale import tiny_data, tiny_model
+from conftest import tiny_data, tiny_model
 
 import xcorrdiff.downscale
 from xcorrdiff.downscale import downscale

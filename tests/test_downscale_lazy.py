@@ -9,9 +9,8 @@ import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
-from conftest import raise_if_dask_computes
+from conftest import raise_if_dask_computes, tiny_data, tiny_model
 from dask.callbacks import Callback
-from test_downscale import tiny_data, tiny_model
 
 from xcorrdiff.downscale import downscale
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_downscale import tiny_data, tiny_model
+from conftest import tiny_data, tiny_model
 
 from xcorrdiff.diffusion import PatchGrid
 from xcorrdiff.downscale import downscale

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from conftest import tiny_data, tiny_model
 from dask.callbacks import Callback
-from test_downscale import tiny_data, tiny_model
 
 from xcorrdiff.cli import main
 from xcorrdiff.downscale import downscale, downscale_to_zarr

@@ -17,7 +17,7 @@ import dask
 import numpy as np
 import pytest
 import xarray as xr
-from test_downscale import tiny_data, tiny_model
+from conftest import tiny_data, tiny_model
 
 from xcorrdiff.downscale import downscale_to_zarr
 from xcorrdiff.inference.store import _FAIL_ENV, STATUS_ATTR, read_markers

@@ -22,9 +22,8 @@ import pandas as pd
 import pytest
 import torch
 import xarray as xr
-from conftest import record_message
+from conftest import record_message, tiny_data, tiny_model
 from test_cli_contract import BAD_INPUTS, MISUSES
-from test_downscale import tiny_data, tiny_model
 
 import xcorrdiff
 import xcorrdiff.verify as xv

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from test_downscale import tiny_data, tiny_model
+from conftest import tiny_data, tiny_model
 
 from xcorrdiff.cli import main
 from xcorrdiff.config import NetworkConfig, TrainConfig

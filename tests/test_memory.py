@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_downscale import tiny_data, tiny_model
+from conftest import tiny_data, tiny_model
 
 import xcorrdiff.inference.memory as memory
 from xcorrdiff._resources import physical_memory

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_downscale import tiny_data, tiny_model
+from conftest import tiny_data, tiny_model
 
 from xcorrdiff.data.normalize import Normalizer
 from xcorrdiff.data.plausibility import MAX_SIGMA, ExpectedRange, expected_ranges
