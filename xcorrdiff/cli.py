@@ -184,11 +184,13 @@ def _downscale(args: argparse.Namespace) -> int:
         )
     import dask
 
-    from xcorrdiff.downscale import downscale_to_zarr, get_model
+    from xcorrdiff.downscale import downscale_to_zarr
+    from xcorrdiff.inference.handles import get_model, resolve_model
     from xcorrdiff.inference.store import done_chunks
 
     try:
-        get_model(args.model)
+        model = resolve_model(args.model)  # hashed once, handed on
+        get_model(model)
     except (FileNotFoundError, ValueError, TypeError) as exc:
         raise CommandError(f"--model: {exc}") from exc
     lr = _select_times(_open_input(args.input, args.time_chunk), args.times)
@@ -198,7 +200,7 @@ def _downscale(args: argparse.Namespace) -> int:
             run = downscale_to_zarr(
                 lr if "time" in lr.dims else lr.expand_dims("time"),
                 out,
-                args.model,
+                model,
                 args.members,
                 **_downscale_options(args),
             )

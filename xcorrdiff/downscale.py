@@ -194,6 +194,11 @@ def _resolve_patches(
     return (patch[0], patch[1]), overlap
 
 
+def _model_of(ref: ModelRef) -> CorrDiffModel:
+    """The model a reference points at, on the CPU (loaded once per process and cached)."""
+    return model_on(ref, torch.device("cpu")) if ref.model is None else ref.model
+
+
 def _network_config(net: torch.nn.Module | None) -> dict[str, Any]:
     """The constructor arguments of a network (its inner SongUNet's, as in config.json)."""
     return dict(getattr(net, "config", None) or {})
@@ -302,7 +307,7 @@ def _provenance(ref: ModelRef, settings: Settings, version: str) -> dict[str, An
 
 def downscale(
     lr: xr.Dataset,
-    model: CorrDiffModel | str | os.PathLike[str] | None = None,
+    model: CorrDiffModel | str | os.PathLike[str] | ModelRef | None = None,
     n_ensemble: int = 32,
     *,
     seed: int = 0,
@@ -392,7 +397,7 @@ def downscale(
     from xcorrdiff import __version__
 
     ref = resolve_model(model)
-    resolved = model_on(ref, torch.device("cpu")) if ref.model is None else ref.model
+    resolved = _model_of(ref)
     if resolved.diffusion is None:
         raise ValueError(
             "model has no diffusion network (regression only); train it with "
@@ -595,7 +600,7 @@ def _resume_state(
 def downscale_to_zarr(
     lr: xr.Dataset,
     store: str | os.PathLike[str],
-    model: CorrDiffModel | str | os.PathLike[str] | None = None,
+    model: CorrDiffModel | str | os.PathLike[str] | ModelRef | None = None,
     n_ensemble: int = 32,
     *,
     time_chunk: int = 1,
@@ -703,15 +708,16 @@ member_batch_size, device, dtype, return_mean, check_plausibility
             f"store={os.fspath(store)!r} already exists; pass resume=True to continue it, "
             "overwrite=True to replace it, or choose another path"
         )
+    ref = resolve_model(model)  # its files are hashed once, here
     ens = downscale(
-        lr.chunk({TIME: time_chunk}), model, n_ensemble, seed=seed, sampler=sampler,
+        lr.chunk({TIME: time_chunk}), ref, n_ensemble, seed=seed, sampler=sampler,
         num_steps=num_steps, s_churn=s_churn, patch_shape=patch_shape, overlap=overlap,
         member_batch_size=member_batch_size, device=device, dtype=dtype,
         return_mean=return_mean, check_plausibility=check_plausibility,
     )  # fmt: skip
     bounds = chunk_bounds(ens.sizes[TIME], time_chunk)
     ens = _chunked_like(ens, bounds, time_chunk)
-    resolved = get_model(model)
+    resolved = _model_of(ref)
     inputs = _inputs_in_model_units(lr, resolved)
     scans = scan_input(inputs.chunk({TIME: time_chunk}), bounds)
     check_scans(scans, bounds, ens[TIME].values, _input_ranges(resolved, check_plausibility))

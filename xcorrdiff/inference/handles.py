@@ -192,13 +192,15 @@ def model_on(ref: ModelRef, device: torch.device) -> CorrDiffModel:
         return model
 
 
-def resolve_model(model: CorrDiffModel | str | os.PathLike[str] | None) -> ModelRef:
+def resolve_model(model: CorrDiffModel | str | os.PathLike[str] | ModelRef | None) -> ModelRef:
     """A reference to ``model``, or to ``xcorrdiff.set_options(model=...)`` when ``None``.
 
     Parameters
     ----------
-    model : CorrDiffModel, path-like or None
-        A model, or the directory of a saved one (:meth:`CorrDiffModel.save`).
+    model : CorrDiffModel, path-like, ModelRef or None
+        A model, or the directory of a saved one (:meth:`CorrDiffModel.save`). A
+        :class:`ModelRef` is returned as it is, so a caller that resolved a model (hashing
+        its files once) can hand the reference on.
 
     Raises
     ------
@@ -209,6 +211,8 @@ def resolve_model(model: CorrDiffModel | str | os.PathLike[str] | None) -> Model
     TypeError
         Anything else.
     """
+    if isinstance(model, ModelRef):
+        return model
     if model is None:
         model = OPTIONS["model"]
     if model is None:
@@ -236,7 +240,7 @@ def resolve_model(model: CorrDiffModel | str | os.PathLike[str] | None) -> Model
 
 
 def get_model(
-    model: CorrDiffModel | str | os.PathLike[str] | None = None,
+    model: CorrDiffModel | str | os.PathLike[str] | ModelRef | None = None,
     *,
     device: str | torch.device = "cpu",
 ) -> CorrDiffModel:
