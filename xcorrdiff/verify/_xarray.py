@@ -180,24 +180,16 @@ def match_units(
     if str(units).strip() == str(ref_units).strip():
         return other
     # pint (with its registry) loads only when units differ: it is slow to import.
-    from xcorrdiff.data.units import unit_conversion
+    from xcorrdiff.data.units import convert_units
 
     try:
-        scale, offset = unit_conversion(
-            str(units), str(ref_units), name=name, water_equivalent=True
-        )
+        return convert_units(other, str(ref_units), water_equivalent=True)
     except ValueError as exc:
         raise ValueError(
             f"{arg} variable {name!r} is in {units!r}, which does not convert to the "
             f"{ref_arg}'s {ref_units!r} ({exc}); compare the same quantity, or fix the units "
             "attribute that is wrong"
         ) from None
-    if (scale, offset) == (1.0, 0.0):
-        return other
-    converted = other * scale + offset if offset else other * scale
-    return converted.astype(other.dtype, copy=False).assign_attrs(
-        {**other.attrs, "units": ref_units}
-    )
 
 
 def check_member_weights(weights: object, forecast: xr.DataArray, member_dim: str) -> xr.DataArray:
