@@ -93,15 +93,20 @@ def _network_entry(net: torch.nn.Module) -> dict[str, Any]:
     return {"class": name, "kwargs": dict(config)}
 
 
-def state_digest(net: torch.nn.Module) -> str:
-    """SHA-256 of a network's state dict (names, dtypes, shapes and bytes)."""
-    digest = hashlib.sha256()
-    for key, value in sorted(net.state_dict().items()):
-        tensor = value.detach().to("cpu")
+def hash_tensors(digest: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
+    """Feed named tensors to a hashlib ``digest``: per name (sorted), ``name:dtype:shape``
+    and the bytes in C order, whatever the memory format or device. Returns ``digest``."""
+    for key in sorted(tensors):
+        tensor = tensors[key].detach().to("cpu")
         digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
         flat = tensor.reshape(-1).clone()  # C order, stride 1, whatever the memory format
         digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
-    return digest.hexdigest()
+    return digest
+
+
+def state_digest(net: torch.nn.Module) -> str:
+    """SHA-256 of a network's state dict (names, dtypes, shapes and bytes)."""
+    return str(hash_tensors(hashlib.sha256(), net.state_dict()).hexdigest())
 
 
 class CorrDiffModel:

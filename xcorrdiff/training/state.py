@@ -32,6 +32,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from xcorrdiff._files import new_file_mode
+from xcorrdiff.model import hash_tensors
 
 __all__ = [
     "capture_rng",
@@ -156,13 +157,7 @@ def restore_rng(state: dict[str, Any], generators: Generators | None = None) -> 
 
 def _digest(document: str, tensors: Mapping[str, torch.Tensor]) -> str:
     """SHA-256 of the JSON document and of every tensor (name, dtype, shape, bytes)."""
-    digest = hashlib.sha256(document.encode())
-    for key in sorted(tensors):
-        tensor = tensors[key].contiguous()
-        digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        flat = tensor.reshape(-1)
-        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
-    return digest.hexdigest()
+    return str(hash_tensors(hashlib.sha256(document.encode()), tensors).hexdigest())
 
 
 def _temporary_prefix(path: Path) -> str:
