@@ -102,3 +102,11 @@ def verify_file(path: Path, record: object, *, where: str) -> None:
             f"differs from the one {where} records (truncated, altered or replaced since it "
             "was saved); restore it from a backup or save the model again"
         )
+
+
+def write_text_atomic(target: Path, text: str) -> None:
+    """Write ``text`` to ``target`` through ``.<name>.<pid>.tmp`` and a rename: a reader (or a
+    crash) sees the old file or the new one, never half of one."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, target)

@@ -11,16 +11,15 @@ folder holding the input.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["MARKER_DIR", "check_store_path", "input_sources", "remove_own_store"]
+from xcorrdiff.inference.store import MARKER_DIR, read_request
 
-#: Hidden folder inside a store holding the request and the completion markers.
-MARKER_DIR = ".xcorrdiff"
+__all__ = ["check_store_path", "input_sources", "remove_own_store"]
+
 _ZARR_METADATA = frozenset({"zarr.json", ".zgroup", ".zattrs", ".zmetadata"})
 
 
@@ -88,12 +87,8 @@ def check_store_path(
 
 
 def _recorded_arrays(path: Path) -> set[str] | None:
-    record = path / MARKER_DIR / "request.json"
-    try:
-        request = json.loads(record.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(request, dict):
+    request = read_request(path)
+    if request is None:
         return None
     arrays = request.get("arrays")
     if isinstance(arrays, list):

@@ -37,7 +37,10 @@ import dask
 import numpy as np
 import xarray as xr
 
-from xcorrdiff.inference.ownership import MARKER_DIR
+from xcorrdiff._files import write_text_atomic
+
+#: Hidden folder inside a store holding the request and the completion markers.
+MARKER_DIR = ".xcorrdiff"
 
 __all__ = [
     "MARKER_DIR",
@@ -155,7 +158,7 @@ def read_request(path: str | os.PathLike[str]) -> dict[str, Any] | None:
         return None
     try:
         result = json.loads(record.read_text())
-    except ValueError:
+    except (OSError, ValueError):  # unreadable or damaged: no usable record
         return None
     return result if isinstance(result, dict) else None
 
@@ -232,12 +235,6 @@ def remove_orphan_markers(path: str | os.PathLike[str]) -> None:
     for orphan in (*folder.glob(".*.tmp"), *_done_dir(path).glob(".*.tmp")):
         with contextlib.suppress(FileNotFoundError):
             orphan.unlink()
-
-
-def _atomic_write(target: Path, text: str) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, target)
 
 
 def _block_digest(block: np.ndarray) -> str:
@@ -340,8 +337,8 @@ def init_store(
         folder.mkdir(parents=True, exist_ok=True)
         meta = {"zarr_format": 3, "node_type": "group", "attributes": {}} if v3 else None
         name, text = ("zarr.json", json.dumps(meta)) if v3 else (".zgroup", '{"zarr_format": 2}')
-        _atomic_write(folder / name, text)
-    _atomic_write(root / MARKER_DIR / "request.json", json.dumps(dict(request), indent=1))
+        write_text_atomic(folder / name, text)
+    write_text_atomic(root / MARKER_DIR / "request.json", json.dumps(dict(request), indent=1))
 
 
 def _write_chunk(
@@ -369,7 +366,7 @@ def _write_chunk(
         array[_region(block.ndim, time_axes[name], start, stop)] = written
         digests[name] = _block_digest(written)
     marker = {"start": start, "stop": stop, "input_digest": input_digest, "sha256": digests}
-    _atomic_write(_done_dir(path) / f"{index:06d}", json.dumps(marker))
+    write_text_atomic(_done_dir(path) / f"{index:06d}", json.dumps(marker))
     return index
 
 

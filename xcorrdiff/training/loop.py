@@ -24,7 +24,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import pickle
 import time
 import warnings
@@ -37,6 +36,7 @@ from typing import Any, Literal, Protocol
 import torch
 from tqdm.auto import tqdm
 
+from xcorrdiff._files import write_text_atomic
 from xcorrdiff.config import TrainConfig
 from xcorrdiff.nn import SongUNet, set_channels_last
 from xcorrdiff.training.distributed import current, rank_seed
@@ -184,9 +184,7 @@ class JsonlLog:
             else:
                 kept.append(line + "\n")
         if dropped:
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text("".join(kept), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, "".join(kept))
         return dropped
 
 
