@@ -50,7 +50,7 @@ def main() -> int:
     import xarray  # noqa: F401
     import zarr  # noqa: F401
 
-    import xcorrdiff.downscale
+    import xcorrdiff.inference.api
     import xcorrdiff.train  # noqa: F401
 
     logs = Path(os.environ.get("TMPDIR", "/tmp")) / f"each-test-alone-{os.getpid()}"

@@ -380,10 +380,15 @@ def main() -> None:
 
     import xcorrdiff.nn as xn
     from xcorrdiff.diffusion import (
+        Denoiser,
         PatchGrid,
+        build_condition,
+        crop_condition,
         edm_sigmas,
         euler,
+        extract_patches,
         random_patch_offsets,
+        regression_mean,
         residual_loss,
     )
 
@@ -533,12 +538,13 @@ def main() -> None:
             net_o.train()
             opt_o.zero_grad(set_to_none=True)
             with torch.no_grad(), autocast():
-                mean = reg_o(torch.zeros_like(y), img_lr)  # once per sample, reused by k patches
+                # once per sample, reused by the k patches
+                mean = regression_mean(reg_o, build_condition(img_lr), y.shape[1]).float()
             offsets = random_patch_offsets(domain, patch, k, generator=train_gen)
+            condition = crop_condition(build_condition(img_lr, mean), offsets, patch)
             with autocast():
-                loss = residual_loss(
-                    net_o, y, img_lr, mean.float(), offsets=offsets, patch_shape=patch
-                )
+                residual = extract_patches(y - mean, offsets, patch)
+                loss = residual_loss(net_o, residual, condition)
             loss.sum().div(k).backward()
             opt_o.step()
 
@@ -601,7 +607,11 @@ def main() -> None:
         def ours() -> torch.Tensor:
             with autocast():
                 return torch.cat([
-                    euler(s_net_o, lr[c], sigmas, latents=latents[c], mean_hr=mean, patching=grid_o)
+                    euler(
+                        Denoiser(s_net_o, build_condition(lr[c], mean), grid=grid_o),
+                        latents[c].to(sigmas.dtype) * sigmas[0],
+                        sigmas,
+                    )
                     for c in chunks
                 ])  # fmt: skip
 

@@ -31,9 +31,9 @@ def measure(preset: str, side: int, batch: int) -> tuple[float, float]:
     """``(measured MiB, estimated MiB)`` of one forward pass, in this process."""
     import torch
 
-    from xcorrdiff.config import TrainConfig
     from xcorrdiff.inference.memory import activation_bytes
     from xcorrdiff.train import build_diffusion
+    from xcorrdiff.train.config import TrainConfig
 
     torch.set_num_threads(1)
     net = build_diffusion(TrainConfig(preset=preset), shape=(side, side), in_channels=12,

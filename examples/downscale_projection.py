@@ -4,7 +4,7 @@ Makes ``--n-times`` 6-hourly LR time steps of the known-truth synthetic atmosphe
 steps = 2 years), builds a small CorrDiff model with *random weights* on the right
 variables and grid (training one is not the point here: the cost per time step depends on
 the network's size, not its weights), saves it, and runs
-:func:`xcorrdiff.downscale.downscale_to_zarr` on a ``LocalCluster`` of ``--workers``
+:func:`xcorrdiff.inference.api.downscale_to_zarr` on a ``LocalCluster`` of ``--workers``
 single-threaded worker processes. Prints the throughput (time steps per second, in all and
 per worker) and each worker's peak resident memory.
 
@@ -35,12 +35,13 @@ import torch
 import xarray as xr
 
 import xcorrdiff
-from xcorrdiff.config import NetworkConfig, SamplerConfig, TrainConfig
+from xcorrdiff.config import NetworkConfig, SamplerConfig
 from xcorrdiff.data.normalize import Normalizer
-from xcorrdiff.downscale import downscale_to_zarr
+from xcorrdiff.data.prepare import VariableSpec, grid_of, static_fields
+from xcorrdiff.inference.api import downscale_to_zarr
 from xcorrdiff.model import CorrDiffModel
-from xcorrdiff.prepare import VariableSpec, grid_of, static_fields
 from xcorrdiff.train import build_diffusion, build_regression
+from xcorrdiff.train.config import TrainConfig
 
 INPUTS = ["t2m", "u10m", "v10m"]
 OUTPUTS = ["t2m", "u10m", "v10m"]

@@ -68,7 +68,7 @@ def main() -> None:
     model = fit_regression(lr, hr, config=config, progress=False)
     seconds = time.perf_counter() - start
 
-    n_val = max(1, round(config.validation_fraction * args.n_times))
+    n_val = max(1, round(config.data.validation_fraction * args.n_times))
     held_out = slice(args.n_times - n_val, args.n_times)
     truth = hr.isel(time=held_out)
     predicted = model.regression_mean(lr.isel(time=held_out))

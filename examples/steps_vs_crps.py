@@ -25,7 +25,8 @@ from pathlib import Path
 import xarray as xr
 
 import xcorrdiff
-from xcorrdiff.config import NetworkConfig, TrainConfig
+from xcorrdiff.config import NetworkConfig
+from xcorrdiff.train.config import TrainConfig
 
 HR_SHAPE = (64, 64)
 FACTOR = 8
@@ -76,7 +77,7 @@ def evaluate(
     """Print CRPS per sampler and step count, the regression MAE and the oracle CRPS."""
     model = xcorrdiff.load_model(path)
     lr, hr = training_data(n_times, seed=1)  # held-out weather on the same terrain
-    oracle = xcorrdiff.tutorial.oracle_ensemble(lr, n_members=n_ensemble, seed=2)[OUTPUTS]
+    oracle = xcorrdiff.tutorial.oracle_ensemble(lr, n_ensemble=n_ensemble, seed=2)[OUTPUTS]
 
     def crps(ens: xr.Dataset) -> dict[str, float]:
         scores = xcorrdiff.verify.crps(ens, hr, member_dim="member", dim=None)

@@ -63,7 +63,7 @@ def main() -> None:
     model.save(out / "model", overwrite=True)
 
     # The held-out times are the last validation_fraction of the record.
-    n_val = max(1, round(config.validation_fraction * args.n_times))
+    n_val = max(1, round(config.data.validation_fraction * args.n_times))
     held_out = slice(args.n_times - n_val, args.n_times)
     truth = hr.isel(time=held_out)
     predicted = model.regression_mean(lr.isel(time=held_out))

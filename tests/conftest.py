@@ -18,11 +18,12 @@ import torch
 import xarray as xr
 
 import xcorrdiff
-from xcorrdiff.config import NetworkConfig, SamplerConfig, TrainConfig
+from xcorrdiff.config import NetworkConfig, SamplerConfig
 from xcorrdiff.data.normalize import Normalizer
+from xcorrdiff.data.prepare import VariableSpec, grid_of, static_fields
 from xcorrdiff.model import CorrDiffModel
-from xcorrdiff.prepare import VariableSpec, grid_of, static_fields
 from xcorrdiff.train import build_diffusion, build_regression
+from xcorrdiff.train.config import TrainConfig
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)

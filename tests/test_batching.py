@@ -14,8 +14,10 @@ import torch
 import xarray as xr
 from torch.utils.data import DataLoader
 
-from xcorrdiff.data.batching import PairedBatchStream, extract_sample_patches, split_times
+from xcorrdiff.data.batch_inputs import extract_sample_patches
+from xcorrdiff.data.batching import PairedBatchStream
 from xcorrdiff.data.convert import dataset_to_array
+from xcorrdiff.data.split import split_times
 from xcorrdiff.diffusion import extract_patches
 
 N_TIME, NY, NX = 24, 16, 12

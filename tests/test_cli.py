@@ -12,7 +12,7 @@ import xarray as xr
 from conftest import tiny_data, tiny_model
 
 from xcorrdiff.cli import main
-from xcorrdiff.downscale import downscale
+from xcorrdiff.inference.api import downscale
 
 
 @pytest.fixture(scope="module")

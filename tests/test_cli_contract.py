@@ -20,7 +20,7 @@ import pytest
 from conftest import record_message, tiny_data, tiny_model
 
 from xcorrdiff.cli import main
-from xcorrdiff.downscale import downscale_to_zarr
+from xcorrdiff.inference.api import downscale_to_zarr
 
 SYS = "/sys/xcorrdiff-contract.zarr"  # no file can be made there, even by root (Linux)
 

@@ -40,7 +40,7 @@ def _run(out: Path, **kwargs: object) -> tuple[DemoResult, str]:
     stream = io.StringIO()
     options: dict[str, object] = {
         "model": tiny_model(),
-        "n_members": 2,
+        "n_ensemble": 2,
         "n_times": 1,
         "num_steps": 1,
         "hr_shape": HR_SHAPE,
@@ -67,7 +67,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoResult, str]
 def synthetic() -> tuple[xr.Dataset, xr.Dataset, xr.Dataset, xr.Dataset]:
     lr, hr = xcorrdiff.tutorial.make_synthetic(n_times=4, hr_shape=(48, 48), factor=4, seed=5)
     names = ["t2m", "u10m"]
-    oracle = xcorrdiff.tutorial.oracle_ensemble(lr, n_members=16, seed=2)[names].compute()
+    oracle = xcorrdiff.tutorial.oracle_ensemble(lr, n_ensemble=16, seed=2)[names].compute()
     mean = xcorrdiff.tutorial.oracle_mean(lr)[names]
     return lr, hr[names], oracle, mean
 
@@ -234,7 +234,7 @@ def test_nothing_is_left_behind_on_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"n_members": 1}, "n_members=1 is invalid; expected an integer >= 2"),
+        ({"n_ensemble": 1}, "n_ensemble=1 is invalid; expected an integer >= 2"),
         ({"n_times": 0}, "n_times=0 is invalid"),
         ({"num_steps": 0}, "num_steps=0 is invalid"),
         ({"seed": -1}, "seed=-1 is invalid"),

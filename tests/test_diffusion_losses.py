@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from xcorrdiff.diffusion import (
+    build_condition,
+    crop_condition,
     edm_loss_weight,
     extract_patches,
     random_patch_offsets,
@@ -19,6 +21,20 @@ from xcorrdiff.diffusion import (
 sys.path.insert(0, str(pathlib.Path(__file__).parent / "fixtures"))
 
 from toy_denoisers import ToyDenoiser, ToyRegression
+
+
+def _loss(net, y, img_lr, mean, *, offsets=None, patch_shape=None, hr_mean_conditioning=True,
+          residual_scale=None, **draws):  # fmt: skip
+    """The residual loss as the diffusion stage assembles it: residual and condition cut at
+    the same corners (xcorrdiff.train.stages._DiffusionStage)."""
+    residual = y - mean
+    if residual_scale is not None:
+        residual = residual / residual_scale.reshape(1, -1, 1, 1)
+    condition = build_condition(img_lr, mean if hr_mean_conditioning else None)
+    if offsets is not None:
+        condition = crop_condition(condition, offsets, patch_shape)
+        residual = extract_patches(residual, offsets, patch_shape)
+    return residual_loss(net, residual, condition, **draws)
 
 
 class Pointwise:
@@ -48,7 +64,7 @@ def test_edm_loss_weight_cancels_output_scaling() -> None:
 def test_regression_loss_is_squared_error_and_trains() -> None:
     y, img_lr, _ = _data()
     net = ToyRegression(2, 3, seed=1)
-    loss = regression_loss(net, y, img_lr)
+    loss = regression_loss(net, y, build_condition(img_lr))
     expected = (net(torch.zeros_like(y), img_lr) - y) ** 2
     assert loss.shape == y.shape
     assert torch.equal(loss, expected)
@@ -78,11 +94,11 @@ def test_residual_loss_formula_and_conditioning() -> None:
     net = _recording(seen)
     sigma = torch.tensor([0.3, 4.0])
     noise = torch.randn_like(y)
-    loss = residual_loss(net, y, img_lr, mean, sigma=sigma, noise=noise)
+    loss = _loss(net, y, img_lr, mean, sigma=sigma, noise=noise)
     expected = _expected_loss(y - mean, noise, sigma, torch.cat([mean, img_lr], 1))
     torch.testing.assert_close(loss, expected, rtol=1e-6, atol=0)
     assert torch.equal(seen["condition"], torch.cat([mean, img_lr], dim=1))
-    residual_loss(net, y, img_lr, mean, sigma=sigma, noise=noise, hr_mean_conditioning=False)
+    _loss(net, y, img_lr, mean, sigma=sigma, noise=noise, hr_mean_conditioning=False)
     assert torch.equal(seen["condition"], img_lr)
 
 
@@ -93,14 +109,14 @@ def test_residual_scale_divides_the_target_not_the_condition() -> None:
     sigma = torch.tensor([0.05, 2.0])
     noise = torch.randn_like(y)
     scale = torch.tensor([0.25, 3.0])
-    loss = residual_loss(net, y, img_lr, mean, sigma=sigma, noise=noise, residual_scale=scale)
+    loss = _loss(net, y, img_lr, mean, sigma=sigma, noise=noise, residual_scale=scale)
     r = (y - mean) / scale.reshape(1, 2, 1, 1)
     expected = _expected_loss(r, noise, sigma, torch.cat([mean, img_lr], 1))
     torch.testing.assert_close(loss, expected, rtol=1e-6, atol=0)
     assert torch.equal(seen["condition"], torch.cat([mean, img_lr], dim=1))
     # Scale 1 is PhysicsNeMo's loss, bit for bit.
-    plain = residual_loss(net, y, img_lr, mean, sigma=sigma, noise=noise)
-    ones = residual_loss(net, y, img_lr, mean, sigma=sigma, noise=noise,
+    plain = _loss(net, y, img_lr, mean, sigma=sigma, noise=noise)
+    ones = _loss(net, y, img_lr, mean, sigma=sigma, noise=noise,
                          residual_scale=torch.ones(2))  # fmt: skip
     assert torch.equal(plain, ones)
 
@@ -108,13 +124,13 @@ def test_residual_scale_divides_the_target_not_the_condition() -> None:
 def test_residual_loss_draws_from_generator() -> None:
     y, img_lr, mean = _data()
     net = ToyDenoiser(2, 5, (12, 16), seed=4)
-    a = residual_loss(net, y, img_lr, mean, generator=torch.Generator().manual_seed(5))
+    a = _loss(net, y, img_lr, mean, generator=torch.Generator().manual_seed(5))
     g = torch.Generator().manual_seed(5)
     sigma = (torch.randn(2, generator=g) * 1.2).exp()  # sigma first, then the noise
     noise = torch.randn(y.shape, generator=g)
-    b = residual_loss(net, y, img_lr, mean, sigma=sigma, noise=noise)
+    b = _loss(net, y, img_lr, mean, sigma=sigma, noise=noise)
     assert torch.equal(a, b)
-    c = residual_loss(net, y, img_lr, mean, generator=torch.Generator().manual_seed(6))
+    c = _loss(net, y, img_lr, mean, generator=torch.Generator().manual_seed(6))
     assert not torch.equal(a, c)
 
 
@@ -127,7 +143,7 @@ def test_residual_loss_sigma_is_lognormal() -> None:
         return x
 
     g = torch.Generator().manual_seed(0)
-    residual_loss(net, y, y, y, generator=g, P_mean=-0.4, P_std=1.2)
+    _loss(net, y, y, y, generator=g, P_mean=-0.4, P_std=1.2)
     log_sigma = seen["sigma"].log()
     assert abs(float(log_sigma.mean()) + 0.4) < 0.06
     assert abs(float(log_sigma.std()) - 1.2) < 0.05
@@ -140,8 +156,8 @@ def test_patches_reuse_one_mean() -> None:
     offsets = random_patch_offsets((20, 24), (8, 10), 5, torch.Generator().manual_seed(1))
     sigma = torch.tensor([0.2, 7.0])
     noise = torch.randn_like(y)
-    whole = residual_loss(Pointwise(), y, img_lr, mean, sigma=sigma, noise=noise)
-    patches = residual_loss(
+    whole = _loss(Pointwise(), y, img_lr, mean, sigma=sigma, noise=noise)
+    patches = _loss(
         Pointwise(), y, img_lr, mean, offsets=offsets, patch_shape=(8, 10),
         sigma=sigma.repeat_interleave(5), noise=extract_patches(noise, offsets, (8, 10)),
     )  # fmt: skip
@@ -159,7 +175,7 @@ def test_patched_call_convention() -> None:
         seen.update(x=x, condition=condition, sigma=sigma, emb=embedding_selector(emb))
         return x
 
-    residual_loss(net, y, img_lr, mean, offsets=offsets, patch_shape=(8, 10))
+    _loss(net, y, img_lr, mean, offsets=offsets, patch_shape=(8, 10))
     assert seen["x"].shape == (6, 2, 8, 10) and seen["sigma"].shape == (6,)
     assert seen["condition"].shape == (6, 2 + 3 + 3, 8, 10)  # mean, img_lr, global img_lr
     full = torch.arange(20 * 24.0).reshape(1, 1, 20, 24).expand(2, 1, 20, 24)
@@ -176,11 +192,11 @@ def test_per_member_offsets_shared_equal_the_shared_form() -> None:
     # (B, k, 2) corners that repeat one (k, 2) set give the (k, 2) loss, bit for bit.
     net, y, img_lr, mean = _toy_patch_setup()
     offsets = random_patch_offsets((20, 24), (8, 10), 4, torch.Generator().manual_seed(1))
-    shared = residual_loss(
+    shared = _loss(
         net, y, img_lr, mean, offsets=offsets, patch_shape=(8, 10),
         generator=torch.Generator().manual_seed(9),
     )  # fmt: skip
-    per_member = residual_loss(
+    per_member = _loss(
         net, y, img_lr, mean, offsets=offsets.expand(3, -1, -1), patch_shape=(8, 10),
         generator=torch.Generator().manual_seed(9),
     )  # fmt: skip
@@ -198,19 +214,19 @@ def test_per_member_offsets_rows_equal_each_member_alone() -> None:
     g = torch.Generator().manual_seed(3)
     sigma = (torch.randn(3 * k, generator=g) * 1.2).exp()
     noise = torch.randn(3 * k, 2, 8, 10, generator=g)
-    loss = residual_loss(
+    loss = _loss(
         net, y, img_lr, mean, offsets=offsets, patch_shape=(8, 10), sigma=sigma, noise=noise
     )
     assert loss.shape == (3 * k, 2, 8, 10)
     for b in range(3):
         rows = slice(b * k, (b + 1) * k)
-        alone = residual_loss(
+        alone = _loss(
             net, y[b : b + 1], img_lr[b : b + 1], mean[b : b + 1], offsets=offsets[b],
             patch_shape=(8, 10), sigma=sigma[rows], noise=noise[rows],
         )  # fmt: skip
         torch.testing.assert_close(loss[rows], alone, rtol=1e-6, atol=1e-6)
     # Not the shared-corner loss of member 0's corners.
-    shared = residual_loss(
+    shared = _loss(
         net, y, img_lr, mean, offsets=offsets[0], patch_shape=(8, 10), sigma=sigma, noise=noise
     )
     assert not torch.allclose(loss[k:], shared[k:])
@@ -226,7 +242,7 @@ def test_per_member_call_convention() -> None:
         seen.update(condition=condition, emb=embedding_selector(emb))
         return x
 
-    residual_loss(net, y, img_lr, mean, offsets=offsets, patch_shape=(8, 10))
+    _loss(net, y, img_lr, mean, offsets=offsets, patch_shape=(8, 10))
     assert seen["condition"].shape == (6, 2 + 3 + 3, 8, 10)
     full = torch.arange(20 * 24.0).reshape(20, 24)
     resized = torch.nn.functional.interpolate(img_lr, size=(8, 10), mode="bilinear")
@@ -241,23 +257,17 @@ def test_per_member_call_convention() -> None:
 def test_losses_reject_bad_input() -> None:
     y, img_lr, mean = _data()
     net = Pointwise()
-    with pytest.raises(ValueError, match="must share batch size and spatial shape"):
-        regression_loss(ToyRegression(2, 3), y, img_lr[:, :, :-1])
+    with pytest.raises(ValueError, match="must share rows and spatial shape"):
+        regression_loss(ToyRegression(2, 3), y, build_condition(img_lr[:, :, :-1]))
+    with pytest.raises(ValueError, match=r"inputs must have shape \(batch, C_in, H, W\)"):
+        build_condition(img_lr[0])
+    with pytest.raises(ValueError, match=r"mean must have shape \(1 or 2, C_out, 12, 16\)"):
+        build_condition(img_lr, mean[:, :, :-1])
     with pytest.raises(ValueError, match=r"must be \(batch, C, H, W\)"):
-        residual_loss(net, y[0], img_lr[0], mean[0])
-    with pytest.raises(ValueError, match="mean must have the shape of y"):
-        residual_loss(net, y, img_lr, mean[:, :1])
-    with pytest.raises(ValueError, match="patch_shape is required with offsets"):
-        residual_loss(net, y, img_lr, mean, offsets=torch.tensor([[0, 0]]))
+        residual_loss(net, y[0], build_condition(img_lr, mean))
     with pytest.raises(ValueError, match=r"need x of shape \(3, C, H, W\)"):
-        residual_loss(net, y, img_lr, mean, offsets=torch.zeros(3, 1, 2, dtype=torch.long),
-                      patch_shape=(4, 4))  # fmt: skip
-    with pytest.raises(ValueError, match="patch_shape is only used with offsets"):
-        residual_loss(net, y, img_lr, mean, patch_shape=(4, 4))
+        crop_condition(build_condition(img_lr), torch.zeros(3, 1, 2, dtype=torch.long), (4, 4))
     with pytest.raises(ValueError, match=r"sigma must hold 2 noise levels"):
-        residual_loss(net, y, img_lr, mean, sigma=torch.ones(3))
+        residual_loss(net, y - mean, build_condition(img_lr, mean), sigma=torch.ones(3))
     with pytest.raises(ValueError, match="noise must have the shape of the residual"):
-        residual_loss(net, y, img_lr, mean, noise=torch.ones(2, 2, 4, 4))
-    with pytest.raises(ValueError, match=r"residual_scale must hold one scale per channel, "
-                       r"shape \(2,\), got \(3,\)"):  # fmt: skip
-        residual_loss(net, y, img_lr, mean, residual_scale=torch.ones(3))
+        residual_loss(net, y - mean, build_condition(img_lr), noise=torch.ones(2, 2, 4, 4))

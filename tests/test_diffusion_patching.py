@@ -8,7 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from xcorrdiff.diffusion import PatchGrid, extract_patches, random_patch_offsets
+from xcorrdiff.diffusion import (
+    PatchGrid,
+    build_condition,
+    extract_patches,
+    random_patch_offsets,
+    unfold_condition,
+)
 
 GRIDS = [  # (domain, patch, overlap, extra kwargs)
     ((45, 70), (16, 24), 4, {}),
@@ -93,17 +99,20 @@ def test_taper_fold_is_weighted_average_and_smooth() -> None:
     assert bool((row < 1).all()) and bool((row[1:] < row[:-1]).all())
 
 
-def test_unfold_appends_resized_global_input() -> None:
+def test_unfolded_condition_appends_resized_global_inputs() -> None:
     grid = PatchGrid((24, 30), (12, 12), 2)
     x = torch.randn(2, 3, 24, 30)
-    global_input = torch.randn(2, 4, 5, 6)
-    out = grid.unfold(x, global_input=global_input)
-    assert out.shape == (2 * grid.num_patches, 7, 12, 12)
-    resized = F.interpolate(global_input, size=(12, 12), mode="bilinear")
+    mean = torch.randn(2, 2, 24, 30)
+    out = unfold_condition(build_condition(x, mean), grid).channels()
+    assert out.shape == (2 * grid.num_patches, 2 + 3 + 3, 12, 12)
+    resized = F.interpolate(x, size=(12, 12), mode="bilinear")
     for b in range(2):
         rows = out[b * grid.num_patches : (b + 1) * grid.num_patches]
-        assert torch.equal(rows[:, :3], extract_patches(x[b], grid.offsets, (12, 12)))
-        assert torch.equal(rows[:, 3:], resized[b].expand(grid.num_patches, -1, -1, -1))
+        assert torch.equal(rows[:, :2], extract_patches(mean[b], grid.offsets, (12, 12)))
+        assert torch.equal(rows[:, 2:5], extract_patches(x[b], grid.offsets, (12, 12)))
+        assert torch.equal(rows[:, 5:], resized[b].expand(grid.num_patches, -1, -1, -1))
+    plain = unfold_condition(build_condition(x), grid, global_inputs=False).channels()
+    assert torch.equal(plain, grid.unfold(x))
 
 
 def test_weights_cached_per_device_and_dtype() -> None:
@@ -211,8 +220,6 @@ def test_bad_tensors_rejected() -> None:
         grid.fold(torch.zeros(10, 1, 8, 8))
     with pytest.raises(ValueError, match=r"patches must have shape \(batch \* 9, C, 8, 8\)"):
         grid.fold(torch.zeros(9, 1, 8, 7))
-    with pytest.raises(ValueError, match="global_input must have shape"):
-        grid.unfold(torch.zeros(2, 1, 20, 20), global_input=torch.zeros(1, 1, 5, 5))
     with pytest.raises(ValueError, match="outside the"):
         extract_patches(torch.zeros(1, 1, 10, 10), torch.tensor([[3, 4]]), (8, 4))
     with pytest.raises(ValueError, match="integer tensor of shape"):

@@ -14,15 +14,22 @@ import sys
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from xcorrdiff.diffusion import (
+    Condition,
+    Denoiser,
     PatchGrid,
+    build_condition,
+    crop_condition,
     edm_sigmas,
     euler,
+    extract_patches,
     heun,
     random_patch_offsets,
     regression_loss,
     residual_loss,
+    unfold_condition,
 )
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -85,14 +92,19 @@ def _sampler_case(patched: bool) -> tuple[ToyDenoiser, PatchGrid | None]:
     return ToyDenoiser(C_OUT, C_OUT + C_LR, DOMAIN, seed=0), None
 
 
+def _denoiser(net: ToyDenoiser, data: dict[str, torch.Tensor], grid: PatchGrid | None) -> Denoiser:
+    return Denoiser(net, build_condition(data["img_lr"], data["mean_hr"]), grid=grid)
+
+
+def _start(data: dict[str, torch.Tensor], sigmas: torch.Tensor) -> torch.Tensor:
+    return data["latents"].to(sigmas.dtype) * sigmas[0]
+
+
 @pytest.mark.parametrize("patched", [False, True], ids=["whole", "patch"])
 def test_euler_matches_deterministic_sampler(sampler_data, patched) -> None:
     net, grid = _sampler_case(patched)
     sigmas = edm_sigmas(EULER_STEPS, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, net=net)
-    ours = euler(
-        net, sampler_data["img_lr"], sigmas, latents=sampler_data["latents"],
-        mean_hr=sampler_data["mean_hr"], patching=grid,
-    )  # fmt: skip
+    ours = euler(_denoiser(net, sampler_data, grid), _start(sampler_data, sigmas), sigmas)
     theirs = sampler_data["euler_patch" if patched else "euler_whole"]
     assert ours.dtype == theirs.dtype == torch.float64
     assert (
@@ -107,10 +119,8 @@ def test_heun_matches_stochastic_sampler(sampler_data, patched) -> None:
     sigmas = edm_sigmas(
         HEUN_STEPS, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, net=net, dtype=torch.float32
     )
-    ours = heun(
-        net, sampler_data["img_lr"], sigmas, latents=sampler_data["latents"],
-        mean_hr=sampler_data["mean_hr"], patching=grid, s_churn=0.0,
-    )  # fmt: skip
+    denoiser = _denoiser(net, sampler_data, grid)
+    ours = heun(denoiser, _start(sampler_data, sigmas), sigmas, s_churn=0.0)
     theirs = sampler_data["heun_patch" if patched else "heun_whole"]
     assert ours.dtype == theirs.dtype == torch.float32
     assert (
@@ -136,8 +146,14 @@ def test_unfold_matches_grid_patching_apply(patch_data, case) -> None:
     grid = PatchGrid(DOMAIN, patch, overlap, boundary=boundary, layout="reflect")
     theirs = patch_data[f"{case}_apply"]
     assert theirs.shape[0] == grid.num_patches * BATCH
-    ours = grid.unfold(patch_data["x"], global_input=patch_data["extra"])
-    assert torch.equal(ours, from_grid_rows(theirs, grid, BATCH))
+    # PhysicsNeMo's additional_input: resized to the patch and appended to every patch, as
+    # unfold_condition appends the global inputs.
+    extra = F.interpolate(patch_data["extra"], size=grid.patch_shape, mode="bilinear")
+    with_extra = Condition(inputs=grid.unfold(patch_data["x"]),
+                           global_inputs=extra.repeat_interleave(grid.num_patches, dim=0))  # fmt: skip
+    assert torch.equal(with_extra.channels(), from_grid_rows(theirs, grid, BATCH))
+    unfolded = unfold_condition(build_condition(patch_data["x"]), grid)
+    assert torch.equal(unfolded.inputs, with_extra.inputs)
 
 
 @pytest.mark.parametrize("case", sorted(GRID_CASES))
@@ -163,7 +179,7 @@ def loss_data() -> dict[str, torch.Tensor]:
 def test_regression_loss_matches(loss_data) -> None:
     reg = ToyRegression(C_OUT, C_LR, seed=11)
     with torch.no_grad():
-        ours = regression_loss(reg, loss_data["y"], loss_data["img_lr"])
+        ours = regression_loss(reg, loss_data["y"], build_condition(loss_data["img_lr"]))
     assert rel_err(ours, loss_data["regression_loss"], "RegressionLoss") <= 1e-6
 
 
@@ -174,7 +190,7 @@ def test_residual_loss_matches_whole_domain(loss_data) -> None:
     with torch.no_grad():
         mean = reg(torch.zeros_like(y), img_lr)
         ours = residual_loss(
-            net, y, img_lr, mean,
+            net, y - mean, build_condition(img_lr, mean),
             sigma=(loss_data["residual_whole_rnd"] * 1.2 + 0.0).exp(),
             noise=loss_data["residual_whole_eps"],
         )  # fmt: skip
@@ -189,8 +205,9 @@ def test_residual_loss_matches_random_patches(loss_data) -> None:
     num = offsets.shape[0]
     with torch.no_grad():
         mean = reg(torch.zeros_like(y), img_lr)
+        condition = crop_condition(build_condition(img_lr, mean), offsets, PATCH)
         ours = residual_loss(
-            net, y, img_lr, mean, offsets=offsets, patch_shape=PATCH,
+            net, extract_patches(y - mean, offsets, PATCH), condition,
             sigma=from_patch_major((loss_data["residual_patch_rnd"] * 1.2).exp(), num, BATCH),
             noise=from_patch_major(loss_data["residual_patch_eps"], num, BATCH),
         )  # fmt: skip

@@ -9,11 +9,34 @@ import sys
 import pytest
 import torch
 
-from xcorrdiff.diffusion import PatchGrid, draw_latents, edm_sigmas, euler, heun
+from xcorrdiff.diffusion import (
+    Denoiser,
+    PatchGrid,
+    build_condition,
+    draw_latents,
+    edm_sigmas,
+    euler,
+    heun,
+    initial_state,
+)
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent / "fixtures"))
 
 from toy_denoisers import ToyDenoiser
+
+
+def _run(sampler, net, img_lr, sigmas, *, latents=None, generators=None, mean_hr=None,
+         patching=None, **kwargs):  # fmt: skip
+    """A sampler called as the inference blocks call it: the condition bound to the network
+    in a Denoiser (patch by patch on ``patching``), the initial state from the latents or
+    the members' generators."""
+    denoiser = Denoiser(net, build_condition(img_lr, mean_hr), grid=patching)
+    if latents is None:
+        x = initial_state(generators, (net.img_out_channels, *img_lr.shape[-2:]), sigmas)
+    else:
+        x = latents.to(sigmas.dtype) * sigmas[0]
+    return sampler(denoiser, x, sigmas, generators=generators, **kwargs)
+
 
 # -- schedule ---------------------------------------------------------------------------------
 
@@ -99,7 +122,7 @@ def _inputs(batch: int = 2, shape: tuple[int, int] = (12, 18), seed: int = 0):
 @pytest.mark.parametrize("sampler", [euler, heun])
 def test_point_mass_is_recovered_exactly(sampler) -> None:
     img_lr, latents = _inputs()
-    out = sampler(PointMass(), img_lr, edm_sigmas(7), latents=latents)
+    out = _run(sampler, PointMass(), img_lr, edm_sigmas(7), latents=latents)
     torch.testing.assert_close(out, img_lr[:, :2].double(), rtol=0, atol=1e-12)
 
 
@@ -114,7 +137,7 @@ def test_gaussian_ode_solution_and_convergence_order() -> None:
         sigmas = edm_sigmas(num_steps, sigma_max=80.0)
         x0 = latents.double() * sigmas[0]
         exact = mu + (x0 - mu) * 0.7 / math.sqrt(0.49 + float(sigmas[0]) ** 2)
-        out = sampler(net, img_lr, sigmas, latents=latents)
+        out = _run(sampler, net, img_lr, sigmas, latents=latents)
         return float((out - exact).abs().max() / exact.abs().max())
 
     assert error(heun, 32) < 1e-2
@@ -135,9 +158,9 @@ def test_patched_pointwise_denoiser_equals_whole_domain(blend, layout) -> None:
     img_lr, latents = _inputs(shape=(23, 31))
     mean_hr = torch.randn(1, 2, 23, 31)
     grid = PatchGrid((23, 31), (10, 12), 3, layout=layout, blend=blend)
-    whole = heun(Gaussian(), img_lr, edm_sigmas(6), latents=latents, mean_hr=mean_hr)
-    patched = heun(
-        Gaussian(), img_lr, edm_sigmas(6), latents=latents, mean_hr=mean_hr, patching=grid
+    whole = _run(heun, Gaussian(), img_lr, edm_sigmas(6), latents=latents, mean_hr=mean_hr)
+    patched = _run(
+        heun, Gaussian(), img_lr, edm_sigmas(6), latents=latents, mean_hr=mean_hr, patching=grid
     )
     torch.testing.assert_close(patched, whole, rtol=0, atol=1e-12)
 
@@ -153,7 +176,15 @@ def test_patched_call_convention() -> None:
 
     img_lr, latents = _inputs(shape=(23, 31))
     grid = PatchGrid((23, 31), (10, 12), 3)
-    euler(Recorder(), img_lr, edm_sigmas(2), latents=latents, mean_hr=img_lr[:, :2], patching=grid)
+    _run(
+        euler,
+        Recorder(),
+        img_lr,
+        edm_sigmas(2),
+        latents=latents,
+        mean_hr=img_lr[:, :2],
+        patching=grid,
+    )
     assert len(calls) == 2
     x_shape, cond_shape, sigma_shape, emb = calls[0]
     n = 2 * grid.num_patches
@@ -184,16 +215,27 @@ def test_churn_injects_noise_from_member_generators(sampler) -> None:
     img_lr = img_lr[:1].expand(2, -1, -1, -1)  # same condition and latents for both members
     latents = latents[:1].expand(2, -1, -1, -1)
     sigmas = edm_sigmas(8, sigma_max=80.0, net=net)
-    churned = sampler(net, img_lr, sigmas, latents=latents, generators=_gens(1, 2), s_churn=10.0)
+    churned = _run(
+        sampler, net, img_lr, sigmas, latents=latents, generators=_gens(1, 2), s_churn=10.0
+    )
     assert float((churned[0] - churned[1]).abs().max()) > 1e-3
-    plain = sampler(net, img_lr, sigmas, latents=latents, generators=_gens(1, 2), s_churn=0.0)
+    plain = _run(sampler, net, img_lr, sigmas, latents=latents, generators=_gens(1, 2), s_churn=0.0)
     assert torch.equal(plain[0], plain[1])
     # Churn restricted to a noise range that the schedule never visits is no churn.
-    off = sampler(
-        net, img_lr, sigmas, latents=latents, generators=_gens(1, 2), s_churn=10.0, s_min=100.0
+    off = _run(
+        sampler,
+        net,
+        img_lr,
+        sigmas,
+        latents=latents,
+        generators=_gens(1, 2),
+        s_churn=10.0,
+        s_min=100.0,
     )
     assert torch.equal(off, plain)
-    again = sampler(net, img_lr, sigmas, latents=latents, generators=_gens(1, 2), s_churn=10.0)
+    again = _run(
+        sampler, net, img_lr, sigmas, latents=latents, generators=_gens(1, 2), s_churn=10.0
+    )
     assert torch.equal(churned, again)
 
 
@@ -228,19 +270,18 @@ def test_member_sample_does_not_depend_on_its_batch(patched) -> None:
     img_lr, _ = _inputs(batch=3, shape=shape)
     sigmas = edm_sigmas(3, sigma_max=80.0, net=net)
     kwargs = {"patching": grid, "s_churn": 5.0}
-    batch = heun(net, img_lr, sigmas, generators=_gens(10, 11, 12), **kwargs)
-    alone = heun(net, img_lr[1:2], sigmas, generators=_gens(11), **kwargs)
+    batch = _run(heun, net, img_lr, sigmas, generators=_gens(10, 11, 12), **kwargs)
+    alone = _run(heun, net, img_lr[1:2], sigmas, generators=_gens(11), **kwargs)
     assert torch.equal(batch[1:2], alone)
     assert float((batch[0] - batch[1]).abs().max()) > 1e-3
 
 
-def test_integer_sigmas_and_callback() -> None:
+def test_callback_sees_every_step() -> None:
     net = ToyDenoiser(2, 3, (12, 18), seed=3, sigma_max=80.0)
     img_lr, latents = _inputs()
     seen = []
-    out = heun(net, img_lr, 4, latents=latents, callback=seen.append)
-    expected = heun(net, img_lr, edm_sigmas(4, net=net), latents=latents)
-    assert torch.equal(out, expected)
+    sigmas = edm_sigmas(4, net=net)
+    out = _run(heun, net, img_lr, sigmas, latents=latents, callback=seen.append)
     assert [s["i"] for s in seen] == [0, 1, 2, 3]
     assert float(seen[0]["sigma"]) == 80.0 and float(seen[-1]["sigma"]) > 0
     assert torch.equal(seen[-1]["x"], out)
@@ -249,32 +290,30 @@ def test_integer_sigmas_and_callback() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"generators": None, "latents": None}, r"generators is required \(latents is None\)"),
         ({"generators": None, "s_churn": 1.0}, r"generators is required \(s_churn > 0"),
         ({"generators": "one"}, r"one torch.Generator per member \(2\), got 3"),
         ({"sigmas": torch.tensor([5.0, 1.0])}, "must be positive and end in 0"),
         ({"sigmas": torch.tensor([5, 0])}, "1-D floating tensor"),
-        ({"latents": torch.zeros(3, 2, 12, 18)}, r"latents must have shape \(2, C_out, 12, 18\)"),
-        ({"mean_hr": torch.zeros(2, 1, 12, 17)}, "mean_hr must have shape"),
-        ({"patching": PatchGrid((12, 19), (6, 6))}, r"covers a \(12, 19\) domain"),
+        ({"sigmas": 3}, "1-D floating tensor"),
+        ({"x": torch.zeros(2, 12, 18)}, r"x must have shape \(batch, C, H, W\)"),
         ({"s_churn": -1.0}, "s_churn must be non-negative"),
     ],
 )
 def test_sampler_rejects_bad_input(kwargs, match) -> None:
     img_lr, latents = _inputs()
-    args = {"sigmas": edm_sigmas(3), "latents": latents, "generators": _gens(1, 2)}
+    sigmas = edm_sigmas(3)
+    args = {"sigmas": sigmas, "x": latents.double() * sigmas[0], "generators": _gens(1, 2)}
     args.update(kwargs)
     if args["generators"] == "one":
         args["generators"] = _gens(1, 2, 3)
-    sigmas = args.pop("sigmas")
+    denoiser = Denoiser(Gaussian(), build_condition(img_lr))
     with pytest.raises(ValueError, match=match):
-        heun(Gaussian(), img_lr, sigmas, **args)
+        heun(denoiser, args.pop("x"), args.pop("sigmas"), **args)
 
 
-def test_latents_need_out_channels() -> None:
-    class NoChannels(Gaussian):
-        img_out_channels = None
-
+def test_condition_and_patches_are_checked_where_they_are_built() -> None:
     img_lr, _ = _inputs()
-    with pytest.raises(ValueError, match="no img_out_channels attribute"):
-        euler(NoChannels(), img_lr, 3, generators=_gens(1, 2))
+    with pytest.raises(ValueError, match=r"mean must have shape \(1 or 2, C_out, 12, 18\)"):
+        build_condition(img_lr, torch.zeros(2, 1, 12, 17))
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, C, 12, 19\)"):
+        Denoiser(Gaussian(), build_condition(img_lr), grid=PatchGrid((12, 19), (6, 6)))

@@ -17,7 +17,7 @@ import xarray as xr
 from conftest import OUTPUTS, tiny_data, tiny_model
 
 import xcorrdiff
-from xcorrdiff.downscale import downscale, member_seed
+from xcorrdiff.inference.api import downscale, member_seed
 from xcorrdiff.model import CorrDiffModel
 
 
@@ -347,7 +347,10 @@ def test_nan_in_input_names_variable_and_count(model: CorrDiffModel) -> None:
     [
         ({"n_ensemble": 0}, r"n_ensemble=0 is invalid; expected an integer >= 1"),
         ({"num_steps": 0}, r"num_steps=0 is invalid"),
-        ({"sampler": "ddim"}, r"sampler='ddim' is invalid; expected one of \['euler', 'heun'\]"),
+        (
+            {"sampler": "ddim"},
+            r"sampler='ddim' is invalid; expected None \(the model's\) or one of \['euler', 'heun'\]",
+        ),
         ({"s_churn": -1.0}, r"s_churn=-1.0 is invalid"),
         ({"member_batch_size": 0}, r"member_batch_size=0 is invalid"),
         ({"patch_shape": (64, 16)}, r"larger than the model's HR grid \(32, 48\)"),
@@ -372,5 +375,5 @@ def test_input_not_a_dataset(model: CorrDiffModel) -> None:
 
 
 def test_heun_default_churn_constant() -> None:
-    assert pytest.approx(1.8) == xcorrdiff.downscale.DEFAULT_HEUN_CHURN * 18
-    assert math.isclose(xcorrdiff.downscale.DEFAULT_STEPS["euler"], 12)
+    assert pytest.approx(1.8) == xcorrdiff.inference.api.DEFAULT_HEUN_CHURN * 18
+    assert math.isclose(xcorrdiff.inference.api.DEFAULT_STEPS["euler"], 12)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import tiny_data, tiny_model
 
-import xcorrdiff.downscale
-from xcorrdiff.downscale import downscale
+import xcorrdiff.inference.api
+from xcorrdiff.inference.api import downscale
 
 pytestmark = pytest.mark.numerics
 
@@ -17,7 +17,7 @@ distributed = pytest.importorskip("distributed")
 
 
 def _loads() -> int:
-    return xcorrdiff.downscale.cache_info()["loads"]
+    return xcorrdiff.inference.api.cache_info()["loads"]
 
 
 def test_model_loaded_once_per_worker_and_numbers_unchanged(tmp_path: Path) -> None:

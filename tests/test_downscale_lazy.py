@@ -12,7 +12,7 @@ import xarray as xr
 from conftest import raise_if_dask_computes, tiny_data, tiny_model
 from dask.callbacks import Callback
 
-from xcorrdiff.downscale import downscale
+from xcorrdiff.inference.api import downscale
 
 
 def _run(lr: xr.Dataset, **kw: Any) -> xr.Dataset:

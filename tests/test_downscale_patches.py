@@ -7,7 +7,7 @@ import pytest
 from conftest import tiny_data, tiny_model
 
 from xcorrdiff.diffusion import PatchGrid
-from xcorrdiff.downscale import downscale
+from xcorrdiff.inference.api import downscale
 
 
 def _borders(starts: list[int], patch: int, size: int) -> set[int]:

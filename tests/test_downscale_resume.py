@@ -18,7 +18,7 @@ from conftest import tiny_data, tiny_model
 from dask.callbacks import Callback
 
 from xcorrdiff.cli import main
-from xcorrdiff.downscale import downscale, downscale_to_zarr
+from xcorrdiff.inference.api import downscale, downscale_to_zarr
 from xcorrdiff.inference.handles import worker_device
 from xcorrdiff.inference.store import _FAIL_ENV, done_chunks, read_request
 

@@ -19,7 +19,7 @@ import pytest
 import xarray as xr
 from conftest import tiny_data, tiny_model
 
-from xcorrdiff.downscale import downscale_to_zarr
+from xcorrdiff.inference.api import downscale_to_zarr
 from xcorrdiff.inference.store import _FAIL_ENV, STATUS_ATTR, read_markers
 
 pytestmark = [pytest.mark.numerics, pytest.mark.usefixtures("one_torch_thread")]

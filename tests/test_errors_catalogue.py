@@ -27,12 +27,12 @@ from test_cli_contract import BAD_INPUTS, MISUSES
 
 import xcorrdiff
 import xcorrdiff.verify as xv
-from xcorrdiff.config import NetworkConfig, TrainConfig
-from xcorrdiff.downscale import downscale, downscale_to_zarr
+from xcorrdiff.config import NetworkConfig
+from xcorrdiff.inference.api import downscale, downscale_to_zarr
 from xcorrdiff.model import load_model
 from xcorrdiff.nn import CheckpointError, load_physicsnemo
-from xcorrdiff.train import CheckpointMismatchError, fit_diffusion, fit_regression
-from xcorrdiff.training.loop import NonFiniteError
+from xcorrdiff.train import CheckpointMismatchError, NonFiniteError, fit_diffusion, fit_regression
+from xcorrdiff.train.config import TrainConfig
 from xcorrdiff.tutorial import make_synthetic
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
@@ -128,7 +128,7 @@ CASES: list[tuple[str, str, Callable[[Ctx], Any], type[BaseException], str]] = [
     # --- downscale arguments
     ("members-zero", "ensemble size below 1", lambda c: downscale(c.lr, c.model_dir, **{**KW, "n_ensemble": 0}), E, r"n_ensemble=0 is invalid; expected an integer >= 1"),
     ("seed-negative", "negative seed", lambda c: downscale(c.lr, c.model_dir, seed=-1, **KW), E, r"seed=-1 is invalid"),
-    ("sampler-unknown", "unknown sampler", lambda c: downscale(c.lr, c.model_dir, sampler="ddim", **KW), E, r"sampler='ddim' is invalid; expected one of \['euler', 'heun'\]"),
+    ("sampler-unknown", "unknown sampler", lambda c: downscale(c.lr, c.model_dir, sampler="ddim", **KW), E, r"sampler='ddim' is invalid; expected None \(the model's\) or one of \['euler', 'heun'\]"),
     ("steps-zero", "no sampler steps", lambda c: downscale(c.lr, c.model_dir, **{**KW, "num_steps": 0}), E, r"num_steps=0 is invalid"),
     ("churn-negative", "negative churn", lambda c: downscale(c.lr, c.model_dir, s_churn=-1.0, **KW), E, r"s_churn=-1.0 is invalid; expected a finite number >= 0"),
     ("patch-larger-than-grid", "patch larger than the HR grid", lambda c: downscale(c.lr, c.model_dir, patch_shape=(64, 16), **KW), E, r"larger than the model's HR grid \(32, 48\)"),
@@ -200,10 +200,11 @@ CASES: list[tuple[str, str, Callable[[Ctx], Any], type[BaseException], str]] = [
     # --- verification
     ("verify-units-incompatible", "truth in units of another quantity", lambda c: xv.crps(_ens()[0], _ens()[1].assign_attrs(units="m s-1")), E, r"obs variable 't2m' is in 'm s-1', which does not convert"),
     ("verify-units-one-sided", "units on one side only", lambda c: xv.crps(_ens()[0], _ens()[1].drop_attrs()), E, r"obs variable 't2m' has no 'units' attribute but forecast has 'K'"),
-    ("verify-weights-negative", "negative member weights", lambda c: xv.crps(*_ens(), weights=_w([1, -1, 1, 1])), E, r"weights has negative values"),
-    ("verify-weights-zero", "member weights all zero", lambda c: xv.crps(*_ens(), weights=_w([0, 0, 0, 0])), E, r"weights are all zero"),
-    ("verify-weights-nan", "NaN member weights", lambda c: xv.crps(*_ens(), weights=_w([1, np.nan, 1, 1])), E, r"weights has 1 NaN/inf values"),
-    ("verify-weights-length", "member weights of the wrong length", lambda c: xv.crps(*_ens(), weights=_w([1, 1, 1])), E, r"weights has 3 values along 'member' but the forecast has 4 members"),
+    ("verify-weights-negative", "negative member weights", lambda c: xv.crps(*_ens(), member_weights=_w([1, -1, 1, 1])), E, r"member_weights has negative values"),
+    ("verify-weights-zero", "member weights all zero", lambda c: xv.crps(*_ens(), member_weights=_w([0, 0, 0, 0])), E, r"member_weights are all zero"),
+    ("verify-weights-nan", "NaN member weights", lambda c: xv.crps(*_ens(), member_weights=_w([1, np.nan, 1, 1])), E, r"member_weights has 1 NaN/inf values"),
+    ("verify-weights-length", "member weights of the wrong length", lambda c: xv.crps(*_ens(), member_weights=_w([1, 1, 1])), E, r"member_weights has 3 values along 'member' but the forecast has 4 members"),
+    ("verify-spatial-weights-dims", "spatial weights on the member dimension", lambda c: xv.crps(*_ens(), weights=_w([1, 1, 1, 1])), E, r"member weights of the CRPS are member_weights="),
     ("verify-no-member-dim", "a forecast without a member dimension", lambda c: xv.crps(_ens()[1], _ens()[1]), E, r"forecast has no member dimension 'member'"),
     ("verify-obs-extra-dims", "observations with dimensions the forecast lacks", lambda c: xv.crps(_ens()[0], _ens()[1].expand_dims(level=2)), E, r"has dims \['level'\] that forecast variable"),
     ("verify-no-common-coords", "forecast and truth at different times", lambda c: xv.crps(_ens()[0].assign_coords(time=[0, 1, 2]), _ens()[1].assign_coords(time=[5, 6, 7])), E, r"no common coordinates along dim 'time'"),

@@ -24,8 +24,9 @@ import xarray as xr
 from conftest import tiny_data, tiny_model
 
 from xcorrdiff.cli import main
-from xcorrdiff.config import NetworkConfig, TrainConfig
+from xcorrdiff.config import NetworkConfig
 from xcorrdiff.train import fit_regression
+from xcorrdiff.train.config import TrainConfig
 from xcorrdiff.tutorial import make_synthetic
 
 pytestmark = [

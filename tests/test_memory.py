@@ -10,10 +10,10 @@ from conftest import tiny_data, tiny_model
 
 import xcorrdiff.inference.memory as memory
 from xcorrdiff._resources import physical_memory
-from xcorrdiff.config import TrainConfig
-from xcorrdiff.downscale import downscale
+from xcorrdiff.inference.api import downscale
 from xcorrdiff.inference.memory import activation_bytes, check_memory
 from xcorrdiff.train import build_diffusion
+from xcorrdiff.train.config import TrainConfig
 
 KW: dict[str, Any] = {"num_steps": 2, "device": "cpu"}
 

@@ -15,11 +15,12 @@ import torch
 import xarray as xr
 
 import xcorrdiff
-from xcorrdiff.config import NetworkConfig, SamplerConfig, TrainConfig
+from xcorrdiff.config import NetworkConfig, SamplerConfig
 from xcorrdiff.data.normalize import Normalizer
+from xcorrdiff.data.prepare import VariableSpec
 from xcorrdiff.model import CorrDiffModel, load_model
-from xcorrdiff.prepare import VariableSpec
 from xcorrdiff.train import build_diffusion, build_regression
+from xcorrdiff.train.config import TrainConfig
 
 FIXTURES = Path(__file__).parent / "fixtures" / "physicsnemo_nn"
 

@@ -19,7 +19,8 @@ from xcorrdiff.nn import (
     UNet,
     edm_scalings,
 )
-from xcorrdiff.nn.layers import GroupNorm, UNetAttention, group_norm_groups, make_group_norm
+from xcorrdiff.nn.group_norm import GroupNorm, group_norm_groups, make_group_norm
+from xcorrdiff.nn.layers import UNetAttention
 
 TINY = {
     "model_channels": 8,

@@ -9,8 +9,8 @@ from conftest import tiny_data, tiny_model
 
 from xcorrdiff.data.normalize import Normalizer
 from xcorrdiff.data.plausibility import MAX_SIGMA, ExpectedRange, expected_ranges
-from xcorrdiff.downscale import downscale
-from xcorrdiff.prepare import VariableSpec
+from xcorrdiff.data.prepare import VariableSpec
+from xcorrdiff.inference.api import downscale
 
 KW = {"n_ensemble": 2, "num_steps": 2, "device": "cpu"}
 

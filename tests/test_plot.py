@@ -75,7 +75,7 @@ def test_maps_plot() -> None:
         mean=ens["t2m"].isel(t0).mean("member"),
         members=ens["t2m"].isel(t0),
         truth=truth["t2m"].isel(t0),
-        num_members=3,
+        members_shown=3,
     )
     assert len(axes) == 6 and all(isinstance(a, Axes) for a in axes)
     assert [a.get_title() for a in axes] == [

@@ -12,11 +12,12 @@ import torch
 import xarray as xr
 
 import xcorrdiff
-from xcorrdiff.config import NetworkConfig, TrainConfig
-from xcorrdiff.data.batching import split_times
+from xcorrdiff.config import NetworkConfig
+from xcorrdiff.data.prepare import align_times
 from xcorrdiff.data.regrid import regrid
-from xcorrdiff.prepare import align_times
+from xcorrdiff.data.split import split_times
 from xcorrdiff.train import fit_diffusion, fit_regression
+from xcorrdiff.train.config import TrainConfig
 from xcorrdiff.tutorial import make_synthetic
 
 OUTPUTS = ["t2m", "u10m", "v10m"]
@@ -57,7 +58,9 @@ def test_tiny_training_beats_bilinear_and_zero_residual(tmp_path: Path) -> None:
         lr_rampup=0,
         lr_decay=1.0,
         ema_halflife=200,
-        regression_duration=2048,
+        # 3072 samples: at 2048, u10m's margin over bilinear depended on the seed's draws
+        # (held-out MAE 0.94-1.01 against 1.004 over seven seeds); at 3072 it is 0.92-0.94.
+        regression_duration=3072,
         diffusion_duration=512,
         validation_every=10**6,
         checkpoint_dir=str(tmp_path),
@@ -68,7 +71,7 @@ def test_tiny_training_beats_bilinear_and_zero_residual(tmp_path: Path) -> None:
     assert isinstance(model, xcorrdiff.CorrDiffModel) and model.diffusion is not None
     assert model.invariant_names == ("orography", "land_sea_mask")
 
-    _, held_out = split_times(512, validation_fraction=config.validation_fraction)
+    _, held_out = split_times(512, validation_fraction=config.data.validation_fraction)
     mean = model.regression_mean(lr.isel(time=held_out))
     bilinear = regrid(lr[OUTPUTS].isel(time=held_out), hr)
     for name in OUTPUTS:
@@ -104,13 +107,13 @@ def test_residual_scaling_measures_the_regression_residual(
 ) -> None:
     lr, hr = small
     config = _quick(sigma_data=0.25)
-    assert config.residual_scaling  # the tiny preset's default
+    assert config.model.residual_scaling  # the tiny preset's default
     base = fit_regression(lr, hr, config=config, output_variables=OUTPUTS, progress=False)
     assert base.residual_scale is None
     model = fit_diffusion(base, lr, hr, config=config, progress=False)
     assert model.residual_scale is not None and list(model.residual_scale) == OUTPUTS
     # Independently: rms of the normalized HR − μ over the training times, / sigma_data.
-    train, _ = split_times(hr.sizes["time"], validation_fraction=config.validation_fraction)
+    train, _ = split_times(hr.sizes["time"], validation_fraction=config.data.validation_fraction)
     mean = base.regression_mean(lr.isel(time=train))
     for name in OUTPUTS:
         stats = base.output_normalizer.stats[name]
@@ -220,7 +223,7 @@ def test_output_transforms_reach_the_output_normalizer(
     assert stats["precip"].transform == "log1p"
     assert stats["t2m"].transform == "none"
     # The normalizer was fitted on log1p(precip): its centre is that of the transformed field.
-    train, _ = split_times(hr.sizes["time"], validation_fraction=config.validation_fraction)
+    train, _ = split_times(hr.sizes["time"], validation_fraction=config.data.validation_fraction)
     precip = hr["precip"].isel(time=train).values.astype(np.float64)
     assert stats["precip"].mean == pytest.approx(np.log1p(precip).mean(), rel=1e-6)
 

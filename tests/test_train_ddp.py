@@ -22,11 +22,12 @@ import pytest
 import torch
 import xarray as xr
 
-from xcorrdiff.config import NetworkConfig, TrainConfig
+from xcorrdiff.config import NetworkConfig
 from xcorrdiff.data.batching import PairedBatchStream
-from xcorrdiff.training.distributed import local_batch_size
-from xcorrdiff.training.loop import StreamBatches, run_stage
-from xcorrdiff.training.state import read_checkpoint
+from xcorrdiff.train.checkpoint import read_checkpoint
+from xcorrdiff.train.config import TrainConfig
+from xcorrdiff.train.distributed import local_batch_size
+from xcorrdiff.train.loop import StreamBatches, run_stage
 from xcorrdiff.tutorial import make_synthetic
 
 pytestmark = pytest.mark.numerics
@@ -45,7 +46,7 @@ import torch
 sys.path.insert(0, {tests!r})
 import test_train_ddp as t
 from xcorrdiff.train import fit_diffusion, fit_regression
-from xcorrdiff.training.distributed import init_distributed
+from xcorrdiff.train.distributed import init_distributed
 
 out = Path(sys.argv[1])
 ctx = init_distributed("cpu")
@@ -268,6 +269,7 @@ def _check_toy_resume(ddp_run: Path, tmp_path: Path) -> None:
 
 def _check_fit_regression(ddp_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from xcorrdiff import train
+    from xcorrdiff.train import stages
 
     rank0, rank1 = _load(ddp_run / "fit-0.pt"), _load(ddp_run / "fit-1.pt")
     for key in rank0:
@@ -276,7 +278,7 @@ def _check_fit_regression(ddp_run: Path, tmp_path: Path, monkeypatch: pytest.Mon
     kw: dict[str, Any] = {"output_variables": OUTPUTS, "progress": False}
     with monkeypatch.context() as patch:
         patch.setattr(
-            train, "StreamBatches", lambda stream, **_: _Merged.of_stream(stream, WORLD_SIZE)
+            stages, "StreamBatches", lambda stream, **_: _Merged.of_stream(stream, WORLD_SIZE)
         )
         single = train.fit_regression(lr, hr, config=fit_config(tmp_path, FIT_SAMPLES), **kw)
     _assert_close(single.regression.state_dict(), rank0)

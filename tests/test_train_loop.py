@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping
@@ -13,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from xcorrdiff.config import TrainConfig
 from xcorrdiff.data.batching import PairedBatchStream
-from xcorrdiff.training.loop import (
+from xcorrdiff.train.config import RUNTIME_ONLY, OptimizationConfig, TrainConfig
+from xcorrdiff.train.loop import (
     CheckpointMismatchError,
     NonFiniteError,
     StageResult,
@@ -197,7 +198,7 @@ def test_compile_failure_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch) ->
             raise RuntimeError("inductor backend unavailable")
 
     monkeypatch.setattr(torch, "compile", lambda net, **kw: _Broken())
-    with pytest.warns(RuntimeWarning, match=r"torch.compile failed .*eager mode"):
+    with pytest.warns(RuntimeWarning, match=r"torch.compile failed .*eagerly"):
         result = _run(_Toy(), _config(compile=True), duration=8)
     assert result.steps == 4 and result.skipped == 0
 
@@ -335,3 +336,39 @@ def test_errors_in_dataloader_workers_arrive_unwrapped() -> None:
     message = str(info.value)
     assert message.startswith("target has non-finite (NaN/inf) values in the block of times")
     assert "DataLoader worker" not in message and "Traceback" not in message
+
+
+def test_a_new_config_field_refuses_resume_unless_marked_runtime_only(tmp_path: Path) -> None:
+    """The resume fingerprint is derived by rule: a field someone adds counts by default."""
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Extended(OptimizationConfig):
+        new_knob: int = 0
+        new_runtime_knob: int = dataclasses.field(default=0, metadata=RUNTIME_ONLY)
+
+    def run(config: TrainConfig, duration: int) -> StageResult:
+        torch.manual_seed(0)
+        return run_stage(
+            stage="regression", net=_Toy(), loss_fn=_loss, batches=_batches(), config=config,
+            duration=duration, fingerprint={"train": config.fingerprint()},
+            device=torch.device("cpu"), progress=False,
+        )  # fmt: skip
+
+    base = _config(tmp_path)
+    extended = Extended(**dataclasses.asdict(base.optimization))
+    run(base.replace(optimization=extended), 8)
+    runtime_change = dataclasses.replace(extended, new_runtime_knob=5)
+    resumed = run(base.replace(optimization=runtime_change), 16)
+    assert resumed.resumed_from == 8
+    changed = dataclasses.replace(extended, new_knob=1)
+    with pytest.raises(CheckpointMismatchError, match=r"optimization\.new_knob: checkpoint has 0"):
+        run(base.replace(optimization=changed), 24)
+
+
+def test_stage_fingerprints_hold_the_whole_config_fingerprint() -> None:
+    from xcorrdiff.train.stages import _fingerprint
+
+    config = _config(None, batch_size=2)
+    assert _fingerprint("regression", config, {})["train"] == config.fingerprint()
+    assert "device" not in config.fingerprint()["runtime"]
+    assert config.fingerprint()["data"]["batch_size"] == 2

@@ -33,7 +33,8 @@ CHUNK = 64  # times per zarr chunk
 _CHILD = """
 import json, sys
 import torch, xarray as xr
-from xcorrdiff.config import NetworkConfig, TrainConfig
+from xcorrdiff.config import NetworkConfig
+from xcorrdiff.train.config import TrainConfig
 from xcorrdiff.train import fit_regression
 
 def status(field):

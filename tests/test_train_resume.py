@@ -9,10 +9,11 @@ import pytest
 import torch
 import xarray as xr
 
-from xcorrdiff.config import NetworkConfig, TrainConfig
+from xcorrdiff.config import NetworkConfig
 from xcorrdiff.model import CorrDiffModel
 from xcorrdiff.train import CheckpointMismatchError, fit_diffusion, fit_regression
-from xcorrdiff.training.state import read_checkpoint
+from xcorrdiff.train.checkpoint import read_checkpoint
+from xcorrdiff.train.config import TrainConfig
 from xcorrdiff.tutorial import make_synthetic
 
 pytestmark = pytest.mark.numerics

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from xcorrdiff.training.schedule import ema_beta, learning_rate, update_ema
-from xcorrdiff.training.state import (
+from xcorrdiff.train.checkpoint import (
     capture_rng,
     decode,
     encode,
@@ -20,6 +19,7 @@ from xcorrdiff.training.state import (
     restore_rng,
     write_checkpoint,
 )
+from xcorrdiff.train.schedule import ema_beta, learning_rate, update_ema
 
 
 def _closed_formula(n: int, base: float, rampup: int, decay: float, decay_rate: int) -> float:

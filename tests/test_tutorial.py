@@ -43,7 +43,7 @@ def long_pair() -> tuple[xr.Dataset, xr.Dataset]:
 
 @pytest.fixture(scope="module")
 def oracle(long_pair: tuple[xr.Dataset, xr.Dataset]) -> xr.Dataset:
-    return tutorial.oracle_ensemble(long_pair[0], n_members=19, seed=5).compute()
+    return tutorial.oracle_ensemble(long_pair[0], n_ensemble=19, seed=5).compute()
 
 
 def _lr_cell_mean(field: xr.DataArray, lr: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -376,32 +376,32 @@ def test_oracle_layout(long_pair: tuple[xr.Dataset, xr.Dataset], oracle: xr.Data
 
 def test_oracle_is_lazy(pair: tuple[xr.Dataset, xr.Dataset], no_dask_compute) -> None:  # type: ignore[no-untyped-def]
     with no_dask_compute():
-        ens = tutorial.oracle_ensemble(pair[0], n_members=4, seed=0)
+        ens = tutorial.oracle_ensemble(pair[0], n_ensemble=4, seed=0)
     assert ens.t2m.chunks is not None
 
 
 def test_oracle_reproducible_and_chunk_independent(pair: tuple[xr.Dataset, xr.Dataset]) -> None:
     lr, hr = pair
-    a = tutorial.oracle_ensemble(lr, n_members=3, seed=2).compute()
-    b = tutorial.oracle_ensemble(lr, n_members=3, seed=2, chunks={"member": 2, "time": 3})
+    a = tutorial.oracle_ensemble(lr, n_ensemble=3, seed=2).compute()
+    b = tutorial.oracle_ensemble(lr, n_ensemble=3, seed=2, chunks={"member": 2, "time": 3})
     xr.testing.assert_identical(a, b.compute())
-    c = tutorial.oracle_ensemble(lr, n_members=3, seed=3).compute()
+    c = tutorial.oracle_ensemble(lr, n_ensemble=3, seed=3).compute()
     assert not np.allclose(a.t2m.values, c.t2m.values)
     # Members differ from each other and from the truth, even with the truth's seed.
     assert not np.allclose(a.t2m.values[0], a.t2m.values[1])
-    d = tutorial.oracle_ensemble(lr, n_members=1, seed=0).compute()
+    d = tutorial.oracle_ensemble(lr, n_ensemble=1, seed=0).compute()
     assert not np.allclose(d.t2m.values[0], hr.t2m.values)
     # A member at a given time does not depend on the other times asked for.
-    sub = tutorial.oracle_ensemble(lr.isel(time=[2, 5]), n_members=3, seed=2).compute()
+    sub = tutorial.oracle_ensemble(lr.isel(time=[2, 5]), n_ensemble=3, seed=2).compute()
     xr.testing.assert_identical(sub, a.isel(time=[2, 5]))
 
 
 def test_oracle_accepts_dask_backed_lr(pair: tuple[xr.Dataset, xr.Dataset]) -> None:
     lr, _ = pair
     lazy = lr.chunk({"time": 3})
-    eager = tutorial.oracle_ensemble(lr, n_members=2, seed=4).compute()
+    eager = tutorial.oracle_ensemble(lr, n_ensemble=2, seed=4).compute()
     xr.testing.assert_identical(
-        tutorial.oracle_ensemble(lazy, n_members=2, seed=4).compute(), eager
+        tutorial.oracle_ensemble(lazy, n_ensemble=2, seed=4).compute(), eager
     )
     xr.testing.assert_identical(tutorial.oracle_mean(lazy), tutorial.oracle_mean(lr))
 
@@ -410,7 +410,7 @@ def test_oracle_members_converge_to_mean(pair: tuple[xr.Dataset, xr.Dataset]) ->
     lr, _ = pair
     lr = lr.isel(time=slice(0, 2))
     n = 64
-    ens = tutorial.oracle_ensemble(lr, n_members=n, seed=9, chunks={"member": 16})
+    ens = tutorial.oracle_ensemble(lr, n_ensemble=n, seed=9, chunks={"member": 16})
     mean = tutorial.oracle_mean(lr)
     for name in ("t2m", "u10m", "v10m"):
         members = ens[name].values
@@ -528,8 +528,8 @@ def test_oracle_rejects_bad_input(pair: tuple[xr.Dataset, xr.Dataset]) -> None:
         tutorial.oracle_mean(lr.isel(time=0))
     with pytest.raises(ValueError, match=r"lr\['t2m'\] has units 'degC'; expected 'K'"):
         tutorial.oracle_mean(lr.assign(t2m=lr.t2m.assign_attrs(units="degC")))
-    with pytest.raises(ValueError, match=r"n_members must be >= 1, got 0"):
-        tutorial.oracle_ensemble(lr, n_members=0)
+    with pytest.raises(ValueError, match=r"n_ensemble must be >= 1, got 0"):
+        tutorial.oracle_ensemble(lr, n_ensemble=0)
     with pytest.raises(ValueError, match=r"chunks may set 'member' and 'time' only"):
         tutorial.oracle_ensemble(lr, chunks={"y": 8})
     with pytest.raises(TypeError, match=r"lr must be an xarray.Dataset"):

@@ -109,7 +109,7 @@ def test_properscoring_weight_examples(
 ) -> None:
     forecast = xr.DataArray([ensemble], dims=("time", "member"))
     w = xr.DataArray(weights, dims="member")
-    result = float(xv.crps(forecast, xr.DataArray([obs], dims="time"), weights=w))
+    result = float(xv.crps(forecast, xr.DataArray([obs], dims="time"), member_weights=w))
     assert result == pytest.approx(expected, abs=ATOL)
     assert result == pytest.approx(properscoring.crps_ensemble(obs, ensemble, weights), abs=ATOL)
 
@@ -149,7 +149,7 @@ def test_weight_normalization() -> None:
     expected = xv.crps(f, o, dim=[])
     for scale in (1.0, 0.1, 7.0):
         w = xr.DataArray(np.full(10, scale), dims="member")
-        np.testing.assert_allclose(xv.crps(f, o, dim=[], weights=w), expected, atol=ATOL)
+        np.testing.assert_allclose(xv.crps(f, o, dim=[], member_weights=w), expected, atol=ATOL)
 
 
 # --- scores' own test cases (tests/probabilty/crps_test_data.py) ---------------------------
@@ -228,7 +228,9 @@ def test_member_weights_random(fair: bool) -> None:
     forecast, obs = _random((30,), 9, seed=11, nan_fraction=0.1)
     weights = np.random.default_rng(12).random((30, 9))
     f, o = _da(forecast, obs)
-    ours = xv.crps(f, o, dim=[], fair=fair, weights=xr.DataArray(weights, dims=("d0", "member")))
+    ours = xv.crps(
+        f, o, dim=[], fair=fair, member_weights=xr.DataArray(weights, dims=("d0", "member"))
+    )
     np.testing.assert_allclose(ours, brute_force_crps(forecast, obs, weights, fair), atol=ATOL)
     if not fair:
         with warnings.catch_warnings():
@@ -339,14 +341,16 @@ def test_dask_is_lazy_and_equal() -> None:
         weighted = xv.crps(
             lazy_ens["t2m"],
             lazy_truth["t2m"],
-            weights=xr.DataArray(np.arange(1.0, 5.0), dims="member"),
+            member_weights=xr.DataArray(np.arange(1.0, 5.0), dims="member"),
         )
     assert lazy["t2m"].chunks is not None
     xr.testing.assert_allclose(lazy.compute(), xv.crps(ens, truth, dim=["x"], fair=True))
     assert float(weighted) == pytest.approx(
         float(
             xv.crps(
-                ens["t2m"], truth["t2m"], weights=xr.DataArray(np.arange(1.0, 5.0), dims="member")
+                ens["t2m"],
+                truth["t2m"],
+                member_weights=xr.DataArray(np.arange(1.0, 5.0), dims="member"),
             )
         ),
         abs=ATOL,
@@ -427,4 +431,39 @@ def test_weights_need_member_dim() -> None:
         ValueError,
         match=r"weights must be a DataArray with the member dimension 'member'.*\('y',\)",
     ):
-        xv.crps(ens, truth, weights=xr.DataArray(np.ones(5), dims="y"))
+        xv.crps(ens, truth, member_weights=xr.DataArray(np.ones(5), dims="y"))
+
+
+def test_weights_are_spatial_as_in_xskillscore() -> None:
+    """weights= weighs the mean over points (cos(lat) area weights), brute force in float64."""
+    rng = np.random.default_rng(21)
+    lat = np.linspace(-60.0, 60.0, 7)
+    forecast = rng.normal(size=(5, 7, 4))  # member, lat, lon
+    obs = rng.normal(size=(7, 4))
+    ens = xr.DataArray(forecast, dims=("member", "lat", "lon"), coords={"lat": lat})
+    truth = xr.DataArray(obs, dims=("lat", "lon"), coords={"lat": lat})
+    area = xr.DataArray(np.cos(np.deg2rad(lat)), dims="lat", coords={"lat": lat})
+    per_point = brute_force_crps(
+        forecast.transpose(1, 2, 0).reshape(-1, 5), obs.reshape(-1), None, False
+    ).reshape(7, 4)
+    expected = np.average(per_point, weights=np.broadcast_to(area.values[:, None], (7, 4)))
+    assert float(xv.crps(ens, truth, weights=area)) == pytest.approx(expected, abs=ATOL)
+    assert float(xv.crps(ens, truth)) == pytest.approx(per_point.mean(), abs=ATOL)
+    assert float(xv.crps(ens, truth, weights=area)) != pytest.approx(per_point.mean(), abs=1e-6)
+    error = np.abs(forecast.mean(0) - obs)
+    weights2d = np.broadcast_to(area.values[:, None], (7, 4))
+    assert float(xv.mae(ens, truth, weights=area)) == pytest.approx(
+        np.average(error, weights=weights2d), abs=ATOL
+    )
+    assert float(xv.rmse(ens, truth, weights=area)) == pytest.approx(
+        np.sqrt(np.average(error**2, weights=weights2d)), abs=ATOL
+    )
+
+
+def test_spatial_weights_on_other_dims_name_member_weights() -> None:
+    ens = xr.DataArray(np.zeros((3, 4)), dims=("member", "x"))
+    truth = xr.DataArray(np.zeros(4), dims="x")
+    with pytest.raises(ValueError, match=r"member weights of the CRPS are member_weights="):
+        xv.crps(ens, truth, weights=xr.DataArray(np.ones(3), dims="member"))
+    with pytest.raises(ValueError, match="finite and non-negative"):
+        xv.mae(ens, truth, weights=xr.DataArray(-np.ones(4), dims="x"))

@@ -102,7 +102,7 @@ def test_crps_gaussian_converts_obs() -> None:
 def test_member_weights_are_validated(weights: np.ndarray, match: str) -> None:
     ens, truth = _pair()
     with pytest.raises(ValueError, match=match):
-        xv.crps(ens, truth, weights=xr.DataArray(weights, dims="member"))
+        xv.crps(ens, truth, member_weights=xr.DataArray(weights, dims="member"))
 
 
 def test_member_weights_labelled_with_other_members_are_refused() -> None:
@@ -110,4 +110,4 @@ def test_member_weights_labelled_with_other_members_are_refused() -> None:
     ens = ens.assign_coords(member=np.arange(8))
     w = xr.DataArray(np.ones(8), dims="member", coords={"member": np.arange(1, 9)})
     with pytest.raises(ValueError, match=r"weights' 'member' coordinate .* differs"):
-        xv.crps(ens, truth, weights=w)
+        xv.crps(ens, truth, member_weights=w)

@@ -12,18 +12,18 @@ import importlib
 from typing import Any
 
 from xcorrdiff import accessor as _accessor  # noqa: F401  (registers .corrdiff)
+from xcorrdiff._version import __version__
 from xcorrdiff.options import get_options, set_options
 
-__version__ = "0.1.0.dev0"
-
-_SUBMODULES = ("data", "diffusion", "downscale", "nn", "plot", "train", "tutorial", "verify")
+_SUBMODULES = ("data", "diffusion", "inference", "nn", "plot", "train", "tutorial", "verify")
 
 # Public names loaded on first access: {name: module}.
 _LAZY_ATTRS = {
-    "TrainConfig": "xcorrdiff.config",
+    "TrainConfig": "xcorrdiff.train.config",
     "CorrDiffModel": "xcorrdiff.model",
     "load_model": "xcorrdiff.model",
-    "downscale_to_zarr": "xcorrdiff.downscale",
+    "downscale": "xcorrdiff.inference.api",
+    "downscale_to_zarr": "xcorrdiff.inference.api",
 }
 
 __all__ = ["__version__", "get_options", "set_options", *_SUBMODULES, *_LAZY_ATTRS]

@@ -16,9 +16,9 @@ if TYPE_CHECKING:
 
     import torch
 
-    from xcorrdiff.config import TrainConfig
     from xcorrdiff.data.regrid import RegridBackend, RegridMethod
     from xcorrdiff.model import CorrDiffModel
+    from xcorrdiff.train.config import TrainConfig
 
 T = TypeVar("T", xr.Dataset, xr.DataArray)
 
@@ -73,8 +73,12 @@ class _CorrDiffAccessor(Generic[T]):
         dim: str | list[str] | tuple[str, ...] | None = None,
         fair: bool = False,
         weights: xr.DataArray | None = None,
+        member_weights: xr.DataArray | None = None,
     ) -> T:
         """Ensemble CRPS against ``obs``; see :func:`xcorrdiff.verify.crps`.
+
+        ``weights`` are spatial weights of the mean (e.g. cos(lat)); ``member_weights``
+        weigh the members.
 
         Examples
         --------
@@ -82,7 +86,10 @@ class _CorrDiffAccessor(Generic[T]):
         """
         from xcorrdiff.verify import crps
 
-        return crps(self._obj, obs, member_dim=member_dim, dim=dim, fair=fair, weights=weights)
+        return crps(
+            self._obj, obs, member_dim=member_dim, dim=dim, fair=fair, weights=weights,
+            member_weights=member_weights,
+        )  # fmt: skip
 
     def spread_skill(
         self,
@@ -91,11 +98,14 @@ class _CorrDiffAccessor(Generic[T]):
         member_dim: str = "member",
         dim: str | list[str] | tuple[str, ...] | None = None,
         corrected: bool = True,
+        weights: xr.DataArray | None = None,
     ) -> T:
         """Spread-skill ratio (1 when calibrated); see :func:`xcorrdiff.verify.spread_skill`."""
         from xcorrdiff.verify import spread_skill
 
-        return spread_skill(self._obj, obs, member_dim=member_dim, dim=dim, corrected=corrected)
+        return spread_skill(
+            self._obj, obs, member_dim=member_dim, dim=dim, corrected=corrected, weights=weights
+        )
 
     def rank_histogram(
         self,
@@ -132,11 +142,12 @@ class _CorrDiffAccessor(Generic[T]):
         *,
         member_dim: str = "member",
         dim: str | list[str] | tuple[str, ...] | None = None,
+        weights: xr.DataArray | None = None,
     ) -> xr.Dataset:
         """All scalar scores, one row per variable; see :func:`xcorrdiff.verify.verify`."""
         from xcorrdiff.verify import verify
 
-        return verify(self._obj, obs, member_dim=member_dim, dim=dim)
+        return verify(self._obj, obs, member_dim=member_dim, dim=dim, weights=weights)
 
 
 @xr.register_dataset_accessor("corrdiff")
@@ -202,7 +213,7 @@ class CorrDiffDatasetAccessor(_CorrDiffAccessor[xr.Dataset]):
         n_ensemble: int = 32,
         *,
         seed: int = 0,
-        sampler: Literal["euler", "heun"] = "euler",
+        sampler: Literal["euler", "heun"] | None = None,
         num_steps: int | None = None,
         s_churn: float | None = None,
         patch_shape: Sequence[int] | None = None,
@@ -213,13 +224,13 @@ class CorrDiffDatasetAccessor(_CorrDiffAccessor[xr.Dataset]):
         return_mean: bool = False,
         check_plausibility: bool = True,
     ) -> xr.Dataset:
-        """Generate an HR ensemble ``(member, time, y, x)``; see :func:`xcorrdiff.downscale.downscale`.
+        """Generate an HR ensemble ``(member, time, y, x)``; see :func:`xcorrdiff.inference.api.downscale`.
 
         Examples
         --------
         >>> ens = lr.corrdiff.downscale(model, n_ensemble=16, seed=0)  # doctest: +SKIP
         """
-        from xcorrdiff.downscale import downscale
+        from xcorrdiff.inference.api import downscale
 
         return downscale(
             self._obj,

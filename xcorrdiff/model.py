@@ -24,12 +24,11 @@ checks each network against its weights and the machine's memory before building
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import shutil
 import tempfile
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,38 +43,21 @@ from xcorrdiff._model_dir import (
     check_replaceable,
     read_config,
     read_dataset,
-    read_netcdf,
     read_network,
     write_files,
 )
 from xcorrdiff.config import SamplerConfig
 from xcorrdiff.data.convert import array_to_dataset, dataset_to_array, to_tensor
 from xcorrdiff.data.normalize import Normalizer
-from xcorrdiff.nn.physicsnemo import SUPPORTED_CLASSES, load_physicsnemo
-from xcorrdiff.prepare import VariableSpec, prepare_condition
+from xcorrdiff.data.prepare import VariableSpec, prepare_condition
+from xcorrdiff.diffusion.conditioning import build_condition, regression_mean
+from xcorrdiff.nn.physicsnemo import SUPPORTED_CLASSES
 
 __all__ = ["CorrDiffModel", "load_model"]
 
 
-# Units of the variable names used by Earth2Studio/NGC CorrDiff packages (which carry none).
-_E2S_UNITS = {
-    **{f"{c}{lev}": "m s-1" for c in ("u", "v") for lev in (250, 500, 700, 850, 925, 1000)},
-    **{f"z{lev}": "m2 s-2" for lev in (250, 500, 700, 850, 925, 1000)},
-    **{f"t{lev}": "K" for lev in (250, 500, 700, 850, 925, 1000)},
-    "u10m": "m s-1",
-    "v10m": "m s-1",
-    "u100m": "m s-1",
-    "v100m": "m s-1",
-    "t2m": "K",
-    "d2m": "K",
-    "tcwv": "kg m-2",
-    "sp": "Pa",
-    "msl": "Pa",
-}
-
-
 def _version() -> str:
-    from xcorrdiff import __version__
+    from xcorrdiff._version import __version__
 
     return __version__
 
@@ -270,7 +252,7 @@ class CorrDiffModel:
     def prepare(self, lr: xr.Dataset) -> xr.Dataset:
         """Normalized network condition on the HR grid (the step training used).
 
-        See :func:`xcorrdiff.prepare.prepare_condition`.
+        See :func:`xcorrdiff.data.prepare.prepare_condition`.
         """
         return prepare_condition(
             lr,
@@ -310,8 +292,8 @@ class CorrDiffModel:
             for start in range(0, array.shape[0], batch_size):
                 block = np.asarray(array[start : start + batch_size])
                 x = to_tensor(block, device=device)
-                zeros = x.new_zeros((x.shape[0], n_out, *x.shape[2:]))
-                chunks.append(self.regression(zeros, x).cpu().numpy())
+                mu = regression_mean(self.regression, build_condition(x), n_out)
+                chunks.append(mu.cpu().numpy())
         mean = np.concatenate(chunks, axis=0) if chunks else np.zeros((0, n_out, *self.shape))
         out = array_to_dataset(
             mean,
@@ -497,98 +479,9 @@ class CorrDiffModel:
         KeyError
             ``stats.json`` lacks statistics for a variable.
         """
-        root = Path(package_dir)
-        required = [
-            "diffusion.mdlus",
-            "regression.mdlus",
-            "metadata.json",
-            "stats.json",
-            "output_latlon_grid.nc",
-        ]
-        missing = [name for name in required if not (root / name).is_file()]
-        if missing:
-            raise FileNotFoundError(
-                f"package_dir={os.fspath(root)!r} lacks {missing}; an Earth2Studio CorrDiff "
-                f"package holds {required} (plus optional input_latlon_grid.nc, invariants.nc)"
-            )
-        metadata = json.loads((root / "metadata.json").read_text(encoding="utf-8"))
-        stats = json.loads((root / "stats.json").read_text(encoding="utf-8"))
-        inputs = [str(v) for v in metadata["input_variables"]]
-        outputs = [str(v) for v in metadata["output_variables"]]
+        from xcorrdiff.io.earth2studio import read_package
 
-        def section(name: str, variables: Sequence[str]) -> dict[Hashable, Any]:
-            table = stats.get(name, {})
-            absent = [v for v in variables if v not in table]
-            if absent:
-                raise KeyError(
-                    f"stats.json has no {name!r} statistics for {absent}; it has {sorted(table)}"
-                )
-            return {v: table[v] for v in variables}
-
-        invariants = None
-        if (root / "invariants.nc").is_file():
-            invariants = read_netcdf(root / "invariants.nc")
-            names = metadata.get("invariant_variables") or list(map(str, invariants.data_vars))
-            invariants = invariants[names]
-        invariant_names = list(map(str, invariants.data_vars)) if invariants is not None else []
-        input_stats = section("input", inputs)
-        input_stats.update(section("invariants", invariant_names))
-
-        with xr.open_dataset(root / "output_latlon_grid.nc") as ds:
-            lat = np.asarray(ds["lat"].values)
-            lon = np.asarray(ds["lon"].values)
-        if lat.ndim == 1 and lon.ndim == 1:
-            lat, lon = np.meshgrid(lat, lon, indexing="ij")
-        grid = xr.Dataset(
-            coords={
-                "lat": (("y", "x"), lat, {"units": "degrees_north", "standard_name": "latitude"}),
-                "lon": (("y", "x"), lon, {"units": "degrees_east", "standard_name": "longitude"}),
-                "y": np.arange(lat.shape[0]),
-                "x": np.arange(lat.shape[1]),
-            }
-        )
-        if invariants is not None:
-            inv_dims = invariants[invariant_names[0]].dims[-2:]
-            invariants = invariants.reset_coords(drop=True)
-            invariants = invariants.drop_vars(list(invariants.indexes))
-            invariants = invariants.rename_dims(dict(zip(inv_dims, ("y", "x"), strict=True)))
-            invariants = invariants.assign_coords(grid.coords)
-        input_grid = None
-        if (root / "input_latlon_grid.nc").is_file():
-            input_grid = read_netcdf(root / "input_latlon_grid.nc")
-
-        sampler = SamplerConfig(
-            sampler=metadata.get("solver", "euler"),
-            num_steps=int(metadata.get("number_of_steps", 18)),
-            sigma_min=float(metadata.get("sigma_min") or 0.002),
-            sigma_max=float(metadata.get("sigma_max") or 800.0),
-        )
-        regression = load_physicsnemo(root / "regression.mdlus")
-        diffusion = load_physicsnemo(root / "diffusion.mdlus")
-        hr_mean = bool(metadata.get("hr_mean_conditioning", True))
-        n_cond = len(inputs) + len(invariant_names)
-        expected_plain = n_cond + (len(outputs) if hr_mean else 0)
-        grid_channels = int(getattr(diffusion, "grid_channels", 0))
-        diffusion_in = int(getattr(diffusion, "img_in_channels", expected_plain + grid_channels))
-        global_lowres = diffusion_in - grid_channels == expected_plain + n_cond
-        return cls(
-            regression=regression,
-            diffusion=diffusion,
-            input_variables=[VariableSpec(name=v, units=_E2S_UNITS.get(v, "")) for v in inputs],
-            output_variables=[VariableSpec(name=v, units=_E2S_UNITS.get(v, "")) for v in outputs],
-            grid=grid,
-            input_grid=input_grid,
-            invariants=invariants,
-            input_normalizer=Normalizer.from_stats(input_stats),
-            output_normalizer=Normalizer.from_stats(section("output", outputs)),
-            sampler=sampler,
-            conditioning={"hr_mean": hr_mean, "global_lowres": global_lowres},
-            provenance={
-                "source": "earth2studio",
-                "package_dir": os.fspath(root.resolve()),
-                "metadata": metadata,
-            },
-        ).to(device)
+        return cls(**read_package(package_dir)).to(device)
 
 
 #: The small model shipped with xcorrdiff (``load_model("demo")``; ``examples/train_demo_model.py``).

@@ -1,4 +1,4 @@
-"""Global options: the default model and device of :func:`xcorrdiff.downscale.downscale`.
+"""Global options: the default model and device of :func:`xcorrdiff.inference.api.downscale`.
 
 ``set_options`` works like :func:`xarray.set_options`: called plainly it sets the options
 for the rest of the session; used in a ``with`` block it restores the previous values on

@@ -180,7 +180,7 @@ def maps(
     members: xr.DataArray | None = None,
     truth: xr.DataArray | None = None,
     member_dim: str = "member",
-    num_members: int = 2,
+    members_shown: int = 2,
     cmap: str = "viridis",
     axes: np.ndarray | None = None,
 ) -> np.ndarray:
@@ -205,7 +205,7 @@ def maps(
                 f"members has no member dimension {member_dim!r} (dims {members.dims}); "
                 "pass member_dim="
             )
-        for i in range(min(num_members, members.sizes[member_dim])):
+        for i in range(min(members_shown, members.sizes[member_dim])):
             panels.append((f"member {i}", members.isel({member_dim: i})))
     if truth is not None:
         panels.append(("truth", truth))

@@ -5,7 +5,7 @@ model can only be checked against data whose true conditional distribution is kn
 module makes such data, reproducibly, in a second or two::
 
     lr, hr = xcorrdiff.tutorial.make_synthetic(n_times=256, hr_shape=(128, 128), factor=8)
-    oracle = xcorrdiff.tutorial.oracle_ensemble(lr, n_members=32, seed=1)  # samples of p(hr | lr)
+    oracle = xcorrdiff.tutorial.oracle_ensemble(lr, n_ensemble=32, seed=1)  # samples of p(hr | lr)
     static = xcorrdiff.tutorial.invariants(hr)                            # orography, land-sea mask
 
 By construction ``hr = mean(lr, static) + noise(lr, static, xi)``: the HR truth is a known
@@ -130,7 +130,7 @@ _BLOCK = 32  # time steps per block in make_synthetic and oracle_mean (bounds me
 
 def _version() -> str | None:
     try:
-        from xcorrdiff import __version__
+        from xcorrdiff._version import __version__
     except ImportError:  # pragma: no cover
         return None
     return __version__
@@ -386,7 +386,7 @@ def _oracle_block(
 
 def oracle_ensemble(
     lr: xr.Dataset,
-    n_members: int = 32,
+    n_ensemble: int = 32,
     seed: int = 0,
     *,
     chunks: Mapping[str, int] | None = None,
@@ -404,7 +404,7 @@ def oracle_ensemble(
         LR data set from :func:`make_synthetic` (any subset of times; the recipe in its
         attrs supplies the domain). Its values are used, so a modified ``lr`` gives the
         oracle of the modified state.
-    n_members : int
+    n_ensemble : int
         Ensemble size (>= 1).
     seed : int
         Oracle seed (>= 0).
@@ -421,11 +421,11 @@ def oracle_ensemble(
     Examples
     --------
     >>> lr, hr = make_synthetic(n_times=2, hr_shape=(32, 32), factor=4)
-    >>> ens = oracle_ensemble(lr, n_members=3, seed=1)
+    >>> ens = oracle_ensemble(lr, n_ensemble=3, seed=1)
     >>> dict(ens.sizes)
     {'member': 3, 'time': 2, 'y': 32, 'x': 32}
     """
-    n_members = checks.check_int("n_members", n_members, 1)
+    n_ensemble = checks.check_int("n_ensemble", n_ensemble, 1)
     seed = checks.check_int("seed", seed, 0)
     sizes = {"member": 1, "time": 64, **(chunks or {})}
     unknown = set(sizes) - {"member", "time"}
@@ -439,8 +439,8 @@ def oracle_ensemble(
     n_vars = len(HR_VARIABLES)
 
     member_blocks = []
-    for m0 in range(0, n_members, member_chunk):
-        members = list(range(m0, min(m0 + member_chunk, n_members)))
+    for m0 in range(0, n_ensemble, member_chunk):
+        members = list(range(m0, min(m0 + member_chunk, n_ensemble)))
         row = []
         for t0 in range(0, times.size, time_chunk):
             t1 = min(t0 + time_chunk, times.size)
@@ -455,7 +455,7 @@ def oracle_ensemble(
 
     data = {name: stacked[:, :, k] for k, name in enumerate(HR_VARIABLES)}
     coords = {
-        "member": ("member", np.arange(n_members), {"long_name": "ensemble member"}),
+        "member": ("member", np.arange(n_ensemble), {"long_name": "ensemble member"}),
         "time": lr["time"].variable,
     }
     attrs = {

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 import xcorrdiff.nn as xn
-from xcorrdiff.nn.layers import GroupNorm, UNetAttention
+from xcorrdiff.nn.group_norm import GroupNorm
+from xcorrdiff.nn.layers import UNetAttention
 
 C_LR, C_HR, N_GRID = 12, 4, 4
 

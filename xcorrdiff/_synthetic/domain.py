@@ -155,66 +155,13 @@ def build_domain(spec: DomainSpec) -> Domain:
     y = (np.arange(ny) - (ny - 1) / 2) * dx
     x = (np.arange(nx) - (nx - 1) / 2) * dx
     lat, lon = proj.inverse(*np.meshgrid(x, y, indexing="xy"))
-
-    # LR grid: a regular lat/lon grid, aligned on multiples of its spacing, covering the
-    # HR domain with ``margin`` cells to spare on every side.
-    step = spec.lr_spacing
-    lr_lat = _lr_axis(lat.min(), lat.max(), step, spec.margin)[::-1]
-    lr_lon = _lr_axis(lon.min(), lon.max(), step, spec.margin)
-    if abs(lr_lat).max() > 89.0:
-        raise ValueError(
-            f"the domain around center={spec.center} with hr_shape={spec.hr_shape} reaches "
-            f"latitude {abs(lr_lat).max():.1f}; keep the domain away from the poles"
-        )
-
-    # An extended HR grid that covers every LR cell completely: the terrain lives on it,
-    # so that LR cells in the margin see terrain too.
-    edge = np.linspace(0.0, 1.0, 257)
-    lat_lo, lat_hi = lr_lat[-1] - step / 2, lr_lat[0] + step / 2
-    lon_lo, lon_hi = lr_lon[0] - step / 2, lr_lon[-1] + step / 2
-    lat_side = lat_lo + (lat_hi - lat_lo) * edge
-    lon_side = lon_lo + (lon_hi - lon_lo) * edge
-    box_lat = np.concatenate(
-        [np.full_like(edge, lat_lo), np.full_like(edge, lat_hi)] + [lat_side] * 2
-    )
-    box_lon = np.concatenate(
-        [lon_side] * 2 + [np.full_like(edge, lon_lo), np.full_like(edge, lon_hi)]
-    )
-    bx, by = proj.forward(box_lat, box_lon)
-    pad_x = math.ceil((np.abs(bx).max() - abs(x[0])) / dx) + 2
-    pad_y = math.ceil((np.abs(by).max() - abs(y[0])) / dx) + 2
-    y_ext = (np.arange(ny + 2 * pad_y) - (ny + 2 * pad_y - 1) / 2) * dx
-    x_ext = (np.arange(nx + 2 * pad_x) - (nx + 2 * pad_x - 1) / 2) * dx
-    hr_box = (slice(pad_y, pad_y + ny), slice(pad_x, pad_x + nx))
+    lr_lat, lr_lon = _lr_grid(spec, lat, lon)
+    x_ext, y_ext, hr_box = _extended_grid(spec, proj, x, y, lr_lat, lr_lon)
     orography_ext, land_ext = _terrain(spec, x_ext, y_ext, hr_box)
-
-    # LR statics: means of the HR statics over each LR cell.
-    lat_ext, lon_ext = proj.inverse(*np.meshgrid(x_ext, y_ext, indexing="xy"))
-    i = np.rint((lr_lat[0] - lat_ext) / step).astype(np.int64)
-    j = np.rint((lon_ext - lr_lon[0]) / step).astype(np.int64)
-    inside = (i >= 0) & (i < lr_lat.size) & (j >= 0) & (j < lr_lon.size)
-    cell = (i * lr_lon.size + j)[inside]
-    size = lr_lat.size * lr_lon.size
-    count = np.bincount(cell, minlength=size)
-    if (count == 0).any():  # pragma: no cover - guarded by the padding above
-        raise RuntimeError("internal error: an LR cell holds no HR point")
-    lr_orography = (np.bincount(cell, orography_ext[inside], size) / count).reshape(
-        lr_lat.size, lr_lon.size
+    lr_orography, lr_land = _lr_statics(
+        proj, x_ext, y_ext, lr_lat, lr_lon, spec.lr_spacing, orography_ext, land_ext
     )
-    lr_land = (np.bincount(cell, land_ext[inside], size) / count).reshape(lr_lat.size, lr_lon.size)
-
-    # Terrain slopes on the HR grid, rotated from grid axes to east/north.
-    dh_dy, dh_dx = np.gradient(orography_ext, dx)
-    dh_dy, dh_dx = dh_dy[hr_box], dh_dx[hr_box]
-    eps = 1e-3
-    x_east, y_east = proj.forward(lat, lon + eps)
-    x_west, y_west = proj.forward(lat, lon - eps)
-    ex, ey = x_east - x_west, y_east - y_west
-    norm = np.hypot(ex, ey)
-    ex, ey = ex / norm, ey / norm
-    slope_east = ex * dh_dx + ey * dh_dy
-    slope_north = -ey * dh_dx + ex * dh_dy
-
+    slope_east, slope_north = _slopes(proj, lat, lon, orography_ext, hr_box, dx)
     index, weight = _bilinear(lat, lon, lr_lat, lr_lon)
 
     def hr(field: np.ndarray) -> np.ndarray:
@@ -241,3 +188,95 @@ def build_domain(spec: DomainSpec) -> Domain:
     for value in arrays.values():
         value.flags.writeable = False
     return Domain(spec=spec, projection=proj, **arrays)
+
+
+def _lr_grid(spec: DomainSpec, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A regular lat/lon grid, aligned on multiples of its spacing, covering the HR domain
+    with ``margin`` cells to spare on every side (latitudes north to south)."""
+    step = spec.lr_spacing
+    lr_lat = _lr_axis(lat.min(), lat.max(), step, spec.margin)[::-1]
+    lr_lon = _lr_axis(lon.min(), lon.max(), step, spec.margin)
+    if abs(lr_lat).max() > 89.0:
+        raise ValueError(
+            f"the domain around center={spec.center} with hr_shape={spec.hr_shape} reaches "
+            f"latitude {abs(lr_lat).max():.1f}; keep the domain away from the poles"
+        )
+    return lr_lat, lr_lon
+
+
+def _extended_grid(
+    spec: DomainSpec,
+    proj: LambertConformal,
+    x: np.ndarray,
+    y: np.ndarray,
+    lr_lat: np.ndarray,
+    lr_lon: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, tuple[slice, slice]]:
+    """An extended HR grid that covers every LR cell completely (the terrain lives on it,
+    so that LR cells in the margin see terrain too), and the HR domain's box in it."""
+    ny, nx = spec.hr_shape
+    dx, step = spec.grid_spacing, spec.lr_spacing
+    edge = np.linspace(0.0, 1.0, 257)
+    lat_lo, lat_hi = lr_lat[-1] - step / 2, lr_lat[0] + step / 2
+    lon_lo, lon_hi = lr_lon[0] - step / 2, lr_lon[-1] + step / 2
+    lat_side = lat_lo + (lat_hi - lat_lo) * edge
+    lon_side = lon_lo + (lon_hi - lon_lo) * edge
+    box_lat = np.concatenate(
+        [np.full_like(edge, lat_lo), np.full_like(edge, lat_hi)] + [lat_side] * 2
+    )
+    box_lon = np.concatenate(
+        [lon_side] * 2 + [np.full_like(edge, lon_lo), np.full_like(edge, lon_hi)]
+    )
+    bx, by = proj.forward(box_lat, box_lon)
+    pad_x = math.ceil((np.abs(bx).max() - abs(x[0])) / dx) + 2
+    pad_y = math.ceil((np.abs(by).max() - abs(y[0])) / dx) + 2
+    y_ext = (np.arange(ny + 2 * pad_y) - (ny + 2 * pad_y - 1) / 2) * dx
+    x_ext = (np.arange(nx + 2 * pad_x) - (nx + 2 * pad_x - 1) / 2) * dx
+    return x_ext, y_ext, (slice(pad_y, pad_y + ny), slice(pad_x, pad_x + nx))
+
+
+def _lr_statics(
+    proj: LambertConformal,
+    x_ext: np.ndarray,
+    y_ext: np.ndarray,
+    lr_lat: np.ndarray,
+    lr_lon: np.ndarray,
+    step: float,
+    orography_ext: np.ndarray,
+    land_ext: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """LR statics: means of the extended HR statics over each LR cell."""
+    lat_ext, lon_ext = proj.inverse(*np.meshgrid(x_ext, y_ext, indexing="xy"))
+    i = np.rint((lr_lat[0] - lat_ext) / step).astype(np.int64)
+    j = np.rint((lon_ext - lr_lon[0]) / step).astype(np.int64)
+    inside = (i >= 0) & (i < lr_lat.size) & (j >= 0) & (j < lr_lon.size)
+    cell = (i * lr_lon.size + j)[inside]
+    size = lr_lat.size * lr_lon.size
+    count = np.bincount(cell, minlength=size)
+    if (count == 0).any():  # pragma: no cover - guarded by the padding above
+        raise RuntimeError("internal error: an LR cell holds no HR point")
+    lr_orography = (np.bincount(cell, orography_ext[inside], size) / count).reshape(
+        lr_lat.size, lr_lon.size
+    )
+    lr_land = (np.bincount(cell, land_ext[inside], size) / count).reshape(lr_lat.size, lr_lon.size)
+    return lr_orography, lr_land
+
+
+def _slopes(
+    proj: LambertConformal,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    orography_ext: np.ndarray,
+    hr_box: tuple[slice, slice],
+    dx: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Terrain slopes on the HR grid, rotated from grid axes to east/north."""
+    dh_dy, dh_dx = np.gradient(orography_ext, dx)
+    dh_dy, dh_dx = dh_dy[hr_box], dh_dx[hr_box]
+    eps = 1e-3
+    x_east, y_east = proj.forward(lat, lon + eps)
+    x_west, y_west = proj.forward(lat, lon - eps)
+    ex, ey = x_east - x_west, y_east - y_west
+    norm = np.hypot(ex, ey)
+    ex, ey = ex / norm, ey / norm
+    return ex * dh_dx + ey * dh_dy, -ey * dh_dx + ex * dh_dy

@@ -16,6 +16,7 @@ following Clausius-Clapeyron.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -100,36 +101,64 @@ def make_weather(
     dt_hours : numpy.ndarray
         ``(time,)`` hours since the previous step (the first entry is ignored).
     """
-    nlat, nlon = domain.lr_shape
-    lat0 = domain.spec.center[0]
-    step = domain.spec.lr_spacing
-    spacing = (step * METRES_PER_DEGREE, step * METRES_PER_DEGREE * np.cos(np.deg2rad(lat0)))
-    shape = (
-        _padded_size(nlat, spacing[0], params.periodic_length),
-        _padded_size(nlon, spacing[1], params.periodic_length),
-    )
-    k0 = 1.0 / params.rolloff_length
-    amp = fields.spectral_amplitude(
-        shape, spacing, lambda k: (k**2 + k0**2) ** (-params.spectral_slope / 2)
-    )
-    _, _, k = fields.wavenumbers(shape, spacing)
-    amp_t = fields.spectral_amplitude(
-        shape, spacing, lambda k: (k**2 + k0**2) ** (-params.temperature_slope / 2)
-    )
-    amps = np.stack([amp, amp_t, amp, amp, amp_t])
-    tau_k = params.tau_large * np.minimum(1.0, (k0 / np.maximum(k, 1e-30)) ** params.tau_exponent)
-    tau_scalar = np.array(
-        [
-            params.mean_wind_tau,
-            params.mean_wind_tau,
-            params.temperature_mean_tau,
-            params.moisture_mean_tau,
-        ]
-    )
+    spectra = _Spectra.of(domain, params)
+    latent, scalars = _latent(seed, dt_hours, spectra, domain.lr_shape)
+    out = _balanced(domain, params, spectra, latent, scalars)
+    return _near_surface(domain, params, out)
 
-    # Latent AR(1) fields and scalars.
+
+@dataclasses.dataclass(frozen=True)
+class _Spectra:
+    """The periodic grid of the latent fields and their spectra and memory times."""
+
+    shape: tuple[int, int]
+    spacing: tuple[float, float]
+    amp: np.ndarray
+    amps: np.ndarray
+    tau_k: np.ndarray
+    tau_scalar: np.ndarray
+
+    @classmethod
+    def of(cls, domain: Domain, params: WeatherParams) -> _Spectra:
+        nlat, nlon = domain.lr_shape
+        lat0 = domain.spec.center[0]
+        step = domain.spec.lr_spacing
+        spacing = (step * METRES_PER_DEGREE, step * METRES_PER_DEGREE * np.cos(np.deg2rad(lat0)))
+        shape = (
+            _padded_size(nlat, spacing[0], params.periodic_length),
+            _padded_size(nlon, spacing[1], params.periodic_length),
+        )
+        k0 = 1.0 / params.rolloff_length
+        amp = fields.spectral_amplitude(
+            shape, spacing, lambda k: (k**2 + k0**2) ** (-params.spectral_slope / 2)
+        )
+        _, _, k = fields.wavenumbers(shape, spacing)
+        amp_t = fields.spectral_amplitude(
+            shape, spacing, lambda k: (k**2 + k0**2) ** (-params.temperature_slope / 2)
+        )
+        tau_k = params.tau_large * np.minimum(
+            1.0, (k0 / np.maximum(k, 1e-30)) ** params.tau_exponent
+        )
+        tau_scalar = np.array(
+            [
+                params.mean_wind_tau,
+                params.mean_wind_tau,
+                params.temperature_mean_tau,
+                params.moisture_mean_tau,
+            ]
+        )
+        amps = np.stack([amp, amp_t, amp, amp, amp_t])
+        return cls(shape, spacing, amp, amps, tau_k, tau_scalar)
+
+
+def _latent(
+    seed: int, dt_hours: np.ndarray, spectra: _Spectra, lr_shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Latent AR(1) fields ``(time, 5, nlat + 2, nlon + 2)`` (a one-cell periodic halo for
+    the central differences) and scalars ``(time, 4)``."""
+    nlat, nlon = lr_shape
+    shape = spectra.shape
     n_times = dt_hours.size
-    # Keep the LR grid plus a one-cell (periodic) halo for the central differences.
     rows = np.arange(-1, nlat + 1) % shape[0]
     cols = np.arange(-1, nlon + 1) % shape[1]
     latent = np.empty((n_times, 5, nlat + 2, nlon + 2))
@@ -144,27 +173,42 @@ def make_weather(
         else:
             dt = float(dt_hours[i])
             if dt not in mode_weights:
-                mode_weights[dt] = tuple(w.astype(np.float32) for w in _ar1_weights(dt, tau_k))
+                weights = _ar1_weights(dt, spectra.tau_k)
+                mode_weights[dt] = tuple(w.astype(np.float32) for w in weights)
             rho, sigma = mode_weights[dt]
             state = rho * state + sigma * white
-            rho_s, sigma_s = _ar1_weights(float(dt_hours[i]), tau_scalar)
+            rho_s, sigma_s = _ar1_weights(float(dt_hours[i]), spectra.tau_scalar)
             scalar = rho_s * scalar + sigma_s * eps
-        latent[i] = sfft.irfft2(state * amps, s=shape)[:, rows][:, :, cols]
+        latent[i] = sfft.irfft2(state * spectra.amps, s=shape)[:, rows][:, :, cols]
         scalars[i] = scalar
+    return latent, scalars
 
+
+def _d_north_east(field: np.ndarray, spacing: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Central differences on the interior of a haloed field; rows run north to south."""
+    d_north = (field[..., :-2, 1:-1] - field[..., 2:, 1:-1]) / (2 * spacing[0])
+    d_east = (field[..., 1:-1, 2:] - field[..., 1:-1, :-2]) / (2 * spacing[1])
+    return d_north, d_east
+
+
+def _balanced(
+    domain: Domain,
+    params: WeatherParams,
+    spectra: _Spectra,
+    latent: np.ndarray,
+    scalars: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Upper-air fields in geostrophic and thermal-wind balance on an f-plane, plus the
+    moisture anomaly and mean the surface needs (``_q_anom``, ``_q_mean``)."""
+    spacing, lat0, step = spectra.spacing, domain.spec.center[0], domain.spec.lr_spacing
     # f-plane; temperature gradients scale with |f| so that thermal winds stay moderate.
     f0 = 2 * OMEGA * np.sin(np.deg2rad(lat0))
     f_scale = abs(f0) / (2 * OMEGA * np.sin(np.deg2rad(45.0)))
-    grad_std = np.sqrt(np.mean(np.square(fields.central_difference_std(amp, shape, spacing))))
+    grad_std = np.sqrt(
+        np.mean(np.square(fields.central_difference_std(spectra.amp, spectra.shape, spacing)))
+    )
     a850 = params.wind_anomaly_850 * abs(f0) / grad_std
     a500 = params.wind_anomaly_500 * abs(f0) / grad_std
-
-    def d_north_east(field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Central differences on the interior of a haloed field; rows run north to south."""
-        d_north = (field[..., :-2, 1:-1] - field[..., 2:, 1:-1]) / (2 * spacing[0])
-        d_east = (field[..., 1:-1, 2:] - field[..., 1:-1, :-2]) / (2 * spacing[1])
-        return d_north, d_east
-
     inner = (Ellipsis, slice(1, -1), slice(1, -1))
 
     u_mean = params.mean_wind[0] + params.mean_wind_std * scalars[:, 0, None, None]
@@ -184,7 +228,6 @@ def make_weather(
     t_clim = 288.0 - 0.3 * abs(lat0) - gradient * (domain.lr_lat[:, None] - lat0)
     dclim_dnorth = -gradient / (spacing[0] / step)
 
-    # Balanced fields.
     thickness = R_DRY * np.log(850.0 / 500.0)
     t850 = t_clim + t_mean + t_anom[inner]
     t500 = t_clim - 28.0 + 0.8 * t_mean + t500_anom[inner]
@@ -192,15 +235,14 @@ def make_weather(
         GRAVITY * params.z850_height + f0 * (v_mean * east - u_mean * north) + a850 * psi850[inner]
     )
     z500 = z850 + thickness * 0.5 * (t850 + t500) + a500 * psi500[inner]
-    dpsi_n, dpsi_e = d_north_east(psi850)
+    dpsi_n, dpsi_e = _d_north_east(psi850, spacing)
     u850 = u_mean - (a850 / f0) * dpsi_n
     v850 = v_mean + (a850 / f0) * dpsi_e
-    dlayer_n, dlayer_e = d_north_east(layer_anom)
-    dpsi5_n, dpsi5_e = d_north_east(psi500)
+    dlayer_n, dlayer_e = _d_north_east(layer_anom, spacing)
+    dpsi5_n, dpsi5_e = _d_north_east(psi500, spacing)
     u500 = u850 - (thickness / f0) * (dlayer_n + dclim_dnorth) - (a500 / f0) * dpsi5_n
     v500 = v850 + (thickness / f0) * dlayer_e + (a500 / f0) * dpsi5_e
-
-    out = {
+    return {
         "u500": u500,
         "v500": v500,
         "z500": z500,
@@ -209,9 +251,16 @@ def make_weather(
         "v850": v850,
         "z850": z850,
         "t850": t850,
+        "_q_anom": q_anom[inner],
+        "_q_mean": q_mean,
     }
 
-    # Near-surface fields see the LR terrain and coast.
+
+def _near_surface(
+    domain: Domain, params: WeatherParams, out: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Near-surface fields, which see the LR terrain and coast; every field as float32."""
+    lat0 = domain.spec.center[0]
     h = domain.lr_orography.astype(np.float64)
     land = domain.lr_land_fraction.astype(np.float64)
     turn = np.deg2rad(params.surface_wind_turning) * np.sign(lat0)
@@ -222,7 +271,7 @@ def make_weather(
     out["tcwv"] = (
         params.tcwv_reference
         * np.exp(0.07 * (out["t850"] - 275.0))
-        * np.exp(params.moisture_log_std * q_anom[inner] + q_mean)
+        * np.exp(params.moisture_log_std * out["_q_anom"] + out["_q_mean"])
         * np.exp(-h / 2500.0)
     )
     return {name: out[name].astype(np.float32) for name in LR_VARIABLES}

@@ -42,209 +42,21 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 import torch
-import xarray as xr
 from torch.utils.data import IterableDataset, get_worker_info
 
-from xcorrdiff.data.convert import dataset_to_array, to_tensor
+from xcorrdiff.data.batch_inputs import (
+    Source,
+    as_array,
+    check_times,
+    make_blocks,
+    round_robin,
+    seed_of,
+    time_chunks,
+)
+from xcorrdiff.data.convert import to_tensor
 from xcorrdiff.diffusion.patching import extract_patches, random_patch_offsets
 
-__all__ = ["PairedBatchStream", "extract_sample_patches", "split_times"]
-
-ArrayLike = np.ndarray | da.Array
-Source = xr.Dataset | xr.DataArray | np.ndarray | da.Array
-
-
-# --- inputs ------------------------------------------------------------------------------
-
-
-def _as_array(
-    obj: Source,
-    variables: Sequence[Hashable] | None,
-    *,
-    name: str,
-    dims: tuple[Hashable, Hashable, Hashable],
-    dtype: np.dtype[Any],
-) -> tuple[ArrayLike, list[str], pd.Index | None]:
-    """``(array (time, channel, y, x), channel names, time coordinate or None)``."""
-    time_dim, y_dim, x_dim = dims
-    if isinstance(obj, xr.Dataset):
-        array = dataset_to_array(obj, variables, dims=dims, dtype=dtype)
-        if isinstance(variables, str):
-            variables = [variables]
-        names = [str(v) for v in (obj.data_vars if variables is None else variables)]
-        times = obj.indexes.get(time_dim)
-        return array, names, times
-    if isinstance(obj, xr.DataArray):
-        if obj.ndim == 3:
-            obj = obj.expand_dims("channel", axis=1)
-            if obj.name is not None:
-                obj = obj.assign_coords(channel=[obj.name])
-        channel_dims = [d for d in obj.dims if d not in dims]
-        if obj.ndim != 4 or len(channel_dims) != 1 or not {time_dim, y_dim, x_dim} <= set(obj.dims):
-            raise ValueError(
-                f"{name} DataArray has dims {obj.dims}; expected ({time_dim!r}, <channel>, "
-                f"{y_dim!r}, {x_dim!r}) or ({time_dim!r}, {y_dim!r}, {x_dim!r})"
-            )
-        channel_dim = channel_dims[0]
-        if variables is not None:
-            obj = obj.sel({channel_dim: list(variables)})
-        obj = obj.transpose(time_dim, channel_dim, y_dim, x_dim)
-        if channel_dim in obj.coords:
-            names = [str(v) for v in obj[channel_dim].values]
-        else:
-            names = [f"{name}[{i}]" for i in range(obj.shape[1])]
-        data = obj.data
-        array = data.astype(dtype, copy=False) if isinstance(data, da.Array) else data
-        return array, names, obj.indexes.get(time_dim)
-    if isinstance(obj, (np.ndarray, da.Array)):
-        if obj.ndim != 4:
-            raise ValueError(
-                f"{name} array has shape {obj.shape}; expected 4-D (time, channel, y, x)"
-            )
-        if variables is not None and len(list(variables)) != obj.shape[1]:
-            raise ValueError(
-                f"{name}_variables names {len(list(variables))} channels {list(variables)} "
-                f"but the {name} array has {obj.shape[1]} (shape {obj.shape})"
-            )
-        names = (
-            [str(v) for v in variables]
-            if variables is not None
-            else [f"{name}[{i}]" for i in range(obj.shape[1])]
-        )
-        return obj, names, None
-    raise TypeError(
-        f"{name} must be an xarray Dataset/DataArray or a numpy/dask array of shape "
-        f"(time, channel, y, x); got {type(obj).__name__}"
-    )
-
-
-def _check_times(
-    condition_times: pd.Index | None,
-    target_times: pd.Index | None,
-    condition_shape: tuple[int, ...],
-    target_shape: tuple[int, ...],
-) -> None:
-    if condition_times is not None and target_times is not None:
-        if condition_times.equals(target_times):
-            return
-        common = condition_times.intersection(target_times)
-        if len(common) == 0:
-            raise ValueError(
-                "condition and target have no common time: condition has "
-                f"{len(condition_times)} times {_span(condition_times)}, target has "
-                f"{len(target_times)} times {_span(target_times)}"
-            )
-        raise ValueError(
-            f"condition and target time coordinates differ: {len(condition_times)} and "
-            f"{len(target_times)} times, {len(common)} in common; align them first, e.g. "
-            "condition, target = xr.align(condition, target, join='inner')"
-        )
-    if condition_shape[0] != target_shape[0]:
-        raise ValueError(
-            f"condition has {condition_shape[0]} times (shape {condition_shape}) but target "
-            f"has {target_shape[0]} (shape {target_shape}); expected paired samples"
-        )
-
-
-def _span(times: pd.Index) -> str:
-    return f"from {times[0]} to {times[-1]}" if len(times) else "(none)"
-
-
-def _time_chunks(arrays: Sequence[ArrayLike], n_times: int, default: int) -> np.ndarray:
-    """Chunk boundaries along time shared by all arrays: ``[0, ..., n_times]``."""
-    bounds = {0, n_times}
-    lazy = False
-    for array in arrays:
-        if isinstance(array, da.Array):
-            lazy = True
-            bounds.update(np.cumsum(array.chunks[0]).tolist())
-    if not lazy:
-        bounds.update(range(0, n_times, max(default, 1)))
-    return np.array(sorted(bounds), dtype=np.int64)
-
-
-def _make_blocks(bounds: np.ndarray, indices: np.ndarray, min_size: int) -> list[np.ndarray]:
-    """Group sorted time positions by chunk, merging whole chunks up to ``min_size`` times."""
-    chunk_of = np.searchsorted(bounds, indices, side="right") - 1
-    cut = np.flatnonzero(np.diff(chunk_of)) + 1
-    groups = np.split(indices, cut) if len(indices) else []
-    blocks: list[np.ndarray] = []
-    current: list[np.ndarray] = []
-    size = 0
-    for group in groups:
-        current.append(group)
-        size += len(group)
-        if size >= min_size:
-            blocks.append(np.concatenate(current))
-            current, size = [], 0
-    if current:
-        tail = np.concatenate(current)
-        if blocks:
-            blocks[-1] = np.concatenate([blocks[-1], tail])
-        else:
-            blocks.append(tail)
-    return blocks
-
-
-def _seed_of(*entropy: int) -> int:
-    """A 63-bit seed for a torch Generator from ``(seed, epoch, block, ...)``."""
-    state = np.random.SeedSequence([int(e) for e in entropy]).generate_state(2, dtype=np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
-
-
-def _round_robin(counts: Sequence[int], position: int) -> tuple[list[int], int]:
-    """Batches each shard has yielded after ``position`` batches of a round-robin merge.
-
-    DataLoader (``in_order=True``) takes one batch from each worker in turn and skips
-    exhausted workers. Returns the per-shard counts and the shard that comes next.
-    """
-    done = [0] * len(counts)
-    shard = 0
-    remaining = min(position, sum(counts))
-    while remaining > 0:
-        if done[shard] < counts[shard]:
-            done[shard] += 1
-            remaining -= 1
-        shard = (shard + 1) % len(counts)
-    return done, shard
-
-
-def extract_sample_patches(
-    x: torch.Tensor, offsets: torch.Tensor, patch_shape: Sequence[int]
-) -> torch.Tensor:
-    """Cut each sample's own patches, as laid out in a batch's ``"offsets"``.
-
-    A thin alias of :func:`~xcorrdiff.diffusion.patching.extract_patches` that only takes
-    per-sample ``(B, k, 2)`` corners; prefer ``extract_patches``, which also takes shared
-    ``(n, 2)`` ones.
-
-    Parameters
-    ----------
-    x : torch.Tensor
-        Fields ``(B, C, H, W)``.
-    offsets : torch.Tensor
-        Integer ``(B, k, 2)`` top-left ``(y, x)`` corners, ``k`` per sample.
-    patch_shape : (int, int)
-        Patch size ``(h, w)``.
-
-    Returns
-    -------
-    torch.Tensor
-        ``(B * k, C, h, w)``, time-major: patch ``j`` of sample ``b`` at row ``b * k + j``.
-
-    Raises
-    ------
-    ValueError
-        ``offsets`` is not ``(B, k, 2)`` with the batch size of ``x``, or a patch reaches
-        outside the domain.
-    """
-    if offsets.ndim != 3:
-        raise ValueError(
-            f"offsets must have shape (B, k, 2), one set of corners per sample, got shape "
-            f"{tuple(offsets.shape)}; use xcorrdiff.diffusion.extract_patches for shared "
-            "(n, 2) corners"
-        )
-    return extract_patches(x, offsets, patch_shape)
+__all__ = ["PairedBatchStream"]
 
 
 # --- the stream --------------------------------------------------------------------------
@@ -393,13 +205,13 @@ class PairedBatchStream(IterableDataset[dict[str, torch.Tensor]]):
             raise ValueError(f"rank must be in [0, world_size={world_size}); got {rank!r}")
         self.dtype = np.dtype(dtype)
 
-        self._condition, self.condition_variables, condition_times = _as_array(
+        self._condition, self.condition_variables, condition_times = as_array(
             condition, condition_variables, name="condition", dims=dims3, dtype=self.dtype
         )
-        self._target, self.target_variables, target_times = _as_array(
+        self._target, self.target_variables, target_times = as_array(
             target, target_variables, name="target", dims=dims3, dtype=self.dtype
         )
-        _check_times(condition_times, target_times, self._condition.shape, self._target.shape)
+        check_times(condition_times, target_times, self._condition.shape, self._target.shape)
         if self._condition.shape[2:] != self._target.shape[2:]:
             raise ValueError(
                 f"condition has spatial shape {self._condition.shape[2:]} but target has "
@@ -448,8 +260,8 @@ class PairedBatchStream(IterableDataset[dict[str, torch.Tensor]]):
         self.scheduler = scheduler
         self.channels_last = channels_last
         self.block_size = int(block_size or batch_size)
-        bounds = _time_chunks([self._condition, self._target], n_times, self.block_size)
-        self.blocks: list[np.ndarray] = _make_blocks(bounds, indices, self.block_size)
+        bounds = time_chunks([self._condition, self._target], n_times, self.block_size)
+        self.blocks: list[np.ndarray] = make_blocks(bounds, indices, self.block_size)
         self.num_blocks_loaded = 0
         self._epoch = 0
         self._position = 0
@@ -628,7 +440,7 @@ class PairedBatchStream(IterableDataset[dict[str, torch.Tensor]]):
                     pending = pool.submit(self._read_block, plan[i + 1][0])
                 for j in range(start, len(batches)):
                     generator = torch.Generator().manual_seed(
-                        _seed_of(self.seed, epoch, block, j + 1)
+                        seed_of(self.seed, epoch, block, j + 1)
                     )
                     yield self._make_batch(*data, self.blocks[block], batches[j], generator)
                 del data
@@ -650,119 +462,6 @@ class PairedBatchStream(IterableDataset[dict[str, torch.Tensor]]):
         # resumed stream continues with the shard that was next.
         shards = [blocks[s :: info.num_workers] for s in range(info.num_workers)]
         counts = [sum(self._num_batches(b) for b in shard) for shard in shards]
-        done, next_shard = _round_robin(counts, self._position)
+        done, next_shard = round_robin(counts, self._position)
         shard = (info.id + next_shard) % info.num_workers
         yield from self._iter_blocks(epoch, shards[shard], done[shard])
-
-
-# --- validation split --------------------------------------------------------------------
-
-
-def split_times(
-    times: int | Sequence[Any] | np.ndarray | pd.Index | xr.DataArray,
-    *,
-    validation_fraction: float | None = None,
-    validation_times: Sequence[Any] | np.ndarray | pd.Index | xr.DataArray | None = None,
-    num_blocks: int = 1,
-    gap: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split time positions into training and validation sets.
-
-    Either hold out ``validation_fraction`` of the times in ``num_blocks`` contiguous
-    blocks (one block: the end of the record, as CorrDiff holds out its last year; several:
-    evenly spread, the last ending the record, so every season is validated), or hold out
-    explicit ``validation_times``.
-
-    Parameters
-    ----------
-    times : int, sequence, numpy array, pandas Index or xarray.DataArray
-        The time coordinate, or just the number of times.
-    validation_fraction : float, optional
-        Fraction in ``(0, 1)`` of the times to hold out (at least one time).
-    validation_times : sequence, optional
-        Coordinate values to hold out; each must be in ``times``.
-    num_blocks : int, default 1
-        Number of contiguous validation blocks with ``validation_fraction``.
-    gap : int, default 0
-        Times on each side of a validation block dropped from training, so that
-        autocorrelated neighbours do not leak into training.
-
-    Returns
-    -------
-    train, validation : numpy.ndarray of int64
-        Sorted positions along time, disjoint; pass ``train`` as ``time_indices`` of
-        :class:`PairedBatchStream`, or use ``ds.isel(time=...)``.
-
-    Raises
-    ------
-    ValueError
-        Neither or both of ``validation_fraction``/``validation_times``; a fraction outside
-        ``(0, 1)``; no training time left.
-    KeyError
-        A validation time is not in ``times``.
-
-    Examples
-    --------
-    >>> train, val = split_times(10, validation_fraction=0.2)
-    >>> val.tolist()
-    [8, 9]
-    >>> train, val = split_times(10, validation_fraction=0.4, num_blocks=2, gap=1)
-    >>> train.tolist(), val.tolist()
-    ([0, 1, 6], [3, 4, 8, 9])
-    """
-    if (validation_fraction is None) == (validation_times is None):
-        raise ValueError(
-            "pass exactly one of validation_fraction and validation_times; got "
-            f"validation_fraction={validation_fraction!r} and validation_times="
-            f"{'None' if validation_times is None else '...'}"
-        )
-    if isinstance(times, (int, np.integer)):
-        if validation_times is not None:
-            raise ValueError("validation_times needs the time coordinate as times, not a count")
-        index = pd.RangeIndex(int(times))
-    else:
-        index = pd.Index(np.asarray(times))
-    n = len(index)
-    positions = np.arange(n, dtype=np.int64)
-
-    if validation_fraction is not None:
-        if not 0 < validation_fraction < 1:
-            raise ValueError(f"validation_fraction must be in (0, 1); got {validation_fraction!r}")
-        if not isinstance(num_blocks, (int, np.integer)) or num_blocks < 1:
-            raise ValueError(f"num_blocks must be a positive integer; got {num_blocks!r}")
-        n_val = max(1, round(validation_fraction * n))
-        if n_val < num_blocks:
-            raise ValueError(
-                f"num_blocks={num_blocks} is more than the {n_val} validation times "
-                f"({validation_fraction} of {n})"
-            )
-        sizes = np.diff(np.round(np.linspace(0, n_val, num_blocks + 1)).astype(np.int64))
-        ends = np.round(np.linspace(0, n, num_blocks + 1)[1:]).astype(np.int64)
-        validation = np.concatenate(
-            [positions[e - s : e] for s, e in zip(sizes, ends, strict=True)]
-        )
-    else:
-        wanted = pd.Index(np.asarray(validation_times))
-        found = index.get_indexer(wanted)
-        if (found < 0).any():
-            missing = wanted[found < 0]
-            raise KeyError(
-                f"{len(missing)} of validation_times are not in times, e.g. "
-                f"{list(missing[:3])}; times span {_span(index)}"
-            )
-        validation = np.unique(found).astype(np.int64)
-
-    excluded = np.zeros(n, dtype=bool)
-    excluded[validation] = True
-    if gap > 0:
-        starts = validation[np.r_[True, np.diff(validation) > 1]]
-        ends = validation[np.r_[np.diff(validation) > 1, True]]
-        for start, end in zip(starts, ends, strict=True):
-            excluded[max(0, start - gap) : min(n, end + gap + 1)] = True
-    train = positions[~excluded]
-    if len(train) == 0:
-        raise ValueError(
-            f"no training time left: {len(validation)} of {n} times are validation and "
-            f"gap={gap}; hold out fewer times"
-        )
-    return train, np.sort(validation)

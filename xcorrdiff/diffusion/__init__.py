@@ -1,7 +1,11 @@
-"""EDM math (pure torch): sigma schedules, samplers, losses, patch geometry.
+"""EDM math (pure torch): the CorrDiff condition, sigma schedules, samplers, losses, patches.
 
+* :mod:`~xcorrdiff.diffusion.conditioning` — :class:`Condition` and its functions
+  (:func:`build_condition`, :func:`crop_condition`, :func:`unfold_condition`), the
+  :class:`Denoiser` the samplers call, :func:`regression_mean`.
 * :mod:`~xcorrdiff.diffusion.schedules` — :func:`edm_sigmas`.
-* :mod:`~xcorrdiff.diffusion.samplers` — :func:`euler`, :func:`heun`, :func:`draw_latents`.
+* :mod:`~xcorrdiff.diffusion.samplers` — :func:`euler`, :func:`heun`, :func:`initial_state`,
+  :func:`draw_latents`.
 * :mod:`~xcorrdiff.diffusion.losses` — :func:`regression_loss`, :func:`residual_loss`,
   :func:`edm_loss_weight`.
 * :mod:`~xcorrdiff.diffusion.patching` — :class:`PatchGrid`, :func:`random_patch_offsets`,
@@ -10,20 +14,37 @@
 
 from __future__ import annotations
 
+from xcorrdiff.diffusion.conditioning import (
+    Condition,
+    Denoiser,
+    build_condition,
+    crop_condition,
+    denoise,
+    regression_mean,
+    unfold_condition,
+)
 from xcorrdiff.diffusion.losses import edm_loss_weight, regression_loss, residual_loss
 from xcorrdiff.diffusion.patching import PatchGrid, extract_patches, random_patch_offsets
-from xcorrdiff.diffusion.samplers import draw_latents, euler, heun
+from xcorrdiff.diffusion.samplers import draw_latents, euler, heun, initial_state
 from xcorrdiff.diffusion.schedules import edm_sigmas
 
 __all__ = [
+    "Condition",
+    "Denoiser",
     "PatchGrid",
+    "build_condition",
+    "crop_condition",
+    "denoise",
     "draw_latents",
     "edm_loss_weight",
     "edm_sigmas",
     "euler",
     "extract_patches",
     "heun",
+    "initial_state",
     "random_patch_offsets",
     "regression_loss",
+    "regression_mean",
     "residual_loss",
+    "unfold_condition",
 ]

@@ -419,28 +419,23 @@ class PatchGrid:
 
     # -- unfold / fold ---------------------------------------------------------------------
 
-    def unfold(self, x: torch.Tensor, *, global_input: torch.Tensor | None = None) -> torch.Tensor:
+    def unfold(self, x: torch.Tensor) -> torch.Tensor:
         """Cut a batch of fields into the grid's patches.
 
         Parameters
         ----------
         x : torch.Tensor
             Fields ``(batch, C, H, W)`` on the grid's domain.
-        global_input : torch.Tensor, optional
-            Whole-domain fields ``(batch, C_g, H', W')`` (any size), resized bilinearly to
-            the patch size and appended to every patch of the member, as PhysicsNeMo's
-            ``additional_input`` (CorrDiff's "global low-res" conditioning).
 
         Returns
         -------
         torch.Tensor
-            Patches ``(batch * P, C [+ C_g], ph, pw)``, member-major.
+            Patches ``(batch * P, C, ph, pw)``, member-major.
 
         Raises
         ------
         ValueError
-            If ``x`` is not ``(batch, C, H, W)`` on this domain, or ``global_input`` has
-            another batch size.
+            If ``x`` is not ``(batch, C, H, W)`` on this domain.
         """
         if x.ndim != 4 or tuple(x.shape[-2:]) != self.domain_shape:
             raise ValueError(
@@ -450,17 +445,7 @@ class PatchGrid:
         if any(self.padding):
             top, bottom, left, right = self.padding
             x = F.pad(x, (left, right, top, bottom), mode="reflect")
-        patches = _gather(x, self._offsets_on(x.device), self.patch_shape)
-        if global_input is None:
-            return patches
-        if global_input.ndim != 4 or global_input.shape[0] != x.shape[0]:
-            raise ValueError(
-                f"global_input must have shape ({x.shape[0]}, C_g, H', W') to match x, "
-                f"got {tuple(global_input.shape)}"
-            )
-        resized = F.interpolate(global_input, size=self.patch_shape, mode="bilinear")
-        resized = resized.repeat_interleave(self.num_patches, dim=0)
-        return torch.cat([patches, resized.to(patches.dtype)], dim=1)
+        return _gather(x, self._offsets_on(x.device), self.patch_shape)
 
     def fold(self, patches: torch.Tensor) -> torch.Tensor:
         """Blend patches back into whole fields with the grid's cached weights.

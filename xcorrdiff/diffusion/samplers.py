@@ -1,33 +1,20 @@
-"""EDM samplers for conditional (super-resolution) diffusion, whole-domain or patch by patch.
+"""EDM samplers in k-diffusion's shape: ``sampler(denoiser, x, sigmas, *, generators, ...)``.
 
-Both samplers have one shape (k-diffusion style)::
+* ``denoiser`` is ``D(x, sigma)`` for the whole state ``x`` ``(n, C, H, W)`` and one noise
+  level ``sigma`` (a 0-d tensor); it returns the denoised ``(n, C, H, W)``. For CorrDiff it
+  is a :class:`~xcorrdiff.diffusion.conditioning.Denoiser`: the network with its condition
+  bound, denoising patch by patch on a grid when asked, so the samplers know nothing of
+  conditions or patches. ``round_sigma``, when the denoiser has it, rounds the churned level.
+* ``x`` is the initial state: unit noise times ``sigmas[0]``
+  (:func:`initial_state`). The sample is carried in ``sigmas.dtype`` (float64 by default).
+* ``sigmas`` is a schedule from :func:`~xcorrdiff.diffusion.schedules.edm_sigmas`, ending
+  in 0.
 
-    euler(net, img_lr, sigmas, *, latents=None, generators=None, mean_hr=None,
-          patching=None, s_churn=0.0, s_min=0.0, s_max=inf, s_noise=1.0, callback=None)
-    heun(...)   # the same arguments
-
-* ``net`` is a denoiser ``D(x; sigma, condition)`` called as ``net(x, condition, sigma)``
-  with ``x`` ``(n, C_out, h, w)``, ``condition`` ``(n, C_cond, h, w)`` and ``sigma`` a
-  ``(n,)`` tensor; it returns the denoised ``(n, C_out, h, w)``. It may carry
-  ``sigma_min``, ``sigma_max`` and ``round_sigma`` (PhysicsNeMo's preconditioners and
-  ``xcorrdiff.nn`` do); they are used when ``sigmas`` is an int. With ``patching`` the
-  call gains ``embedding_selector=``: a function mapping a whole-domain positional
-  embedding ``(N_pe, H, W)`` to the rows' patches ``(n, N_pe, h, w)``.
-* The condition is ``cat(mean_hr, img_lr)`` on the whole domain. With ``patching`` it is cut
-  into the grid's patches and ``img_lr``, resized bilinearly to the patch size, is appended
-  to every patch (PhysicsNeMo's global low-res input), giving
-  ``C_cond = C_mean + 2 * C_lr``.
-* ``sigmas`` is a schedule from :func:`~xcorrdiff.diffusion.schedules.edm_sigmas` (ending
-  in 0), or an int number of steps for ``edm_sigmas(num_steps, net=net)``. The sample is
-  carried in ``sigmas.dtype`` (float64 by default); the network's output is cast to it.
-
-Randomness: one :class:`torch.Generator` per batch member. Member ``b``'s initial latent is
-``torch.randn((C_out, H, W), generator=generators[b], dtype=torch.float32)``, drawn on the
-generator's device, then cast to the sample's dtype and device, and scaled by
-``sigmas[0]``; its churn noise is drawn the same way, from the same generator, at each step
-where churn is active. A member's sample therefore depends only on its own generator, its
-own inputs and the schedule, never on the rest of the batch. Explicit ``latents`` (unit
-variance) replace the first draw.
+Randomness: one :class:`torch.Generator` per batch member. Member ``b``'s initial noise is
+``torch.randn((C, H, W), generator=generators[b], dtype=torch.float32)`` on the generator's
+device (:func:`draw_latents`); its churn noise is drawn the same way, from the same
+generator, at each step where churn is active. A member's sample therefore depends only on
+its own generator, its own inputs and the schedule, never on the rest of the batch.
 
 With ``s_churn > 0`` noise is really injected (EDM Algorithm 2): at each step with
 ``s_min <= sigma <= s_max`` the noise level is raised to
@@ -53,12 +40,11 @@ from typing import Any
 
 import torch
 
-from xcorrdiff.diffusion.patching import PatchGrid
-from xcorrdiff.diffusion.schedules import edm_sigmas
-
-__all__ = ["draw_latents", "euler", "heun"]
+__all__ = ["draw_latents", "euler", "heun", "initial_state"]
 
 Callback = Callable[[dict[str, Any]], None]
+#: ``D(x, sigma) -> denoised``: what the samplers call.
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def draw_latents(
@@ -106,15 +92,21 @@ def draw_latents(
     return torch.stack([d.to(device) for d in draws]).to(dtype)
 
 
+def initial_state(
+    generators: Sequence[torch.Generator], shape: Sequence[int], sigmas: torch.Tensor
+) -> torch.Tensor:
+    """The samplers' initial state: each member's unit noise (:func:`draw_latents`) times
+    ``sigmas[0]``, in ``sigmas.dtype`` on ``sigmas.device``."""
+    latents = draw_latents(generators, shape, device=sigmas.device)
+    return latents.to(dtype=sigmas.dtype) * sigmas[0]
+
+
 def euler(
-    net: Any,
-    img_lr: torch.Tensor,
-    sigmas: torch.Tensor | int,
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
     *,
-    latents: torch.Tensor | None = None,
     generators: Sequence[torch.Generator] | None = None,
-    mean_hr: torch.Tensor | None = None,
-    patching: PatchGrid | None = None,
     s_churn: float = 0.0,
     s_min: float = 0.0,
     s_max: float = float("inf"),
@@ -124,26 +116,18 @@ def euler(
     """Sample with first-order (Euler) steps of the probability-flow ODE.
 
     With ``s_churn=0`` this equals PhysicsNeMo's ``deterministic_sampler(solver="euler")``.
-    See the module docstring for the call convention, conditioning and randomness.
+    See the module docstring for the call convention and randomness.
 
     Parameters
     ----------
-    net : callable
-        Denoiser ``net(x, condition, sigma[, embedding_selector=...])``.
-    img_lr : torch.Tensor
-        Low-resolution input on the high-resolution grid, ``(batch, C_lr, H, W)``.
-    sigmas : torch.Tensor or int
-        ``(N + 1,)`` decreasing noise levels ending in 0, or ``N`` for
-        ``edm_sigmas(N, net=net)``.
-    latents : torch.Tensor, optional
-        Unit-variance initial noise ``(batch, C_out, H, W)``; drawn from ``generators``
-        when omitted (needs ``net.img_out_channels``).
+    denoiser : callable
+        ``D(x, sigma)``, e.g. :class:`~xcorrdiff.diffusion.conditioning.Denoiser`.
+    x : torch.Tensor
+        Initial state ``(batch, C, H, W)``: unit noise times ``sigmas[0]``.
+    sigmas : torch.Tensor
+        ``(N + 1,)`` decreasing noise levels ending in 0.
     generators : sequence of torch.Generator, optional
-        One per member; needed when ``latents`` is omitted or ``s_churn > 0``.
-    mean_hr : torch.Tensor, optional
-        Regression mean ``(batch or 1, C_mean, H, W)`` prepended to the condition.
-    patching : PatchGrid, optional
-        Denoise patch by patch on this grid and blend with its weights.
+        One per member; needed when ``s_churn > 0``.
     s_churn, s_min, s_max, s_noise : float
         Stochasticity (EDM Algorithm 2): amount, active noise range, noise scale.
     callback : callable, optional
@@ -153,29 +137,25 @@ def euler(
     Returns
     -------
     torch.Tensor
-        Samples ``(batch, C_out, H, W)`` in ``sigmas.dtype``.
+        Samples ``(batch, C, H, W)`` in ``sigmas.dtype``.
 
     Raises
     ------
     ValueError
-        On inconsistent shapes, a bad schedule, or missing generators.
+        On a bad state or schedule, or churn without generators.
     """
     return _sample(
-        net, img_lr, sigmas, second_order=False, latents=latents, generators=generators,
-        mean_hr=mean_hr, patching=patching, s_churn=s_churn, s_min=s_min, s_max=s_max,
-        s_noise=s_noise, callback=callback,
+        denoiser, x, sigmas, second_order=False, generators=generators, s_churn=s_churn,
+        s_min=s_min, s_max=s_max, s_noise=s_noise, callback=callback,
     )  # fmt: skip
 
 
 def heun(
-    net: Any,
-    img_lr: torch.Tensor,
-    sigmas: torch.Tensor | int,
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
     *,
-    latents: torch.Tensor | None = None,
     generators: Sequence[torch.Generator] | None = None,
-    mean_hr: torch.Tensor | None = None,
-    patching: PatchGrid | None = None,
     s_churn: float = 0.0,
     s_min: float = 0.0,
     s_max: float = float("inf"),
@@ -186,13 +166,12 @@ def heun(
 
     With ``s_churn=0`` this equals PhysicsNeMo's ``stochastic_sampler`` (what CorrDiff
     runs); with ``s_churn > 0`` it injects fresh noise from each member's generator.
-    Two network evaluations per step (one on the last step).
+    Two denoiser evaluations per step (one on the last step).
 
     Parameters
     ----------
-    net, img_lr, sigmas, latents, generators, mean_hr, patching : see :func:`euler`
-        Network, condition, schedule, initial noise, random streams, regression mean and
-        patch grid, exactly as for :func:`euler`.
+    denoiser, x, sigmas, generators : see :func:`euler`
+        Denoiser, initial state, schedule and random streams, exactly as for :func:`euler`.
     s_churn, s_min, s_max, s_noise : float
         Stochasticity (EDM Algorithm 2); ``s_churn=0`` is the deterministic ODE.
     callback : callable, optional
@@ -201,139 +180,88 @@ def heun(
     Returns
     -------
     torch.Tensor
-        Samples ``(batch, C_out, H, W)`` in ``sigmas.dtype``.
+        Samples ``(batch, C, H, W)`` in ``sigmas.dtype``.
 
     Raises
     ------
     ValueError
-        On inconsistent shapes, a bad schedule, or missing generators.
+        On a bad state or schedule, or churn without generators.
 
     Examples
     --------
-    >>> net = lambda x, cond, sigma: cond[:, : x.shape[1]].to(x.dtype)  # data = the condition
-    >>> img_lr = torch.randn(2, 3, 16, 16)
+    >>> from xcorrdiff.diffusion import edm_sigmas
+    >>> data = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    >>> denoiser = lambda x, sigma: data  # every sample is `data`
     >>> gens = [torch.Generator().manual_seed(seed) for seed in (0, 1)]
-    >>> latents = draw_latents(gens, (3, 16, 16))
-    >>> out = heun(net, img_lr, edm_sigmas(8), latents=latents, generators=gens, s_churn=2.0)
-    >>> out.shape, bool(torch.allclose(out, img_lr.double()))
+    >>> sigmas = edm_sigmas(8)
+    >>> out = heun(denoiser, initial_state(gens, (3, 16, 16), sigmas), sigmas, generators=gens,
+    ...            s_churn=2.0)
+    >>> out.shape, bool(torch.allclose(out, data))
     (torch.Size([2, 3, 16, 16]), True)
     """
     return _sample(
-        net, img_lr, sigmas, second_order=True, latents=latents, generators=generators,
-        mean_hr=mean_hr, patching=patching, s_churn=s_churn, s_min=s_min, s_max=s_max,
-        s_noise=s_noise, callback=callback,
+        denoiser, x, sigmas, second_order=True, generators=generators, s_churn=s_churn,
+        s_min=s_min, s_max=s_max, s_noise=s_noise, callback=callback,
     )  # fmt: skip
 
 
 def _check_inputs(
-    img_lr: torch.Tensor,
+    x: torch.Tensor,
     sigmas: torch.Tensor,
-    latents: torch.Tensor | None,
     generators: Sequence[torch.Generator] | None,
-    mean_hr: torch.Tensor | None,
-    patching: PatchGrid | None,
     s_churn: float,
 ) -> None:
-    if img_lr.ndim != 4:
-        raise ValueError(f"img_lr must have shape (batch, C_lr, H, W), got {tuple(img_lr.shape)}")
-    batch, spatial = img_lr.shape[0], tuple(img_lr.shape[-2:])
-    if sigmas.ndim != 1 or sigmas.numel() < 2 or not sigmas.is_floating_point():
+    if x.ndim != 4:
+        raise ValueError(f"x must have shape (batch, C, H, W), got {tuple(x.shape)}")
+    if (
+        not isinstance(sigmas, torch.Tensor)
+        or sigmas.ndim != 1
+        or sigmas.numel() < 2
+        or not sigmas.is_floating_point()
+    ):
         raise ValueError(
-            f"sigmas must be a 1-D floating tensor of at least 2 noise levels, got dtype "
-            f"{sigmas.dtype} and shape {tuple(sigmas.shape)}"
+            f"sigmas must be a 1-D floating tensor of at least 2 noise levels (see edm_sigmas), "
+            f"got {sigmas!r}"
         )
     if sigmas[-1] != 0 or bool((sigmas[:-1] <= 0).any()):
         raise ValueError(
             f"sigmas must be positive and end in 0 (see edm_sigmas), got {sigmas.tolist()}"
         )
-    if latents is not None and (
-        latents.ndim != 4 or latents.shape[0] != batch or tuple(latents.shape[-2:]) != spatial
-    ):
+    if generators is not None and len(generators) != x.shape[0]:
         raise ValueError(
-            f"latents must have shape ({batch}, C_out, {spatial[0]}, {spatial[1]}) to match "
-            f"img_lr, got {tuple(latents.shape)}"
-        )
-    if generators is not None and len(generators) != batch:
-        raise ValueError(
-            f"generators must hold one torch.Generator per member ({batch}), got {len(generators)}"
-        )
-    if generators is None and (latents is None or s_churn > 0):
-        why = "s_churn > 0 draws fresh noise" if latents is not None else "latents is None"
-        raise ValueError(f"generators is required ({why}): pass one torch.Generator per member")
-    if mean_hr is not None and (
-        mean_hr.ndim != 4
-        or mean_hr.shape[0] not in (1, batch)
-        or tuple(mean_hr.shape[-2:]) != spatial
-    ):
-        raise ValueError(
-            f"mean_hr must have shape (1 or {batch}, C_mean, {spatial[0]}, {spatial[1]}) to "
-            f"match img_lr, got {tuple(mean_hr.shape)}"
-        )
-    if patching is not None and patching.domain_shape != spatial:
-        raise ValueError(
-            f"patching covers a {patching.domain_shape} domain but img_lr is {spatial}; "
-            "build the PatchGrid for the high-resolution grid"
+            f"generators must hold one torch.Generator per member ({x.shape[0]}), got {len(generators)}"
         )
     if s_churn < 0:
         raise ValueError(f"s_churn must be non-negative, got {s_churn!r}")
+    if s_churn > 0 and generators is None:
+        raise ValueError(
+            "generators is required (s_churn > 0 draws fresh noise): pass one torch.Generator "
+            "per member"
+        )
 
 
 @torch.no_grad()
 def _sample(
-    net: Any,
-    img_lr: torch.Tensor,
-    sigmas: torch.Tensor | int,
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
     *,
     second_order: bool,
-    latents: torch.Tensor | None,
     generators: Sequence[torch.Generator] | None,
-    mean_hr: torch.Tensor | None,
-    patching: PatchGrid | None,
     s_churn: float,
     s_min: float,
     s_max: float,
     s_noise: float,
     callback: Callback | None,
 ) -> torch.Tensor:
-    if isinstance(sigmas, int):
-        sigmas = edm_sigmas(sigmas, net=net, device=img_lr.device)
-    _check_inputs(img_lr, sigmas, latents, generators, mean_hr, patching, s_churn)
-    sigmas = sigmas.to(img_lr.device)
-    dtype, device, batch = sigmas.dtype, img_lr.device, img_lr.shape[0]
+    _check_inputs(x, sigmas, generators, s_churn)
+    sigmas = sigmas.to(x.device)
+    dtype, device = sigmas.dtype, x.device
     num_steps = sigmas.numel() - 1
-
-    if latents is None:
-        channels = getattr(net, "img_out_channels", None)
-        if channels is None:
-            raise ValueError(
-                "latents is None and net has no img_out_channels attribute; pass latents "
-                "of shape (batch, C_out, H, W)"
-            )
-        assert generators is not None  # checked above
-        latents = draw_latents(generators, (channels, *img_lr.shape[-2:]), device=device)
-    out_shape = tuple(latents.shape[1:])
-
-    condition = img_lr
-    if mean_hr is not None:
-        condition = torch.cat([mean_hr.expand(batch, -1, -1, -1), img_lr], dim=1)
-    net_kwargs: dict[str, Any] = {}
-    if patching is not None:
-        grid = patching
-        condition = grid.unfold(condition, global_input=img_lr)
-        net_kwargs["embedding_selector"] = lambda emb: grid.unfold(
-            emb[None].expand(batch, -1, -1, -1)
-        )
-
-    def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        if patching is not None:
-            x = patching.unfold(x)
-        denoised = net(x, condition, sigma.expand(x.shape[0]), **net_kwargs).to(dtype)
-        return patching.fold(denoised) if patching is not None else denoised
-
-    round_sigma = getattr(net, "round_sigma", None)
+    round_sigma = getattr(denoiser, "round_sigma", None)
     gamma_max = math.sqrt(2.0) - 1.0
     levels = sigmas.tolist()  # host copies for the branch tests (no device syncs in the loop)
-    x = latents.to(device=device, dtype=dtype) * sigmas[0]
+    x = x.to(dtype)
     for i in range(num_steps):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
 
@@ -345,17 +273,17 @@ def _sample(
             if round_sigma is not None:
                 sigma_hat = torch.as_tensor(round_sigma(sigma_hat)).to(sigma)
             assert generators is not None  # checked above
-            eps = draw_latents(generators, out_shape, dtype=dtype, device=device)
+            eps = draw_latents(generators, tuple(x.shape[1:]), dtype=dtype, device=device)
             x = x + (sigma_hat**2 - sigma**2).sqrt() * s_noise * eps
 
         # Euler step.
-        denoised = denoise(x, sigma_hat)
+        denoised = denoiser(x, sigma_hat).to(dtype)
         d = (x - denoised) / sigma_hat
         x_next = x + (sigma_next - sigma_hat) * d
 
         # Second-order correction.
         if second_order and levels[i + 1] > 0:
-            denoised_next = denoise(x_next, sigma_next)
+            denoised_next = denoiser(x_next, sigma_next).to(dtype)
             d_next = (x_next - denoised_next) / sigma_next
             x_next = x + (sigma_next - sigma_hat) * (0.5 * d + 0.5 * d_next)
 

@@ -1,4 +1,4 @@
-"""Inference internals behind :func:`xcorrdiff.downscale.downscale`.
+"""Inference internals behind :func:`xcorrdiff.inference.api.downscale`.
 
 * :mod:`~xcorrdiff.inference.handles` — model references, the per-process model cache and
   the per-worker device choice.

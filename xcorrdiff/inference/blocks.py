@@ -6,7 +6,6 @@ need besides the model travels in a small frozen :class:`Settings`.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import os
@@ -14,19 +13,27 @@ import socket
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
+from xcorrdiff._checks import autocast, nonfinite_counts
 from xcorrdiff.data.plausibility import ExpectedRange
-from xcorrdiff.diffusion import PatchGrid, edm_sigmas, euler, heun
+from xcorrdiff.diffusion import (
+    Denoiser,
+    PatchGrid,
+    build_condition,
+    edm_sigmas,
+    euler,
+    heun,
+    initial_state,
+    regression_mean,
+)
 from xcorrdiff.inference.handles import ModelRef, model_on, worker_device
 from xcorrdiff.model import CorrDiffModel
 from xcorrdiff.nn import SongUNetPosEmbd
 
 __all__ = [
-    "DTYPES",
     "Settings",
     "caller_threads",
     "mean_block",
@@ -34,14 +41,6 @@ __all__ = [
     "sample_block",
     "time_keys",
 ]
-
-DTYPES = {
-    "float32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
 
 
 def time_keys(times: np.ndarray | None, n: int) -> np.ndarray:
@@ -134,6 +133,8 @@ class Settings:
     """Everything a block needs besides the model (small and picklable)."""
 
     sampler: str
+    #: Where the sampler settings came from: ``"model"`` or ``"argument (...)"``.
+    sampler_source: str
     num_steps: int
     s_churn: float
     sigma_min: float
@@ -178,56 +179,10 @@ def _use_caller_threads(settings: Settings) -> None:
         torch.set_num_threads(threads)
 
 
-def _autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager[Any]:
-    if dtype == "float32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=DTYPES[dtype])
-
-
-class _Denoiser:
-    """The diffusion network in the sampler's call convention, with the model's condition.
-
-    Drops the whole-domain low-res channels the samplers append to patches when the model
-    was trained without them, passes ``embedding_selector`` only to networks with a
-    positional embedding, and runs under autocast for reduced precision.
-    """
-
-    def __init__(
-        self, net: torch.nn.Module, *, keep_channels: int | None, device: torch.device, dtype: str
-    ) -> None:
-        self.net = net
-        self.keep_channels = keep_channels
-        self.device = device
-        self.dtype = dtype
-        self.img_out_channels: int = net.img_out_channels  # type: ignore[assignment]
-        self.sigma_min = float(getattr(net, "sigma_min", 0.0))
-        self.sigma_max = float(getattr(net, "sigma_max", math.inf))
-        self.round_sigma = getattr(net, "round_sigma", None)
-        self.positional = isinstance(getattr(net, "model", None), SongUNetPosEmbd)
-
-    def __call__(
-        self,
-        x: torch.Tensor,
-        condition: torch.Tensor,
-        sigma: torch.Tensor,
-        embedding_selector: Any = None,
-    ) -> torch.Tensor:
-        if self.keep_channels is not None:
-            condition = condition[:, : self.keep_channels]
-        kwargs = {}
-        if embedding_selector is not None and self.positional:
-            kwargs["embedding_selector"] = embedding_selector
-        with _autocast(self.device, self.dtype):
-            out = self.net(x.float(), condition.float(), sigma.float(), **kwargs)
-        return out.float()
-
-
 def _check_finite(condition: np.ndarray, names: Sequence[str]) -> None:
-    finite = np.isfinite(condition)
-    if finite.all():
+    bad = nonfinite_counts(condition, names, axis=1)
+    if not bad:
         return
-    counts = (~finite).sum(axis=(0, 2, 3))
-    bad = {name: int(c) for name, c in zip(names, counts, strict=True) if c}
     raise ValueError(
         f"the input has NaN/inf values after regridding onto the HR grid: {bad} (variable: "
         "count); fill them (e.g. ds.interpolate_na) or drop those times before downscaling"
@@ -246,11 +201,9 @@ def _check_ranges(condition: np.ndarray, ranges: Sequence[ExpectedRange] | None)
 
 def _check_outputs(values: np.ndarray, names: Sequence[str], what: str) -> None:
     """Refuse NaN/inf produced by the networks from finite input."""
-    finite = np.isfinite(values)
-    if finite.all():
+    bad = nonfinite_counts(values, names, axis=-3)
+    if not bad:
         return
-    counts = (~finite).sum(axis=tuple(i for i in range(values.ndim) if i != values.ndim - 3))
-    bad = {name: int(c) for name, c in zip(names, counts, strict=True) if c}
     raise FloatingPointError(
         f"the {what} produced NaN/inf from finite input: {bad} (variable: count). The input is "
         "probably far outside what the model was trained on (check its values and units), or "
@@ -320,9 +273,8 @@ def mean_block(condition: np.ndarray, ref: ModelRef, settings: Settings) -> np.n
 
     def work(rows: slice) -> None:
         x = torch.from_numpy(np.ascontiguousarray(condition[rows], np.float32)).to(device)
-        zeros = x.new_zeros((x.shape[0], settings.n_outputs, *x.shape[2:]))
-        with _autocast(device, settings.dtype):
-            mean = model.regression(zeros, x)
+        with autocast(device, settings.dtype):
+            mean = regression_mean(model.regression, build_condition(x), settings.n_outputs)
         out[rows] = mean.float().cpu().numpy()
 
     with torch.inference_mode():
@@ -346,6 +298,32 @@ def _patch_grid(model: CorrDiffModel, settings: Settings) -> PatchGrid | None:
     return None
 
 
+def _residual_scale(model: CorrDiffModel, device: torch.device) -> torch.Tensor | None:
+    """The model's per-output residual scale ``(1, C_out, 1, 1)``, or None."""
+    scales = model.residual_scale
+    if scales is None:
+        return None
+    values = [scales[v.name] for v in model.output_variables]
+    return torch.tensor(values, device=device).reshape(1, -1, 1, 1)
+
+
+def _denoiser(
+    model: CorrDiffModel, settings: Settings, inputs: torch.Tensor, mean: torch.Tensor
+) -> Denoiser:
+    """The model's diffusion network with the condition of these rows bound."""
+    assert model.diffusion is not None
+    hr_mean = bool(model.conditioning.get("hr_mean", True))
+    condition = build_condition(inputs, mean if hr_mean else None)
+    return Denoiser(
+        model.diffusion,
+        condition,
+        grid=_patch_grid(model, settings),
+        global_inputs=bool(model.conditioning.get("global_lowres", True)),
+        positional=isinstance(getattr(model.diffusion, "model", None), SongUNetPosEmbd),
+        precision=settings.dtype,
+    )
+
+
 def sample_block(
     condition: np.ndarray,
     mean: np.ndarray,
@@ -363,33 +341,19 @@ def sample_block(
     assert model.diffusion is not None  # checked by downscale
     n_times, n_members = condition.shape[0], settings.n_ensemble
     n_cond, n_out = condition.shape[1], settings.n_outputs
-    hr_mean = bool(model.conditioning.get("hr_mean", True))
-    grid = _patch_grid(model, settings)
-    keep = None
-    if grid is not None and not model.conditioning.get("global_lowres", True):
-        keep = n_cond + (n_out if hr_mean else 0)
-    net = _Denoiser(model.diffusion, keep_channels=keep, device=device, dtype=settings.dtype)
     sigmas = edm_sigmas(
         settings.num_steps,
         sigma_min=settings.sigma_min,
         sigma_max=settings.sigma_max,
         rho=settings.rho,
-        net=net,
+        net=model.diffusion,
         device=device,
     )
-    sample = euler if settings.sampler == "euler" else heun
     rows = [(t, m) for t in range(n_times) for m in range(n_members)]
     out = np.empty((n_members, n_times, n_out, *condition.shape[2:]), np.float32)
     cond_t = torch.from_numpy(np.ascontiguousarray(condition, np.float32)).to(device)
     mean_t = torch.from_numpy(np.ascontiguousarray(mean, np.float32)).to(device)
-    scales = model.residual_scale
-    scale = (
-        torch.tensor([scales[v.name] for v in model.output_variables], device=device).reshape(
-            1, -1, 1, 1
-        )
-        if scales is not None
-        else None
-    )
+    scale = _residual_scale(model, device)
 
     def work(batch: slice) -> None:
         times = torch.tensor([t for t, _ in rows[batch]], device=device)
@@ -400,15 +364,10 @@ def sample_block(
             for t, m in rows[batch]
         ]
         mu = mean_t[times]
-        residual = sample(
-            net,
-            cond_t[times],
-            sigmas,
-            generators=generators,
-            mean_hr=mu if hr_mean else None,
-            patching=grid,
-            s_churn=settings.s_churn,
-        )
+        denoiser = _denoiser(model, settings, cond_t[times], mu)
+        x = initial_state(generators, (n_out, *condition.shape[2:]), sigmas)
+        sample = euler if settings.sampler == "euler" else heun
+        residual = sample(denoiser, x, sigmas, generators=generators, s_churn=settings.s_churn)
         if scale is not None:
             residual = residual * scale.to(residual.dtype)
         values = (mu.to(residual.dtype) + residual).float().cpu().numpy()

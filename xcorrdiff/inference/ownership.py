@@ -1,7 +1,7 @@
 """Which output paths downscaling may write, and which stores it may replace.
 
 xcorrdiff only ever deletes what it wrote. A store is replaced (``overwrite=True``,
-``--mode w``) only if it carries the request record that :func:`~xcorrdiff.downscale.downscale_to_zarr`
+``--mode w``) only if it carries the request record that :func:`~xcorrdiff.inference.api.downscale_to_zarr`
 writes (``.xcorrdiff/request.json``) and holds nothing but the arrays that record lists
 and zarr's own metadata, or if it is an empty folder. Paths that could never be a store of
 ours are refused outright, before anything is written: an empty path, the working

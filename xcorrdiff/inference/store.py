@@ -1,6 +1,6 @@
 """Resumable zarr output: one zarr region per ``time`` chunk, a checked marker per chunk.
 
-A store written by :func:`xcorrdiff.downscale.downscale_to_zarr` looks like::
+A store written by :func:`xcorrdiff.inference.api.downscale_to_zarr` looks like::
 
     OUT.zarr/                            the zarr group: ensemble arrays and coordinates;
                                          its attribute ``xcorrdiff_status`` says
@@ -108,7 +108,7 @@ def request_record(
     Parameters
     ----------
     ens : xarray.Dataset
-        The lazy ensemble of :func:`~xcorrdiff.downscale.downscale` (its provenance attrs
+        The lazy ensemble of :func:`~xcorrdiff.inference.api.downscale` (its provenance attrs
         and ``time`` coordinate are read).
     time_chunk : int
         Times per task and per zarr chunk.

@@ -15,7 +15,8 @@ from .precond import (
     UNet,
     edm_scalings,
 )
-from .song_unet import SongUNet, SongUNetPosEmbd
+from .song_unet import SongUNet
+from .song_unet_pos import SongUNetPosEmbd
 
 __all__ = [
     "CheckpointError",

@@ -22,7 +22,8 @@ from typing import Any, Literal
 
 import torch
 
-from .song_unet import SongUNet, SongUNetPosEmbd, json_config
+from .song_unet import SongUNet, json_config
+from .song_unet_pos import SongUNetPosEmbd
 
 __all__ = [
     "CorrDiffRegressionUNet",

@@ -21,7 +21,8 @@ import torch
 from xcorrdiff._resources import format_bytes, physical_memory
 
 from .precond import EDMPrecondSR, EDMPrecondSuperResolution, UNet
-from .song_unet import SongUNet, SongUNetPosEmbd
+from .song_unet import SongUNet
+from .song_unet_pos import SongUNetPosEmbd
 
 __all__ = ["NETWORK_CLASSES", "build_network", "check_network_kwargs"]
 

@@ -23,13 +23,14 @@ from xcorrdiff.verify.scores import (
     spread_skill,
     spread_skill_curve,
 )
-from xcorrdiff.verify.spectra import grid_spacing, power_spectrum
+from xcorrdiff.verify.spectra import grid_spacing, high_wavenumber_power, power_spectrum
 from xcorrdiff.verify.summary import histogram, verify
 
 __all__ = [
     "crps",
     "crps_gaussian",
     "grid_spacing",
+    "high_wavenumber_power",
     "histogram",
     "kernels",
     "mae",

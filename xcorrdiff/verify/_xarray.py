@@ -204,10 +204,10 @@ def check_member_weights(weights: object, forecast: xr.DataArray, member_dim: st
         Missing member dimension, wrong length, NaN/inf, negative values, or a point whose
         weights are all zero (the weighted CRPS would divide by zero).
     """
-    check_type(weights, "weights")
+    check_type(weights, "member_weights")
     if not isinstance(weights, xr.DataArray) or member_dim not in weights.dims:
         raise ValueError(
-            f"weights must be a DataArray with the member dimension {member_dim!r} "
+            f"member_weights must be a DataArray with the member dimension {member_dim!r} "
             f"(member weights, as properscoring); got dims {getattr(weights, 'dims', None)}; "
             "for weighted averages over space, weight the result: "
             "crps(..., dim=[]).weighted(w).mean(dims)"
@@ -215,30 +215,30 @@ def check_member_weights(weights: object, forecast: xr.DataArray, member_dim: st
     size, expected = weights.sizes[member_dim], forecast.sizes[member_dim]
     if size != expected:
         raise ValueError(
-            f"weights has {size} values along {member_dim!r} but the forecast has {expected} "
+            f"member_weights has {size} values along {member_dim!r} but the forecast has {expected} "
             f"members; give one weight per member"
         )
     labelled = member_dim in weights.coords and member_dim in forecast.coords
     if labelled and not np.array_equal(weights[member_dim].values, forecast[member_dim].values):
         raise ValueError(
-            f"weights' {member_dim!r} coordinate {_describe(weights, member_dim)} differs "
+            f"member_weights' {member_dim!r} coordinate {_describe(weights, member_dim)} differs "
             f"from the forecast's {_describe(forecast, member_dim)}; label the weights "
-            f"with the forecast's members (weights.assign_coords({member_dim}=...))"
+            f"with the forecast's members (member_weights.assign_coords({member_dim}=...))"
         )
     values = np.asarray(weights.values, dtype=np.float64)
     if not np.isfinite(values).all():
         bad = int(values.size - np.isfinite(values).sum())
         raise ValueError(
-            f"weights has {bad} NaN/inf values; expected finite, non-negative member weights"
+            f"member_weights has {bad} NaN/inf values; expected finite, non-negative member weights"
         )
     if (values < 0).any():
         raise ValueError(
-            f"weights has negative values (smallest {float(values.min())!r}); expected non-negative "
+            f"member_weights has negative values (smallest {float(values.min())!r}); expected non-negative "
             "member weights"
         )
     if (values.sum(axis=weights.get_axis_num(member_dim)) == 0).any():
         raise ValueError(
-            f"weights are all zero along {member_dim!r} (at some point); at least one member "
+            f"member_weights are all zero along {member_dim!r} (at some point); at least one member "
             "needs a positive weight"
         )
     return weights

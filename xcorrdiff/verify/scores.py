@@ -9,7 +9,7 @@ dimension, giving one scalar per variable; ``[]``: keep every dimension).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 
 import numpy as np
 import xarray as xr
@@ -53,6 +53,7 @@ def crps(
     dim: Dim = None,
     fair: bool = False,
     weights: xr.DataArray | None = None,
+    member_weights: xr.DataArray | None = None,
 ) -> T:
     r"""Continuous ranked probability score of an ensemble, averaged over ``dim``.
 
@@ -85,6 +86,10 @@ def crps(
     fair : bool, default False
         The fair (``M(M-1)``) spread term instead of the ECDF (``M²``) one.
     weights : DataArray, optional
+        Spatial (or any non-member) weights of the average over ``dim``, as xskillscore's
+        ``weights``: e.g. ``np.cos(np.deg2rad(lat))`` for area weights. Non-negative, finite,
+        on dims of the score (:func:`weighted_mean`).
+    member_weights : DataArray, optional
         Non-negative member weights with dimension ``member_dim`` (as properscoring's
         ``crps_ensemble``); need not sum to one. With weights :math:`w_i`, the means become
         weighted means and :math:`K = W^2` (or :math:`W^2 - \sum w_i^2` if fair).
@@ -98,7 +103,8 @@ def crps(
     ------
     ValueError
         Forecast without ``member_dim``; obs with dims the forecast lacks or with no
-        coordinates in common with it; ``weights`` without ``member_dim``.
+        coordinates in common with it; ``member_weights`` without ``member_dim``; ``weights``
+        on dims the score lacks, or negative.
     TypeError
         A non-numeric variable.
 
@@ -126,9 +132,9 @@ def crps(
         f = single_chunk(f, [member_dim], "crps")
         args: list[xr.DataArray] = [f, o]
         core: list[list[Hashable]] = [[member_dim], []]
-        if weights is not None:
-            checked = check_member_weights(weights, f, member_dim)
-            args.append(single_chunk(checked, [member_dim], "crps weights"))
+        if member_weights is not None:
+            checked = check_member_weights(member_weights, f, member_dim)
+            args.append(single_chunk(checked, [member_dim], "crps member_weights"))
             core.append([member_dim])
         score = xr.apply_ufunc(
             kernels.crps_ensemble,
@@ -139,7 +145,8 @@ def crps(
             output_dtypes=[np.float64],
         )
         dims = reduce_dims(score.dims, dim, "CRPS")
-        return score.mean(dims).assign_attrs(units_attrs(f, "fair CRPS" if fair else "CRPS"))
+        mean = weighted_mean(score, dims, weights)
+        return mean.assign_attrs(units_attrs(f, "fair CRPS" if fair else "CRPS"))
 
     return map_pairs(forecast, obs, member_dim, per_variable)
 
@@ -199,6 +206,34 @@ def _in_units_of(mu: XarrayLike, obs: XarrayLike) -> XarrayLike:
 # --- ensemble mean errors and spread --------------------------------------------------------
 
 
+def weighted_mean(
+    score: xr.DataArray, dims: Sequence[Hashable], weights: xr.DataArray | None
+) -> xr.DataArray:
+    """The mean of ``score`` over ``dims``, NaN points skipped, weighted by ``weights``.
+
+    ``weights`` (xskillscore's meaning: spatial weights such as ``cos(lat)``) must be a
+    finite, non-negative DataArray on dims of ``score``; with ``None`` the plain mean.
+    """
+    if weights is None:
+        return score.mean(dims)
+    if not isinstance(weights, xr.DataArray):
+        raise TypeError(
+            f"weights must be an xarray.DataArray of spatial weights (e.g. cos(lat)), got "
+            f"{type(weights).__name__}"
+        )
+    extra = [d for d in weights.dims if d not in score.dims]
+    if extra:
+        raise ValueError(
+            f"weights has dims {list(weights.dims)} but the score has {list(score.dims)}: "
+            f"{extra} are not among them. weights are spatial weights of the mean (as "
+            "xskillscore's); member weights of the CRPS are member_weights="
+        )
+    values = np.asarray(weights.values, dtype=np.float64)
+    if not np.isfinite(values).all() or (values < 0).any():
+        raise ValueError("weights must be finite and non-negative (e.g. cos(lat) area weights)")
+    return score.weighted(weights).mean(dims)
+
+
 def _float64(da: xr.DataArray) -> xr.DataArray:
     """Accumulate in float64 (lazy for dask; no copy for float64 input)."""
     return da.astype(np.float64, copy=False)
@@ -218,32 +253,47 @@ def _moments(
     return variance.where(valid), sq_error.where(valid)
 
 
-def mae(forecast: T, obs: XarrayLike, *, member_dim: str = "member", dim: Dim = None) -> T:
+def mae(
+    forecast: T,
+    obs: XarrayLike,
+    *,
+    member_dim: str = "member",
+    dim: Dim = None,
+    weights: xr.DataArray | None = None,
+) -> T:
     r"""Mean absolute error of the ensemble mean: :math:`\langle|\bar x - y|\rangle_{dim}`.
 
-    :math:`\bar x` is the mean of the valid members. Same arguments as :func:`crps`.
+    :math:`\bar x` is the mean of the valid members. Same arguments as :func:`crps`
+    (``weights``: spatial weights of the mean).
     """
 
     def per_variable(f: xr.DataArray, o: xr.DataArray) -> xr.DataArray:
         err = abs(_float64(f).mean(member_dim) - _float64(o))
-        return err.mean(reduce_dims(err.dims, dim, "MAE")).assign_attrs(
+        return weighted_mean(err, reduce_dims(err.dims, dim, "MAE"), weights).assign_attrs(
             units_attrs(f, "MAE of the ensemble mean")
         )
 
     return map_pairs(forecast, obs, member_dim, per_variable)
 
 
-def rmse(forecast: T, obs: XarrayLike, *, member_dim: str = "member", dim: Dim = None) -> T:
+def rmse(
+    forecast: T,
+    obs: XarrayLike,
+    *,
+    member_dim: str = "member",
+    dim: Dim = None,
+    weights: xr.DataArray | None = None,
+) -> T:
     r"""Root-mean-square error of the ensemble mean: :math:`\sqrt{\langle(\bar x - y)^2\rangle}`.
 
-    The mean runs over ``dim``; same arguments as :func:`crps`.
+    The mean runs over ``dim`` (weighted by the spatial ``weights``); same arguments as
+    :func:`crps`.
     """
 
     def per_variable(f: xr.DataArray, o: xr.DataArray) -> xr.DataArray:
         sq = (_float64(f).mean(member_dim) - _float64(o)) ** 2
-        return (sq.mean(reduce_dims(sq.dims, dim, "RMSE")) ** 0.5).assign_attrs(
-            units_attrs(f, "RMSE of the ensemble mean")
-        )
+        mean = weighted_mean(sq, reduce_dims(sq.dims, dim, "RMSE"), weights)
+        return (mean**0.5).assign_attrs(units_attrs(f, "RMSE of the ensemble mean"))
 
     return map_pairs(forecast, obs, member_dim, per_variable)
 
@@ -255,6 +305,7 @@ def spread(
     member_dim: str = "member",
     dim: Dim = None,
     corrected: bool = True,
+    weights: xr.DataArray | None = None,
 ) -> T:
     r"""Ensemble spread :math:`\sqrt{\frac{M+1}{M}\langle s^2\rangle}` (see :func:`spread_skill`).
 
@@ -263,7 +314,8 @@ def spread(
 
     def per_variable(f: xr.DataArray, o: xr.DataArray) -> xr.DataArray:
         variance, _ = _moments(f, o, member_dim, corrected)
-        return (variance.mean(reduce_dims(variance.dims, dim, "spread")) ** 0.5).assign_attrs(
+        dims = reduce_dims(variance.dims, dim, "spread")
+        return (weighted_mean(variance, dims, weights) ** 0.5).assign_attrs(
             units_attrs(f, "ensemble spread")
         )
 
@@ -277,6 +329,7 @@ def spread_skill(
     member_dim: str = "member",
     dim: Dim = None,
     corrected: bool = True,
+    weights: xr.DataArray | None = None,
 ) -> T:
     r"""Spread-skill ratio: ensemble spread over the RMSE of the ensemble mean.
 
@@ -297,8 +350,8 @@ def spread_skill(
 
     Parameters
     ----------
-    forecast, obs, member_dim, dim
-        As in :func:`crps`.
+    forecast, obs, member_dim, dim, weights
+        As in :func:`crps` (``weights``: spatial weights of both means).
     corrected : bool, default True
         Apply the finite-ensemble factor :math:`(M+1)/M`.
 
@@ -316,7 +369,9 @@ def spread_skill(
     def per_variable(f: xr.DataArray, o: xr.DataArray) -> xr.DataArray:
         variance, sq_error = _moments(f, o, member_dim, corrected)
         dims = reduce_dims(variance.dims, dim, "spread-skill ratio")
-        ratio = (variance.mean(dims) / sq_error.mean(dims)) ** 0.5
+        ratio = (
+            weighted_mean(variance, dims, weights) / weighted_mean(sq_error, dims, weights)
+        ) ** 0.5
         return ratio.assign_attrs(long_name="spread-skill ratio", units="1")
 
     return map_pairs(forecast, obs, member_dim, per_variable)

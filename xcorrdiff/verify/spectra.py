@@ -10,7 +10,7 @@ import xarray as xr
 from xcorrdiff.verify import kernels
 from xcorrdiff.verify._xarray import T, check_numeric, check_type, single_chunk, var_name
 
-__all__ = ["grid_spacing", "power_spectrum"]
+__all__ = ["grid_spacing", "high_wavenumber_power", "power_spectrum"]
 
 EARTH_RADIUS_M = 6_371_000.0
 _LAT_NAMES = {"lat", "latitude"}
@@ -199,3 +199,54 @@ def power_spectrum(
     if isinstance(field, xr.DataArray):
         return one(field).assign_coords(coords)
     return xr.Dataset({name: one(da) for name, da in field.data_vars.items()}).assign_coords(coords)
+
+
+def high_wavenumber_power(
+    field: xr.DataArray,
+    *,
+    dims: tuple[Hashable, Hashable] = ("y", "x"),
+    fraction: float = 1.0 / 3.0,
+) -> float:
+    r"""Mean power in the highest ``fraction`` of resolved wavenumbers.
+
+    The radial spectrum :math:`E(k)` of :func:`power_spectrum` (Hann
+    window, linear detrend, so the fields' edges do not leak power to high wavenumbers) is
+    summed over the annuli with :math:`(1 - f)\,k_N < k \le k_N`, where
+    :math:`k_N = 1 / (2 \max(\Delta y, \Delta x))` is the Nyquist wavenumber of the coarser
+    axis (the largest radius every direction resolves), and averaged over every other
+    dimension (time, member).
+
+    Parameters
+    ----------
+    field : xarray.DataArray
+        Fields with both ``dims`` (plus any of ``time``, ``member``...).
+    dims : (y_dim, x_dim), default ("y", "x")
+        The spatial dimensions.
+    fraction : float, default 1/3
+        Width of the band below the Nyquist wavenumber, as a fraction of it (0 to 1).
+
+    Returns
+    -------
+    float
+        :math:`\sum_{k \in \text{band}} E(k)\,\Delta k`, in the field's units squared.
+
+    Raises
+    ------
+    ValueError
+        If ``fraction`` is not in (0, 1] or the band holds no wavenumber.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction={fraction!r} is invalid; expected a number in (0, 1]")
+    spacing = grid_spacing(field, dims)
+    spec = power_spectrum(field, dims=dims, window="hann", detrend="linear")
+    k = spec["wavenumber"].values
+    k_nyquist = 1.0 / (2.0 * max(spacing))
+    band = (k > (1.0 - fraction) * k_nyquist) & (k <= k_nyquist * (1 + 1e-9))
+    if not band.any():
+        raise ValueError(
+            f"the highest {fraction:.2f} of wavenumbers of a {field.sizes[dims[0]]}x"
+            f"{field.sizes[dims[1]]} field holds no spectral bin; use a larger field"
+        )
+    dk = float(k[1] - k[0])
+    total = spec.isel(wavenumber=np.flatnonzero(band)).sum("wavenumber") * dk
+    return float(total.mean())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Hashable
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -134,6 +135,7 @@ def verify(
     *,
     member_dim: str = "member",
     dim: Dim = None,
+    weights: xr.DataArray | None = None,
 ) -> xr.Dataset:
     r"""All the scalar scores in one tidy table: one row per variable.
 
@@ -147,8 +149,8 @@ def verify(
 
     Parameters
     ----------
-    forecast, obs, member_dim, dim
-        As in :func:`~xcorrdiff.verify.crps`.
+    forecast, obs, member_dim, dim, weights
+        As in :func:`~xcorrdiff.verify.crps` (``weights``: spatial weights of every mean).
 
     Returns
     -------
@@ -169,13 +171,13 @@ def verify(
     for name, f, o in pairs(forecast, obs):
         check_numeric(f, "forecast")
         names.append(name)
-        md = member_dim
-        rows["crps"].append(scores.crps(f, o, member_dim=md, dim=dim))
-        rows["crps_fair"].append(scores.crps(f, o, member_dim=md, dim=dim, fair=True))
-        rows["mae"].append(scores.mae(f, o, member_dim=md, dim=dim))
-        rows["rmse"].append(scores.rmse(f, o, member_dim=md, dim=dim))
-        rows["spread"].append(scores.spread(f, o, member_dim=md, dim=dim))
-        rows["spread_skill"].append(scores.spread_skill(f, o, member_dim=md, dim=dim))
+        kw: dict[str, Any] = {"member_dim": member_dim, "dim": dim, "weights": weights}
+        rows["crps"].append(scores.crps(f, o, **kw))
+        rows["crps_fair"].append(scores.crps(f, o, fair=True, **kw))
+        rows["mae"].append(scores.mae(f, o, **kw))
+        rows["rmse"].append(scores.rmse(f, o, **kw))
+        rows["spread"].append(scores.spread(f, o, **kw))
+        rows["spread_skill"].append(scores.spread_skill(f, o, **kw))
     variable = xr.DataArray([str(n) for n in names], dims="variable", name="variable")
     table = xr.Dataset(
         {

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from xcorrdiff._checks import resolve_device
+
 __all__ = ["DistributedContext", "current", "init_distributed", "local_batch_size", "rank_seed"]
 
 
@@ -65,13 +67,13 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name}={value!r} is not an integer") from exc
 
 
-def init_distributed(device: str = "auto") -> DistributedContext:
+def init_distributed(device: str | None = None) -> DistributedContext:
     """The distributed context of this process, initializing the process group if needed.
 
     Parameters
     ----------
-    device : str, default "auto"
-        ``TrainConfig.device``. In a distributed run ``"auto"`` and ``"cuda"`` mean
+    device : str, optional
+        ``TrainConfig.runtime.device``. In a distributed run ``None`` and ``"cuda"`` mean
         ``cuda:LOCAL_RANK``; an explicit ``"cuda:N"`` is kept.
 
     Returns
@@ -84,8 +86,6 @@ def init_distributed(device: str = "auto") -> DistributedContext:
         ``WORLD_SIZE > 1`` but ``MASTER_ADDR``/``MASTER_PORT`` are not set, or ``RANK``
         is missing.
     """
-    from xcorrdiff.training.loop import resolve_device
-
     rank, world_size = current()
     if world_size == 1 and _env_int("WORLD_SIZE", 1) > 1:
         missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]

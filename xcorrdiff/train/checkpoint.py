@@ -31,12 +31,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from xcorrdiff._files import new_file_mode
+from xcorrdiff._files import new_file_mode, write_text_atomic
 from xcorrdiff.model import hash_tensors
 
 __all__ = [
+    "JsonlLog",
     "capture_rng",
     "decode",
+    "describe_difference",
     "encode",
     "read_checkpoint",
     "remove_orphans",
@@ -251,3 +253,69 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         return dict(decode(json.loads(document), tensors))
     except (ValueError, KeyError, TypeError) as exc:
         raise _damaged(path, f"its metadata cannot be decoded: {exc}") from None
+
+
+# --- the run's log and the comparison of fingerprints ------------------------------
+
+
+class JsonlLog:
+    """Append-only JSON-lines log (one record a line, flushed at once)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        if self.path is None:
+            return
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, allow_nan=True) + "\n")
+
+    def rewind(self, stage: str, samples: int) -> int:
+        """Drop ``stage``'s records past ``samples``: the steps an interrupted run did after
+        its last checkpoint, which the resumed run does again. Returns how many were dropped.
+
+        The log is rewritten atomically; a partial last line (a kill mid-write) goes too.
+        """
+        if self.path is None or not self.path.is_file():
+            return 0
+        kept, dropped = [], 0
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                dropped += 1
+                continue
+            if record.get("stage") == stage and record.get("samples", 0) > samples:
+                dropped += 1
+            else:
+                kept.append(line + "\n")
+        if dropped:
+            write_text_atomic(self.path, "".join(kept))
+        return dropped
+
+
+def _differences(found: Any, expected: Any, path: str = "") -> list[str]:
+    """The leaves where two nested JSON values differ, as ``path: a != b`` lines."""
+    if isinstance(found, Mapping) and isinstance(expected, Mapping):
+        out = []
+        for key in sorted(set(found) | set(expected), key=str):
+            where = f"{path}.{key}" if path else str(key)
+            if key not in found:
+                out.append(f"{where}: absent in the checkpoint, {expected[key]!r} in this run")
+            elif key not in expected:
+                out.append(f"{where}: {found[key]!r} in the checkpoint, absent in this run")
+            else:
+                out.extend(_differences(found[key], expected[key], where))
+        return out
+    if found == expected:
+        return []
+    short = [repr(v) if len(repr(v)) <= 80 else f"{repr(v)[:77]}..." for v in (found, expected)]
+    return [f"{path or 'value'}: checkpoint has {short[0]}, this run has {short[1]}"]
+
+
+def describe_difference(found: Mapping[str, Any], expected: Mapping[str, Any]) -> str:
+    diffs = _differences(found, expected)
+    more = f"; and {len(diffs) - 6} more" if len(diffs) > 6 else ""
+    return "; ".join(diffs[:6]) + more

@@ -1,0 +1,171 @@
+"""``xcorrdiff train`` and ``xcorrdiff verify`` end to end on tiny data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from conftest import OUTPUTS, tiny_data, tiny_model
+
+import xcorrdiff
+from xcorrdiff import verify
+from xcorrdiff.cli import main
+from xcorrdiff.inference.api import downscale
+
+RUN_TOML = """
+input_variables = ["t2m", "u10m", "tcwv"]
+output_variables = ["t2m", "u10m"]
+
+[train]
+preset = "tiny"
+batch_size = 2
+patch_shape = [16, 16]
+patches_per_sample = 1
+lr_rampup = 0
+validation_every = 4
+checkpoint_every = 4
+
+[train.model]
+regression = {model_channels = 4, channel_mult = [1, 2], num_blocks = 1, embedding_type = "zero"}
+diffusion = {model_channels = 4, channel_mult = [1, 2], num_blocks = 1}
+
+[train.schedule]
+regression_duration = 8
+diffusion_duration = 4
+"""
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("train-cli")
+    lr, hr = tiny_data(6)
+    lr.to_zarr(root / "lr.zarr", consolidated=False)
+    hr.to_netcdf(root / "hr.nc")
+    (root / "run.toml").write_text(RUN_TOML)
+    return {"root": root, "lr": root / "lr.zarr", "hr": root / "hr.nc", "toml": root / "run.toml"}
+
+
+def _train(pairs: dict[str, Path], out: Path, *extra: str) -> int:
+    return main(["train", str(pairs["lr"]), str(pairs["hr"]), "--out", str(out), "--config",
+                 str(pairs["toml"]), "--device", "cpu", "--quiet", *extra])  # fmt: skip
+
+
+def test_train_writes_a_model_that_downscales(pairs: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    assert _train(pairs, out, "--seed", "2") == 0
+    model = xcorrdiff.load_model(out)
+    assert model.output_names == OUTPUTS and model.diffusion is not None
+    config = model.provenance["config"]
+    assert config["runtime"]["seed"] == 2 and config["schedule"]["regression_duration"] == 8
+    log = (tmp_path / "model.checkpoints" / "log.jsonl").read_text().splitlines()
+    assert {json.loads(line)["stage"] for line in log} == {"regression", "diffusion"}
+    lr, _ = tiny_data(2)
+    ens = downscale(lr, out, 2, num_steps=2, device="cpu")
+    assert ens["t2m"].dims == ("member", "time", "y", "x") and np.isfinite(ens["t2m"]).all()
+
+
+def test_train_resumes_from_its_checkpoint_directory(
+    pairs: dict[str, Path], tmp_path: Path
+) -> None:
+    first = tmp_path / "model"
+    assert _train(pairs, first) == 0
+    steps = len((tmp_path / "model.checkpoints" / "log.jsonl").read_text().splitlines())
+    # The same command again (the model replaced): both stages are complete in the
+    # checkpoints, so nothing is trained twice and the networks are the same.
+    assert _train(pairs, first, "--overwrite") == 0
+    again = (tmp_path / "model.checkpoints" / "log.jsonl").read_text().splitlines()
+    assert len(again) == steps
+    a = xcorrdiff.load_model(first)
+    assert a.diffusion is not None
+
+
+def test_train_misuse_is_one_line_and_writes_nothing(
+    pairs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "model"
+    out.mkdir()
+    assert _train(pairs, out) == 2
+    assert "--out" in capsys.readouterr().err and not any(out.iterdir())
+    assert main(["train", "--out", str(tmp_path / "m"), "--quiet"]) == 2
+    assert "LR and HR missing" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nbatch_size = 0\n")
+    assert main(["train", str(pairs["lr"]), str(pairs["hr"]), "--out", str(tmp_path / "m"),
+                 "--config", str(bad), "--quiet"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "batch_size=0 is invalid" in err
+    assert not (tmp_path / "m").exists() and not (tmp_path / "m.checkpoints").exists()
+    (tmp_path / "typo.toml").write_text('lr = "x"\nepochs = 3\n')
+    assert main(["train", "--config", str(tmp_path / "typo.toml")]) == 2
+    assert "unknown keys ['epochs']" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("verify-cli")
+    lr, hr = tiny_data(3)
+    ens = downscale(lr, tiny_model(), 4, num_steps=2, device="cpu")
+    ens.to_zarr(root / "ens.zarr", consolidated=False)
+    hr[list(OUTPUTS)].to_netcdf(root / "truth.nc")
+    return {"root": root, "ens": root / "ens.zarr", "truth": root / "truth.nc"}
+
+
+def test_verify_json_matches_the_library(stores: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "scores.json"
+    args = ["verify", str(stores["ens"]), str(stores["truth"]), "--format", "json"]
+    assert main([*args, "--output", str(out)]) == 0
+    table = json.loads(out.read_text())
+    ens = xr.open_zarr(stores["ens"], consolidated=False)
+    truth = xr.open_dataset(stores["truth"])
+    for name in OUTPUTS:
+        assert table[name]["crps"] == pytest.approx(float(verify.crps(ens[name], truth[name])))
+        ssr = float(verify.spread_skill(ens[name], truth[name]))
+        assert table[name]["spread_skill"] == pytest.approx(ssr)
+        assert 0 <= table[name]["rank_outside"] <= 1 and table[name]["high_k_power_ratio"] > 0
+    weighted = tmp_path / "weighted.json"
+    assert main([*args, "--area-weights", "--output", str(weighted)]) == 0
+    area = np.cos(np.deg2rad(ens["lat"]))
+    expected = float(verify.crps(ens["t2m"], truth["t2m"], weights=area))
+    assert json.loads(weighted.read_text())["t2m"]["crps"] == pytest.approx(expected)
+
+
+def test_verify_text_csv_and_figures(
+    stores: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    args = ["verify", str(stores["ens"]), str(stores["truth"]), "--variables", "t2m"]
+    assert main([*args, "--figures", str(tmp_path / "fig")]) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[0].split()[:3] == ["variable", "crps", "crps_fair"]
+    assert text.splitlines()[1].startswith("t2m")
+    names = sorted(p.name for p in (tmp_path / "fig").iterdir())
+    assert names == ["rank_histograms.png", "spectra.png", "spread_skill.png"]
+    assert main([*args, "--format", "csv"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0].startswith("variable,crps,") and rows[1].startswith("t2m,")
+
+
+def test_verify_misuse_is_one_line(
+    stores: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["verify", str(stores["ens"]), str(stores["truth"])]
+    assert main([*args, "--variables", "precip"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "['precip'] are not variables of both" in err
+    assert main(["verify", str(tmp_path / "nope.zarr"), str(stores["truth"])]) == 2
+    assert "ENSEMBLE" in capsys.readouterr().err
+
+
+def test_help_lists_the_four_commands_with_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("demo", "train", "downscale", "verify"):
+        assert command in out
+    for command in ("train", "verify"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert f"examples:\n  xcorrdiff {command} " in capsys.readouterr().out

@@ -1,0 +1,7 @@
+"""``python -m xcorrdiff.cli``."""
+
+import sys
+
+from xcorrdiff.cli import main
+
+sys.exit(main())

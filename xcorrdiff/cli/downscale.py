@@ -1,0 +1,212 @@
+"""``xcorrdiff downscale``: an HR ensemble from LR input, written to zarr chunk by chunk."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from xcorrdiff.cli.options import (
+    CommandError,
+    Handler,
+    integer,
+    nonnegative_float,
+    open_dataset,
+    pair,
+    path,
+    subcommand,
+)
+
+__all__ = ["add_downscale"]
+
+
+def _select_times(ds: Any, times: str | None) -> Any:
+    """Times by label: ``T`` (a time, or all times in a day/month with a partial date) or an
+    ISO 8601 interval ``START/END`` (either end may be empty), both ends included."""
+    if times is None:
+        return ds
+    if "time" not in ds.dims:
+        raise CommandError(f"--times {times!r} given but INPUT has no 'time' dimension")
+    start, sep, end = times.partition("/")
+    try:
+        window = slice(start or None, end or None) if sep else slice(start, start)
+        selected = ds.sel(time=window)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CommandError(
+            f"--times {times!r} is not a time or a START/END range of times: {exc}"
+        ) from exc
+    if selected.sizes["time"] == 0:
+        first, last = ds["time"].values[[0, -1]]
+        raise CommandError(
+            f"--times {times!r} selects no time; INPUT has times from {first} to {last}"
+        )
+    return selected
+
+
+class _TqdmCallback:
+    """A dask callback showing finished tasks in a tqdm bar."""
+
+    def __init__(self, disable: bool) -> None:
+        from dask.callbacks import Callback
+        from tqdm.auto import tqdm
+
+        bar: list[Any] = []
+
+        def start_state(dsk: Any, state: Any) -> None:
+            total = sum(len(state[k]) for k in ("ready", "waiting", "running", "finished"))
+            bar.append(tqdm(total=total, desc="downscale", unit="task", disable=disable))
+
+        def posttask(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+            bar[-1].update(1)
+
+        def finish(dsk: Any, state: Any, errored: bool) -> None:
+            bar[-1].close()
+
+        self.callback = Callback(start_state=start_state, posttask=posttask, finish=finish)
+
+
+def _downscale_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "time_chunk": args.time_chunk,
+        "resume": args.resume,
+        "overwrite": args.mode == "w",
+        "recompute_changed": args.recompute_changed,
+        "check_plausibility": not args.no_plausibility_check,
+        "seed": args.seed,
+        "sampler": args.sampler,
+        "num_steps": args.steps,
+        "s_churn": args.churn,
+        "patch_shape": args.patch_shape,
+        "overlap": args.overlap,
+        "member_batch_size": args.member_batch_size,
+        "device": args.device,
+        "dtype": args.dtype,
+        "return_mean": args.return_mean,
+    }
+
+
+def _downscale(args: argparse.Namespace) -> int:
+    if args.resume and args.mode == "w":
+        raise CommandError("--resume and --mode w contradict each other; pass one of them")
+    from xcorrdiff.inference.ownership import check_store_path
+
+    out = check_store_path(args.out, protected=[args.input, args.model], argument="--out")
+    if (out.exists() or out.is_symlink()) and not (args.mode == "w" or args.resume):
+        raise CommandError(
+            f"--out {args.out!r} already exists; choose another path, pass --resume to "
+            "continue an interrupted run, or --mode w to replace a store xcorrdiff wrote"
+        )
+    import dask
+
+    from xcorrdiff.inference.api import downscale_to_zarr
+    from xcorrdiff.inference.handles import get_model, resolve_model
+    from xcorrdiff.inference.store import done_chunks
+
+    try:
+        model = resolve_model(args.model)  # hashed once, handed on
+        get_model(model)
+    except (FileNotFoundError, ValueError, TypeError) as exc:
+        raise CommandError(f"--model: {exc}") from exc
+    lr = _select_times(open_dataset(args.input, "INPUT", time_chunk=args.time_chunk), args.times)
+    progress = _TqdmCallback(disable=args.quiet)
+    try:
+        with dask.config.set(scheduler="threads", num_workers=args.workers), progress.callback:
+            run = downscale_to_zarr(
+                lr if "time" in lr.dims else lr.expand_dims("time"),
+                out,
+                model,
+                args.members,
+                **_downscale_options(args),
+            )
+    except OSError as exc:
+        if out.exists() and done_chunks(out):
+            exc.strerror = (
+                f"{exc.strerror}; {len(done_chunks(out))} finished time chunks are kept in "
+                f"{args.out}: fix the cause and rerun with --resume to continue"
+            )
+        raise
+    if not args.quiet:
+        resumed = f", {len(run.skipped)} found done" if run.skipped else ""
+        print(
+            f"wrote {len(run.computed)} of {run.n_chunks} time chunks{resumed} to {args.out}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def add_downscale(subparsers: Any) -> Handler:
+    p = subcommand(
+        subparsers,
+        "downscale",
+        "generate an HR ensemble from LR input with a CorrDiff model",
+        (
+            "Downscale INPUT (any file or store xarray opens) with a saved CorrDiff model and "
+            "write the ensemble (member, time, y, x) to a zarr store, chunk by chunk."
+        ),
+    )
+    p.add_argument("input", metavar="INPUT", type=path, help="netCDF/zarr/... input")
+    p.add_argument("--model", required=True, type=path, help="directory of a saved model")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=path,
+        help="output zarr store (must not exist, unless --resume)",
+    )
+    p.add_argument("--members", type=integer(1), default=32, help="ensemble size (default 32)")
+    p.add_argument(
+        "--sampler",
+        choices=["euler", "heun"],
+        default=None,
+        help="default: the model's own sampler settings",
+    )
+    p.add_argument(
+        "--steps",
+        type=integer(1),
+        default=None,
+        help="sampler steps (default: the model's, 12 Euler; 18 Heun)",
+    )
+    p.add_argument(
+        "--churn", type=nonnegative_float, default=None, help="EDM s_churn (default per sampler)"
+    )
+    p.add_argument("--seed", type=integer(0), default=0)
+    p.add_argument(
+        "--times",
+        default=None,
+        help="a time (or day, month) or an ISO 8601 range START/END, e.g. 2021-01-01/2021-01-31",
+    )
+    p.add_argument("--patch-shape", type=pair, default=None, help="patch size YxX")
+    p.add_argument("--overlap", type=integer(0), default=None, help="patch overlap in pixels")
+    p.add_argument("--member-batch-size", type=integer(1), default=None)
+    p.add_argument(
+        "--time-chunk",
+        type=integer(1),
+        default=1,
+        help="times per task and zarr chunk (default 1)",
+    )
+    p.add_argument("--workers", type=integer(1), default=1, help="dask threads (default 1)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None)
+    p.add_argument("--return-mean", action="store_true", help="also write the regression mean")
+    p.add_argument(
+        "--mode",
+        choices=["w-", "w"],
+        default="w-",
+        help="'w' replaces an existing --out if xcorrdiff wrote it (never anything else)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run into --out: same arguments, only unfinished chunks",
+    )
+    p.add_argument(
+        "--recompute-changed",
+        action="store_true",
+        help="with --resume: recompute finished chunks whose input values changed",
+    )
+    p.add_argument(
+        "--no-plausibility-check",
+        action="store_true",
+        help="accept inputs far outside the training range or physical bounds (experts)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return _downscale

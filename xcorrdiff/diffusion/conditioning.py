@@ -1,0 +1,262 @@
+"""The CorrDiff condition: what both networks see besides the noisy state, in one place.
+
+A :class:`Condition` holds, for a batch of ``n`` rows on the HR grid (or on patches of it):
+
+``inputs``          the normalized LR input regridded onto the HR grid, with the invariants,
+                    ``(n, C_in, h, w)``;
+``mean``            the regression mean μ ``(n, C_out, h, w)`` when the diffusion model is
+                    conditioned on it (CorrDiff's configurations are), else ``None``;
+``global_inputs``   on patches: each row's whole-domain ``inputs`` resized bilinearly to
+                    the patch (PhysicsNeMo's "global low-res" channels), else ``None``;
+``embedding_selector``  on patches: maps the network's whole-domain positional embedding
+                    ``(N_pe, H, W)`` to each row's patch of it.
+
+The network sees the channels ``[mean, inputs, global_inputs]`` (those present), which is
+PhysicsNeMo's order, so its checkpoints load and agree. New kinds of condition (lead time,
+masks, observations) become fields here; the losses, samplers and inference blocks pass the
+object through without knowing what it holds.
+
+One function each builds a condition (:func:`build_condition`), crops it to random training
+patches (:func:`crop_condition`) or to a generation grid (:func:`unfold_condition`).
+Normalization stays at the xarray seam (:class:`xcorrdiff.data.normalize.Normalizer`, in the
+prepare step), where its statistics are fitted lazily; every tensor here is normalized.
+:func:`denoise` calls a network on a condition, and :class:`Denoiser` binds one to a network
+as the ``D(x; σ)`` the samplers take.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from xcorrdiff._checks import autocast
+from xcorrdiff.diffusion.patching import PatchGrid, extract_patches
+
+__all__ = [
+    "Condition",
+    "Denoiser",
+    "build_condition",
+    "crop_condition",
+    "denoise",
+    "regression_mean",
+    "unfold_condition",
+]
+
+EmbeddingSelector = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """The CorrDiff condition of ``n`` rows (see the module docstring)."""
+
+    inputs: torch.Tensor
+    mean: torch.Tensor | None = None
+    global_inputs: torch.Tensor | None = None
+    embedding_selector: EmbeddingSelector | None = None
+
+    @property
+    def rows(self) -> int:
+        """Number of rows (members, or member patches)."""
+        return int(self.inputs.shape[0])
+
+    def channels(self) -> torch.Tensor:
+        """The network's condition channels ``[mean, inputs, global_inputs]``."""
+        parts = [t for t in (self.mean, self.inputs, self.global_inputs) if t is not None]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+def build_condition(inputs: torch.Tensor, mean: torch.Tensor | None = None) -> Condition:
+    """The condition of a batch on the whole HR grid.
+
+    Parameters
+    ----------
+    inputs : torch.Tensor
+        Normalized input on the HR grid with the invariants, ``(batch, C_in, H, W)``.
+    mean : torch.Tensor, optional
+        Regression mean ``(batch or 1, C_out, H, W)`` (detached; broadcast over the batch).
+
+    Raises
+    ------
+    ValueError
+        If a tensor is not 4-D or ``mean`` does not match ``inputs``.
+    """
+    if inputs.ndim != 4:
+        raise ValueError(f"inputs must have shape (batch, C_in, H, W), got {tuple(inputs.shape)}")
+    if mean is not None:
+        batch, spatial = inputs.shape[0], tuple(inputs.shape[-2:])
+        if mean.ndim != 4 or mean.shape[0] not in (1, batch) or tuple(mean.shape[-2:]) != spatial:
+            raise ValueError(
+                f"mean must have shape (1 or {batch}, C_out, {spatial[0]}, {spatial[1]}) to "
+                f"match the inputs, got {tuple(mean.shape)}"
+            )
+        mean = mean.detach().expand(batch, -1, -1, -1)
+    return Condition(inputs=inputs, mean=mean)
+
+
+def crop_condition(
+    condition: Condition,
+    offsets: torch.Tensor,
+    patch_shape: tuple[int, int],
+    *,
+    global_inputs: bool = True,
+) -> Condition:
+    """The condition on random training patches, member-major (PhysicsNeMo's layout).
+
+    Parameters
+    ----------
+    condition : Condition
+        A whole-domain condition (:func:`build_condition`) of ``batch`` rows.
+    offsets : torch.Tensor
+        Top-left ``(y, x)`` corners: ``(k, 2)`` for every member, or ``(batch, k, 2)``,
+        each member's own (see :func:`~xcorrdiff.diffusion.patching.extract_patches`).
+    patch_shape : (int, int)
+        Patch size.
+    global_inputs : bool, default True
+        Append each member's whole-domain inputs resized to the patch.
+    """
+    batch = condition.rows
+    num = offsets.shape[-2]
+    resized = F.interpolate(condition.inputs, size=patch_shape, mode="bilinear")
+    if offsets.ndim == 3:
+        rows = offsets.reshape(-1, 2)  # (B, k, 2) corners flattened member-major
+
+        def select(emb: torch.Tensor) -> torch.Tensor:
+            return extract_patches(emb, rows, patch_shape)
+
+    else:
+
+        def select(emb: torch.Tensor) -> torch.Tensor:
+            return extract_patches(emb[None].expand(batch, -1, -1, -1), offsets, patch_shape)
+
+    return Condition(
+        inputs=extract_patches(condition.inputs, offsets, patch_shape),
+        mean=extract_patches(condition.mean, offsets, patch_shape)
+        if condition.mean is not None
+        else None,
+        global_inputs=resized.repeat_interleave(num, dim=0) if global_inputs else None,
+        embedding_selector=select,
+    )
+
+
+def unfold_condition(
+    condition: Condition, grid: PatchGrid, *, global_inputs: bool = True
+) -> Condition:
+    """The condition on the patches of a generation grid (member-major rows).
+
+    ``global_inputs`` appends each member's whole-domain inputs resized to the patch.
+    """
+    batch = condition.rows
+
+    def select(emb: torch.Tensor) -> torch.Tensor:
+        return grid.unfold(emb[None].expand(batch, -1, -1, -1))
+
+    resized = None
+    if global_inputs:
+        resized = F.interpolate(condition.inputs, size=grid.patch_shape, mode="bilinear")
+        resized = resized.repeat_interleave(grid.num_patches, dim=0)
+    return Condition(
+        inputs=grid.unfold(condition.inputs),
+        mean=grid.unfold(condition.mean) if condition.mean is not None else None,
+        global_inputs=resized,
+        embedding_selector=select,
+    )
+
+
+def denoise(
+    net: Any, x: torch.Tensor, sigma: torch.Tensor, condition: Condition, *, positional: bool = True
+) -> torch.Tensor:
+    """``D(x; σ, condition)``: ``net(x, condition channels, σ[, embedding_selector=...])``.
+
+    ``sigma`` is one level per row, ``(n,)``. ``positional=False`` leaves out the embedding
+    selector (networks without a positional embedding do not take it).
+    """
+    kwargs = {}
+    if positional and condition.embedding_selector is not None:
+        kwargs["embedding_selector"] = condition.embedding_selector
+    return net(x, condition.channels(), sigma, **kwargs)
+
+
+def regression_mean(net: Any, condition: Condition, out_channels: int) -> torch.Tensor:
+    """μ = ``net(0, inputs)`` on the whole domain (PhysicsNeMo's regression UNet takes a
+    zero-filled state), ``(batch, out_channels, H, W)``."""
+    inputs = condition.inputs
+    zeros = inputs.new_zeros((inputs.shape[0], out_channels, *inputs.shape[2:]))
+    return net(zeros, inputs)
+
+
+class Denoiser:
+    """A network with its condition bound: ``D(x, sigma)`` for the samplers.
+
+    On a :class:`PatchGrid` the state is cut into the grid's patches, denoised patch by
+    patch and blended back (multi-diffusion), so the samplers never see patches.
+
+    Parameters
+    ----------
+    net : callable
+        ``net(x, condition, sigma[, embedding_selector=...])``, e.g. an EDM-preconditioned
+        SongUNet; its ``sigma_min``, ``sigma_max``, ``round_sigma`` and
+        ``img_out_channels`` are exposed.
+    condition : Condition
+        Whole-domain condition of the batch (:func:`build_condition`).
+    grid : PatchGrid, optional
+        Denoise on this grid's patches.
+    global_inputs : bool, default True
+        On patches, append the whole-domain inputs resized to the patch.
+    positional : bool, default True
+        Pass the embedding selector (networks with a positional embedding).
+    precision : str, optional
+        Run the network in float32 under autocast to this precision
+        (:func:`xcorrdiff._checks.autocast`); ``None`` calls it in the state's dtype.
+    """
+
+    def __init__(
+        self,
+        net: Any,
+        condition: Condition,
+        *,
+        grid: PatchGrid | None = None,
+        global_inputs: bool = True,
+        positional: bool = True,
+        precision: str | None = None,
+    ) -> None:
+        self.net = net
+        self.grid = grid
+        self.condition = condition
+        if grid is not None:
+            self.condition = unfold_condition(condition, grid, global_inputs=global_inputs)
+        self.positional = positional
+        self.precision = precision
+        self.sigma_min = float(getattr(net, "sigma_min", 0.0))
+        self.sigma_max = float(getattr(net, "sigma_max", float("inf")))
+        self.round_sigma = getattr(net, "round_sigma", None)
+        self.img_out_channels = getattr(net, "img_out_channels", None)
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        rows = self.grid.unfold(x) if self.grid is not None else x
+        sigmas = sigma.expand(rows.shape[0])
+        if self.precision is None:
+            out = denoise(self.net, rows, sigmas, self.condition, positional=self.positional)
+        else:
+            out = self._reduced(rows, sigmas)
+        out = out.to(x.dtype)
+        return self.grid.fold(out) if self.grid is not None else out
+
+    def _reduced(self, rows: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+        condition = self.condition
+        as_float = replace(
+            condition,
+            inputs=condition.inputs.float(),
+            mean=condition.mean.float() if condition.mean is not None else None,
+            global_inputs=condition.global_inputs.float()
+            if condition.global_inputs is not None
+            else None,
+        )
+        with autocast(rows.device, str(self.precision)):
+            out = denoise(
+                self.net, rows.float(), sigmas.float(), as_float, positional=self.positional
+            )
+        return out.float()

@@ -1,0 +1,288 @@
+"""Training data: paired (LR, HR) datasets prepared, checked, normalized and streamed.
+
+Both stages run the prepare step of inference (:mod:`xcorrdiff.data.prepare`): select the
+input variables, convert units, regrid onto the HR grid, add invariants, normalize. The
+normalization statistics are fitted on the training split only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+
+import dask.array as da
+import numpy as np
+import torch
+import xarray as xr
+
+from xcorrdiff.data.batching import PairedBatchStream
+from xcorrdiff.data.normalize import Normalizer, Transform
+from xcorrdiff.data.prepare import (
+    VariableSpec,
+    align_times,
+    grid_of,
+    prepare_condition,
+    prepare_target,
+    static_fields,
+)
+from xcorrdiff.data.split import split_times
+from xcorrdiff.train.config import TrainConfig
+from xcorrdiff.train.distributed import local_batch_size
+
+__all__ = [
+    "TrainingData",
+    "check_shape",
+    "input_grid",
+    "invariant_stats",
+    "prepare_data",
+    "residual_scale",
+    "resolve_invariants",
+    "stream",
+    "time_varying",
+    "to_device",
+]
+
+TIME = "time"
+
+
+@dataclass
+class TrainingData:
+    """Prepared, normalized training data and its split."""
+
+    condition: xr.Dataset
+    target: xr.Dataset
+    train: np.ndarray
+    validation: np.ndarray
+    condition_variables: list[str]
+    output_variables: list[str]
+    grid_dims: tuple[str, str]
+
+
+def time_varying(ds: xr.Dataset) -> list[str]:
+    return [str(name) for name, var in ds.data_vars.items() if TIME in var.dims]
+
+
+def static_names(ds: xr.Dataset) -> list[str]:
+    return [str(name) for name, var in ds.data_vars.items() if TIME not in var.dims]
+
+
+def check_finite_data(ds: xr.Dataset, names: Sequence[str], *, role: str) -> None:
+    """Raise on NaN/inf in numpy-backed variables (dask ones are checked block by block)."""
+    for name in names:
+        data = ds[name].data
+        if isinstance(data, da.Array):
+            continue
+        bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+        if bad:
+            raise ValueError(
+                f"{role} variable {name!r} has {bad} non-finite (NaN/inf) values; fill them or "
+                f"drop those times (e.g. {role}.dropna('time')) before training"
+            )
+
+
+def resolve_invariants(
+    hr: xr.Dataset, invariants: xr.Dataset | Sequence[str] | None
+) -> xr.Dataset | None:
+    static = static_fields(hr, time_dim=TIME)
+    if invariants is None:
+        return static if static.data_vars else None
+    if isinstance(invariants, xr.Dataset):
+        moving = time_varying(invariants)
+        if moving:
+            raise ValueError(
+                f"invariants must be static fields on the HR grid; {moving} vary along {TIME!r}"
+            )
+        return invariants if invariants.data_vars else None
+    names = [str(n) for n in invariants]
+    missing = [n for n in names if n not in static.data_vars]
+    if missing:
+        raise KeyError(
+            f"invariants {missing} are not static fields of hr; its static variables and "
+            f"coordinates are {sorted(map(str, static.data_vars))}"
+        )
+    return static[names] if names else None
+
+
+def invariant_stats(invariants: xr.Dataset | None) -> Normalizer:
+    """Mean and std of each invariant; a constant field (a land-only mask) gets std 1."""
+    if invariants is None:
+        return Normalizer({})
+    stats = {}
+    for name, var in invariants.data_vars.items():
+        values = np.asarray(var.values, dtype=np.float64)
+        mean, std = float(np.mean(values)), float(np.std(values))
+        stats[name] = {"mean": mean, "std": std if std > 1e-12 * max(abs(mean), 1.0) else 1.0}
+    return Normalizer.from_stats(stats)
+
+
+def check_shape(config: TrainConfig, shape: tuple[int, int]) -> tuple[int, int]:
+    """The patch shape clipped to the domain, checked against both networks."""
+    reg_factor = config.model.regression.downsampling_factor
+    if shape[0] % reg_factor or shape[1] % reg_factor:
+        raise ValueError(
+            f"the HR grid {shape} is not divisible by {reg_factor}, which the regression network "
+            f"(channel_mult={config.model.regression.channel_mult}) needs; crop or pad the HR data"
+        )
+    patch = (min(config.data.patch_shape[0], shape[0]), min(config.data.patch_shape[1], shape[1]))
+    factor = config.model.diffusion.downsampling_factor
+    if patch[0] % factor or patch[1] % factor:
+        raise ValueError(
+            f"patch_shape {config.data.patch_shape} clipped to the domain {shape} gives {patch}, not "
+            f"divisible by {factor} (diffusion channel_mult={config.model.diffusion.channel_mult})"
+        )
+    return patch
+
+
+def prepare_data(
+    lr: xr.Dataset,
+    hr: xr.Dataset,
+    *,
+    input_variables: Sequence[VariableSpec],
+    output_variables: Sequence[VariableSpec],
+    grid: xr.Dataset,
+    grid_dims: tuple[str, str],
+    invariants: xr.Dataset | None,
+    input_normalizer: Normalizer | None,
+    output_normalizer: Normalizer | None,
+    regrid_method: str,
+    config: TrainConfig,
+) -> tuple[TrainingData, Normalizer, Normalizer]:
+    lr, hr = align_times(lr, hr, time_dim=TIME)
+    check_finite_data(hr, [v.name for v in output_variables], role="hr")
+    check_finite_data(lr, [v.name for v in input_variables], role="lr")
+    if invariants is not None:
+        check_finite_data(invariants, list(map(str, invariants.data_vars)), role="invariants")
+    condition = prepare_condition(
+        lr,
+        input_variables=input_variables,
+        grid=grid,
+        invariants=invariants,
+        normalizer=None,
+        grid_dims=grid_dims,
+        regrid_method=regrid_method,  # type: ignore[arg-type]
+        time_dim=TIME,
+    )
+    target = prepare_target(hr, output_variables=output_variables, normalizer=None)
+    n_times = condition.sizes[TIME]
+    if config.data.validation_fraction > 0 and n_times >= 2:
+        train, validation = split_times(
+            n_times, validation_fraction=config.data.validation_fraction
+        )
+    else:
+        train, validation = np.arange(n_times), np.arange(0)
+    condition_names = [str(n) for n in condition.data_vars]
+    if input_normalizer is None:
+        inputs = Normalizer.fit(condition.isel({TIME: train}), [v.name for v in input_variables])
+        input_normalizer = Normalizer({**inputs.stats, **invariant_stats(invariants).stats})
+    if output_normalizer is None:
+        names = [v.name for v in output_variables]
+        transforms: dict[Hashable, Transform] = dict(config.data.output_transforms)
+        unknown = sorted(str(name) for name in set(transforms) - set(names))
+        if unknown:
+            raise ValueError(
+                f"config.output_transforms names {unknown}, which are not output variables; "
+                f"expected names among {names}"
+            )
+        output_normalizer = Normalizer.fit(
+            target.isel({TIME: train}), names, transforms=transforms or None
+        )
+    data = TrainingData(
+        condition=input_normalizer.normalize(condition, condition_names),
+        target=output_normalizer.normalize(target),
+        train=np.asarray(train),
+        validation=np.asarray(validation),
+        condition_variables=condition_names,
+        output_variables=[v.name for v in output_variables],
+        grid_dims=grid_dims,
+    )
+    return data, input_normalizer, output_normalizer
+
+
+def stream(
+    data: TrainingData,
+    config: TrainConfig,
+    *,
+    indices: np.ndarray,
+    patch_shape: tuple[int, int] | None,
+    patches_per_sample: int,
+    shuffle: bool,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+) -> PairedBatchStream:
+    # Data parallel: each rank reads every world_size-th block of global-batch size and
+    # takes batch_size / world_size of its times per step.
+    return PairedBatchStream(
+        data.condition,
+        data.target,
+        condition_variables=data.condition_variables,
+        target_variables=data.output_variables,
+        batch_size=local_batch_size(config.data.batch_size, world_size),
+        block_size=config.data.batch_size,
+        rank=rank,
+        world_size=world_size,
+        patch_shape=patch_shape,
+        patches_per_sample=patches_per_sample,
+        time_indices=indices,
+        shuffle=shuffle,
+        seed=seed,
+        dims=(TIME, *data.grid_dims),
+    )
+
+
+def input_grid(lr: xr.Dataset, names: Sequence[str]) -> xr.Dataset | None:
+    try:
+        return grid_of(lr[list(names)], time_dim=TIME)
+    except ValueError:
+        return None
+
+
+def residual_scale(
+    data: TrainingData,
+    config: TrainConfig,
+    mean_of: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device,
+    max_times: int = 64,
+) -> dict[str, float]:
+    """Per-output ``rms(HR − μ) / sigma_data`` over up to ``max_times`` training times.
+
+    The times are spread evenly over the training split (the same on every rank), μ is the
+    frozen regression's, and the root mean square is taken over times and grid points, in
+    float64.
+    """
+    train = data.train
+    positions = np.linspace(0, len(train) - 1, min(max_times, len(train))).round().astype(int)
+    pick = train[np.unique(positions)]
+    n_out = len(data.output_variables)
+    sums = torch.zeros(n_out, dtype=torch.float64)
+    count = 0
+    for batch in PairedBatchStream(
+        data.condition,
+        data.target,
+        condition_variables=data.condition_variables,
+        target_variables=data.output_variables,
+        batch_size=1,
+        time_indices=pick,
+        shuffle=False,
+        dims=(TIME, *data.grid_dims),
+    ):
+        b = to_device(batch, device, False)
+        residual = (b["target"] - mean_of(b["condition"])).double()
+        sums += (residual**2).sum(dim=(0, 2, 3)).cpu()
+        count += residual.shape[0] * residual.shape[2] * residual.shape[3]
+    rms = (sums / count).sqrt()
+    # A constant output (zero residual everywhere) keeps scale 1 rather than dividing by 0.
+    scale = torch.where(rms > 0, rms / config.model.sigma_data, torch.ones_like(rms))
+    return {name: float(value) for name, value in zip(data.output_variables, scale, strict=True)}
+
+
+def to_device(
+    batch: Mapping[str, torch.Tensor], device: torch.device, channels_last: bool
+) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in batch.items():
+        value = value.to(device, non_blocking=True)
+        if channels_last and value.ndim == 4 and value.is_floating_point():
+            value = value.contiguous(memory_format=torch.channels_last)
+        out[key] = value
+    return out
