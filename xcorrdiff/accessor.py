@@ -6,19 +6,15 @@ the pipeline modules. The accessor's ``__init__`` only stores the object.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import xarray as xr
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Hashable, Sequence
-
-    import torch
 
     from xcorrdiff.data.regrid import RegridBackend, RegridMethod
     from xcorrdiff.model import CorrDiffModel
-    from xcorrdiff.train.config import TrainConfig
 
 T = TypeVar("T", xr.Dataset, xr.DataArray)
 
@@ -154,41 +150,13 @@ class _CorrDiffAccessor(Generic[T]):
 class CorrDiffDatasetAccessor(_CorrDiffAccessor[xr.Dataset]):
     """``ds.corrdiff``: downscaling and verification methods on a Dataset."""
 
-    def fit(
-        self,
-        hr: xr.Dataset,
-        *,
-        invariants: xr.Dataset | Sequence[str] | None = None,
-        config: TrainConfig | None = None,
-        input_variables: Sequence[Hashable] | None = None,
-        output_variables: Sequence[Hashable] | None = None,
-        regrid_method: RegridMethod = "bilinear",
-        progress: bool = True,
-    ) -> CorrDiffModel:
-        """Train a CorrDiff model from this (LR) Dataset to ``hr``; see :func:`xcorrdiff.train.fit`.
+    def fit(self, hr: xr.Dataset, **options: Any) -> CorrDiffModel:
+        """Train a CorrDiff model from this (LR) Dataset to ``hr``: :func:`xcorrdiff.train.fit`.
 
         The LR data may be on a coarse grid: training runs the prepare step of inference
-        (units → regrid onto the HR grid → invariants → normalize).
-
-        Parameters
-        ----------
-        hr
-            High-resolution targets ``(time, y, x)`` with CF units; static variables and 2-D
-            grid coordinates such as ``orography`` are the default invariants.
-        invariants
-            Static fields on the HR grid, or names of static fields of ``hr``; ``[]`` for none.
-        config
-            :class:`xcorrdiff.TrainConfig`; default ``TrainConfig(preset="tiny")``.
-        input_variables, output_variables
-            Variables taken from this Dataset and from ``hr``; default the time-varying ones.
-        regrid_method
-            Interpolation onto the HR grid.
-        progress
-            Show progress bars.
-
-        Returns
-        -------
-        CorrDiffModel
+        (units → regrid onto the HR grid → invariants → normalize). ``options`` are those of
+        :func:`xcorrdiff.train.fit` (``invariants``, ``config``, ``input_variables``,
+        ``output_variables``, ``regrid_method``, ``progress``).
 
         Examples
         --------
@@ -196,35 +164,18 @@ class CorrDiffDatasetAccessor(_CorrDiffAccessor[xr.Dataset]):
         """
         from xcorrdiff.train import fit
 
-        return fit(
-            self._obj,
-            hr,
-            invariants=invariants,
-            config=config,
-            input_variables=input_variables,
-            output_variables=output_variables,
-            regrid_method=regrid_method,
-            progress=progress,
-        )
+        return fit(self._obj, hr, **options)
 
     def downscale(
         self,
         model: CorrDiffModel | str | os.PathLike[str] | None = None,
         n_ensemble: int = 32,
-        *,
-        seed: int = 0,
-        sampler: Literal["euler", "heun"] | None = None,
-        num_steps: int | None = None,
-        s_churn: float | None = None,
-        patch_shape: Sequence[int] | None = None,
-        overlap: int | None = None,
-        member_batch_size: int | None = None,
-        device: str | torch.device | None = None,
-        dtype: str | torch.dtype | None = None,
-        return_mean: bool = False,
-        check_plausibility: bool = True,
+        **options: Any,
     ) -> xr.Dataset:
-        """Generate an HR ensemble ``(member, time, y, x)``; see :func:`xcorrdiff.inference.api.downscale`.
+        """Generate an HR ensemble ``(member, time, y, x)``: :func:`xcorrdiff.downscale`.
+
+        ``options`` are those of :func:`xcorrdiff.downscale` (``seed``, ``sampler``,
+        ``num_steps``, ``patch_shape``, ``device``, ``return_mean``...).
 
         Examples
         --------
@@ -232,22 +183,7 @@ class CorrDiffDatasetAccessor(_CorrDiffAccessor[xr.Dataset]):
         """
         from xcorrdiff.inference.api import downscale
 
-        return downscale(
-            self._obj,
-            model,
-            n_ensemble,
-            seed=seed,
-            sampler=sampler,
-            num_steps=num_steps,
-            s_churn=s_churn,
-            patch_shape=patch_shape,
-            overlap=overlap,
-            member_batch_size=member_batch_size,
-            device=device,
-            dtype=dtype,
-            return_mean=return_mean,
-            check_plausibility=check_plausibility,
-        )
+        return downscale(self._obj, model, n_ensemble, **options)
 
 
 @xr.register_dataarray_accessor("corrdiff")

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from xcorrdiff._checks import resolve_device
 from xcorrdiff._files import publish_dir
 from xcorrdiff._model_dir import (
     FORMAT,
@@ -306,8 +307,10 @@ class CorrDiffModel:
         )
         return self.output_normalizer.denormalize(out)
 
-    def to(self, device: str | torch.device) -> CorrDiffModel:
-        """Move both networks to ``device`` (in place); returns ``self``."""
+    def to(self, device: str | torch.device | None) -> CorrDiffModel:
+        """Move both networks to ``device`` (in place; ``None``: CUDA when available, else
+        the CPU); returns ``self``."""
+        device = resolve_device(device)
         self.regression.to(device)
         if self.diffusion is not None:
             self.diffusion.to(device)
@@ -399,7 +402,7 @@ class CorrDiffModel:
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
+        cls, path: str | os.PathLike[str], *, device: str | torch.device | None = None
     ) -> CorrDiffModel:
         """Read a directory written by :meth:`save`.
 
@@ -450,7 +453,7 @@ class CorrDiffModel:
 
     @classmethod
     def from_earth2studio(
-        cls, package_dir: str | os.PathLike[str], *, device: str | torch.device = "cpu"
+        cls, package_dir: str | os.PathLike[str], *, device: str | torch.device | None = None
     ) -> CorrDiffModel:
         """Import an Earth2Studio / NGC CorrDiff package directory.
 
@@ -463,8 +466,8 @@ class CorrDiffModel:
             ``sigma_max``), ``stats.json`` (``input``/``output``/``invariants`` →
             ``{variable: {"mean", "std"}}``), ``output_latlon_grid.nc`` (``lat``, ``lon``)
             and optionally ``input_latlon_grid.nc`` and ``invariants.nc``.
-        device : str or torch.device, default "cpu"
-            Where the networks go.
+        device : str or torch.device, optional
+            Where the networks go; default CUDA when available, else the CPU.
 
         Returns
         -------
@@ -489,7 +492,7 @@ DEMO_MODEL_DIR = Path(__file__).resolve().parent / "models" / "demo"
 
 
 def load_model(
-    path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
+    path: str | os.PathLike[str], *, device: str | torch.device | None = None
 ) -> CorrDiffModel:
     """Load a model saved with :meth:`CorrDiffModel.save`, or the packaged demo model.
 
@@ -499,8 +502,8 @@ def load_model(
         Model directory, or ``"demo"``: the small model shipped with xcorrdiff, trained on
         :func:`xcorrdiff.tutorial.make_synthetic` data (128×128, factor 8) by
         ``examples/train_demo_model.py`` (write ``"./demo"`` for a local folder of that name).
-    device : str or torch.device, default "cpu"
-        Where the networks go.
+    device : str or torch.device, optional
+        Where the networks go; default CUDA when available, else the CPU.
 
     Returns
     -------

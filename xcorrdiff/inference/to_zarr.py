@@ -30,7 +30,6 @@ from xcorrdiff.inference.pipeline import downscale
 from xcorrdiff.inference.scan import check_scans, grid_digest, scan_input
 from xcorrdiff.inference.settings import (
     TIME,
-    SamplerName,
     input_ranges,
     inputs_in_model_units,
     model_of,
@@ -146,16 +145,9 @@ def downscale_to_zarr(
     overwrite: bool = False,
     recompute_changed: bool = False,
     check_plausibility: bool = True,
-    seed: int = 0,
-    sampler: SamplerName | None = None,
-    num_steps: int | None = None,
-    s_churn: float | None = None,
-    patch_shape: Sequence[int] | None = None,
-    overlap: int | None = None,
-    member_batch_size: int | None = None,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
-    return_mean: bool = False,
+    **options: Any,
 ) -> ZarrRun:
     """Downscale into a zarr store chunk by chunk, resuming where an earlier run stopped.
 
@@ -181,9 +173,12 @@ def downscale_to_zarr(
         Output zarr store, on a file system every worker sees. Its folder must exist. The
         working directory, its parents, the home directory and folders holding the input
         are refused.
-    model, n_ensemble, seed, sampler, num_steps, s_churn, patch_shape, overlap, \
-member_batch_size, device, dtype, return_mean, check_plausibility
+    model, n_ensemble, check_plausibility, device, dtype
         As for :func:`downscale`.
+    **options
+        The other options of :func:`downscale` (``seed``, ``sampler``, ``num_steps``,
+        ``s_churn``, ``patch_shape``, ``overlap``, ``member_batch_size``,
+        ``return_mean``).
     time_chunk : int, default 1
         Times per task and per zarr chunk.
     resume : bool, default True
@@ -248,10 +243,8 @@ member_batch_size, device, dtype, return_mean, check_plausibility
         )
     ref = resolve_model(model)  # its files are hashed once, here
     ens = downscale(
-        lr.chunk({TIME: time_chunk}), ref, n_ensemble, seed=seed, sampler=sampler,
-        num_steps=num_steps, s_churn=s_churn, patch_shape=patch_shape, overlap=overlap,
-        member_batch_size=member_batch_size, device=device, dtype=dtype,
-        return_mean=return_mean, check_plausibility=check_plausibility,
+        lr.chunk({TIME: time_chunk}), ref, n_ensemble, device=device, dtype=dtype,
+        check_plausibility=check_plausibility, **options,
     )  # fmt: skip
     bounds = chunk_bounds(ens.sizes[TIME], time_chunk)
     ens = _chunked_like(ens, bounds, time_chunk)

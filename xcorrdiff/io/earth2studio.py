@@ -52,15 +52,8 @@ REQUIRED_FILES = (
 
 
 def read_package(package_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The :class:`~xcorrdiff.model.CorrDiffModel` keyword arguments of a package directory.
-
-    Raises
-    ------
-    FileNotFoundError
-        A required file is missing (the message lists them).
-    KeyError
-        ``stats.json`` lacks statistics for a variable.
-    """
+    """The :class:`~xcorrdiff.model.CorrDiffModel` keyword arguments of a package directory
+    (see :meth:`~xcorrdiff.model.CorrDiffModel.from_earth2studio` for its layout and errors)."""
     root = Path(package_dir)
     missing = [name for name in REQUIRED_FILES if not (root / name).is_file()]
     if missing:

@@ -363,6 +363,21 @@ _NORMAL_NET: dict[str, Any] = {**_MINI_NET, "model_channels": 128}
 _NORMAL_NET.update(channel_mult=(1, 2, 2, 2, 2), attn_resolutions=(28,))
 
 # Flat values of each preset; the groups' own defaults fill in the rest.
+_MINI: dict[str, Any] = {
+    "regression": NetworkConfig(**_MINI_NET, embedding_type="zero"),
+    "diffusion": NetworkConfig(**_MINI_NET, embedding_type="zero"),
+    "patch_shape": (64, 64),
+    "patches_per_sample": 1,
+    "batch_size": 256,
+    "learning_rate": 2e-4,
+    "lr_decay": 0.7,
+    "lr_decay_rate": 2_000_000,
+    "regression_duration": 2_000_000,
+    "diffusion_duration": 8_000_000,
+    "validation_every": 100_000,
+    "checkpoint_every": 500_000,
+}
+
 _PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
         "regression": NetworkConfig(**_TINY_NET, embedding_type="zero"),
@@ -381,28 +396,14 @@ _PRESETS: dict[str, dict[str, Any]] = {
         "checkpoint_every": 1_024,
         "residual_scaling": True,
     },
-    "mini": {
-        "regression": NetworkConfig(**_MINI_NET, embedding_type="zero"),
-        "diffusion": NetworkConfig(**_MINI_NET, embedding_type="zero"),
-        "patch_shape": (64, 64),
-        "patches_per_sample": 1,
-        "batch_size": 256,
-        "learning_rate": 2e-4,
-        "lr_decay": 0.7,
-        "lr_decay_rate": 2_000_000,
-        "regression_duration": 2_000_000,
-        "diffusion_duration": 8_000_000,
-        "validation_every": 100_000,
-        "checkpoint_every": 500_000,
-    },
+    "mini": _MINI,
+    # The paper's CWA network: CorrDiff-Mini's optimizer, larger networks and patches.
     "normal": {
+        **_MINI,
         "regression": NetworkConfig(**_NORMAL_NET, embedding_type="zero"),
         "diffusion": NetworkConfig(**_NORMAL_NET, embedding_type="positional"),
         "patch_shape": (448, 448),
         "patches_per_sample": 16,
-        "batch_size": 256,
-        "learning_rate": 2e-4,
-        "lr_decay": 0.7,
         "lr_decay_rate": 5_000_000,
         "precision": "bfloat16",
         "channels_last": True,
@@ -411,7 +412,6 @@ _PRESETS: dict[str, dict[str, Any]] = {
         "regression_duration": 10_000_000,
         "diffusion_duration": 50_000_000,
         "validation_every": 250_000,
-        "checkpoint_every": 500_000,
     },
 }
 

@@ -23,6 +23,7 @@ for it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import time
@@ -216,15 +217,7 @@ def run_stage(
         run.log.rewind(stage, run.samples)  # records past the checkpoint are redone
         _train(run, loss_fn, duration, patches_per_sample, progress)
     run.net.eval()
-    return StageResult(
-        net=run.net,
-        ema=run.ema,
-        samples=run.samples,
-        steps=run.steps,
-        skipped=run.skipped,
-        history=run.history,
-        resumed_from=run.resumed_from,
-    )
+    return StageResult(**{f.name: getattr(run, f.name) for f in dataclasses.fields(StageResult)})
 
 
 def _check_sharding(batches: BatchSource, world_size: int) -> None:

@@ -299,26 +299,12 @@ def fit_regression(
         progress=progress,
         seed=stream_seed(seed, "regression.dropout"),
     )
-    return CorrDiffModel(
-        regression=result.ema,
-        diffusion=None,
-        input_variables=layout.input_variables,
-        output_variables=layout.output_variables,
-        grid=layout.grid,
-        grid_dims=layout.grid_dims,
-        input_grid=layout.input_grid,
-        invariants=layout.invariants,
-        input_normalizer=input_norm,
-        output_normalizer=output_norm,
-        sampler=SamplerConfig(),
-        conditioning={"hr_mean": config.model.hr_mean_conditioning, "global_lowres": True},
-        regrid_method=regrid_method,
-        provenance={
-            "library": "xcorrdiff",
-            "config": config.to_dict(),
-            "regression": _provenance(data, result),
-        },
-    )
+    provenance = {"library": "xcorrdiff", "config": config.to_dict()}
+    provenance["regression"] = _provenance(data, result)
+    return _bundle(
+        layout, (input_norm, output_norm), (result.ema, None), config,
+        sampler=SamplerConfig(), regrid_method=regrid_method, provenance=provenance,
+    )  # fmt: skip
 
 
 # --- stage 2: residual diffusion ------------------------------------------------------------
@@ -502,22 +488,34 @@ def _with_diffusion(
     """A new bundle: ``model`` with its trained diffusion network."""
     record = {**model.provenance, "diffusion": provenance}
     record.setdefault("config", config.to_dict())
+    norms = (model.input_normalizer, model.output_normalizer)
+    return _bundle(
+        model, norms, (model.regression, diffusion), config, sampler=model.sampler,
+        regrid_method=model.regrid_method, provenance=record, residual_scale=scale,
+    )  # fmt: skip
+
+
+def _bundle(
+    layout: _Layout | CorrDiffModel,
+    normalizers: tuple[Any, Any],
+    networks: tuple[torch.nn.Module, torch.nn.Module | None],
+    config: TrainConfig,
+    **rest: Any,
+) -> CorrDiffModel:
+    """The model bundle of the layout's variables and grids with these networks."""
     return CorrDiffModel(
-        regression=model.regression,
-        diffusion=diffusion,
-        input_variables=model.input_variables,
-        output_variables=model.output_variables,
-        grid=model.grid,
-        grid_dims=model.grid_dims,
-        input_grid=model.input_grid,
-        invariants=model.invariants,
-        input_normalizer=model.input_normalizer,
-        output_normalizer=model.output_normalizer,
-        sampler=model.sampler,
+        regression=networks[0],
+        diffusion=networks[1],
+        input_variables=layout.input_variables,
+        output_variables=layout.output_variables,
+        grid=layout.grid,
+        grid_dims=layout.grid_dims,
+        input_grid=layout.input_grid,
+        invariants=layout.invariants,
+        input_normalizer=normalizers[0],
+        output_normalizer=normalizers[1],
         conditioning={"hr_mean": config.model.hr_mean_conditioning, "global_lowres": True},
-        regrid_method=model.regrid_method,
-        residual_scale=scale,
-        provenance=record,
+        **rest,
     )
 
 
@@ -525,16 +523,15 @@ def fit(
     lr: xr.Dataset,
     hr: xr.Dataset,
     *,
-    invariants: xr.Dataset | Sequence[str] | None = None,
     config: TrainConfig | None = None,
-    input_variables: Sequence[Hashable] | None = None,
-    output_variables: Sequence[Hashable] | None = None,
-    regrid_method: str = "bilinear",
     progress: bool = True,
+    **options: Any,
 ) -> CorrDiffModel:
     """Train both CorrDiff stages: :func:`fit_regression`, then :func:`fit_diffusion`.
 
-    Parameters are those of :func:`fit_regression`.
+    ``config`` and ``progress`` apply to both stages; ``options`` are the data options of
+    :func:`fit_regression` (``invariants``, ``input_variables``, ``output_variables``,
+    ``regrid_method``).
 
     Returns
     -------
@@ -547,14 +544,5 @@ def fit(
     >>> lr, hr = xcorrdiff.tutorial.make_synthetic(n_times=64, hr_shape=(64, 64))  # doctest: +SKIP
     >>> model = xcorrdiff.train.fit(lr, hr, config=xcorrdiff.TrainConfig(preset="tiny"))  # doctest: +SKIP
     """
-    model = fit_regression(
-        lr,
-        hr,
-        invariants=invariants,
-        config=config,
-        input_variables=input_variables,
-        output_variables=output_variables,
-        regrid_method=regrid_method,
-        progress=progress,
-    )
+    model = fit_regression(lr, hr, config=config, progress=progress, **options)
     return fit_diffusion(model, lr, hr, config=config, progress=progress)

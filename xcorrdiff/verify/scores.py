@@ -216,22 +216,30 @@ def weighted_mean(
     """
     if weights is None:
         return score.mean(dims)
+    problem = _weights_problem(weights, score.dims)
+    if problem is not None:
+        raise (TypeError if problem.startswith("must be an") else ValueError)(f"weights {problem}")
+    return score.weighted(weights).mean(dims)
+
+
+def _weights_problem(weights: object, dims: Sequence[Hashable]) -> str | None:
+    """What is wrong with spatial ``weights`` for a score on ``dims`` (None: nothing)."""
     if not isinstance(weights, xr.DataArray):
-        raise TypeError(
-            f"weights must be an xarray.DataArray of spatial weights (e.g. cos(lat)), got "
+        return (
+            "must be an xarray.DataArray of spatial weights (e.g. cos(lat)), got "
             f"{type(weights).__name__}"
         )
-    extra = [d for d in weights.dims if d not in score.dims]
-    if extra:
-        raise ValueError(
-            f"weights has dims {list(weights.dims)} but the score has {list(score.dims)}: "
-            f"{extra} are not among them. weights are spatial weights of the mean (as "
-            "xskillscore's); member weights of the CRPS are member_weights="
-        )
+    extra = [d for d in weights.dims if d not in dims]
     values = np.asarray(weights.values, dtype=np.float64)
+    if extra:
+        return (
+            f"has dims {list(weights.dims)} but the score has {list(dims)}: {extra} are not "
+            "among them. weights are spatial weights of the mean (as xskillscore's); member "
+            "weights of the CRPS are member_weights="
+        )
     if not np.isfinite(values).all() or (values < 0).any():
-        raise ValueError("weights must be finite and non-negative (e.g. cos(lat) area weights)")
-    return score.weighted(weights).mean(dims)
+        return "must be finite and non-negative (e.g. cos(lat) area weights)"
+    return None
 
 
 def _float64(da: xr.DataArray) -> xr.DataArray:
