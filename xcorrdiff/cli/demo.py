@@ -9,6 +9,12 @@ from xcorrdiff.cli.options import Handler, integer, path, subcommand
 
 __all__ = ["add_demo"]
 
+EXAMPLES = """examples:
+  xcorrdiff demo                                   # 32 members, 1 held-out time
+  xcorrdiff demo --out demo-output --overwrite --n-times 4 --members 16
+  xcorrdiff demo --model my_model --no-figures     # a model trained on the synthetic domain
+"""
+
 
 def _demo(args: argparse.Namespace) -> int:
     from xcorrdiff.demo import run_demo
@@ -41,6 +47,7 @@ def add_demo(subparsers: Any) -> Handler:
             "variable against the truth and the oracle ensemble, and write DIR/demo.zarr "
             "and PNG figures."
         ),
+        EXAMPLES,
     )
     p.add_argument(
         "--out", type=path, default="xcorrdiff-demo", help="output folder (default xcorrdiff-demo)"

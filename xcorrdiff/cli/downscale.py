@@ -19,6 +19,13 @@ from xcorrdiff.cli.options import (
 
 __all__ = ["add_downscale"]
 
+EXAMPLES = """examples:
+  xcorrdiff downscale era5.nc --model my_model --members 32 --out ens.zarr
+  xcorrdiff downscale cmip6.zarr --model my_model --out ens.zarr --times 2050-01/2050-12 \\
+      --patch-shape 64x64 --time-chunk 4 --workers 2
+  xcorrdiff downscale era5.nc --model my_model --out ens.zarr --resume   # after a kill
+"""
+
 
 def _select_times(ds: Any, times: str | None) -> Any:
     """Times by label: ``T`` (a time, or all times in a day/month with a partial date) or an
@@ -143,6 +150,7 @@ def add_downscale(subparsers: Any) -> Handler:
             "Downscale INPUT (any file or store xarray opens) with a saved CorrDiff model and "
             "write the ensemble (member, time, y, x) to a zarr store, chunk by chunk."
         ),
+        EXAMPLES,
     )
     p.add_argument("input", metavar="INPUT", type=path, help="netCDF/zarr/... input")
     p.add_argument("--model", required=True, type=path, help="directory of a saved model")
