@@ -372,3 +372,14 @@ def test_stage_fingerprints_hold_the_whole_config_fingerprint() -> None:
     assert _fingerprint("regression", config, {})["train"] == config.fingerprint()
     assert "device" not in config.fingerprint()["runtime"]
     assert config.fingerprint()["data"]["batch_size"] == 2
+
+
+def test_stream_seeds_are_named_independent_and_refuse_unknown_names() -> None:
+    from xcorrdiff.train.streams import STREAMS, stream_seed
+
+    seeds = {name: stream_seed(7, name) for name in STREAMS}
+    assert len(set(seeds.values())) == len(STREAMS)  # no two streams share a seed
+    assert stream_seed(7, "diffusion.noise") == seeds["diffusion.noise"]  # reproducible
+    assert stream_seed(8, "diffusion.noise") != seeds["diffusion.noise"]
+    with pytest.raises(ValueError, match=r"name='diffusion.nosie' is not a training stream"):
+        stream_seed(7, "diffusion.nosie")

@@ -26,6 +26,7 @@ as the ``D(x; σ)`` the samplers take.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -64,7 +65,12 @@ class Condition:
         return int(self.inputs.shape[0])
 
     def channels(self) -> torch.Tensor:
-        """The network's condition channels ``[mean, inputs, global_inputs]``."""
+        """The network's condition channels ``[mean, inputs, global_inputs]``, concatenated
+        once per condition (a sampler calls the network with them at every step)."""
+        return self._channels
+
+    @functools.cached_property
+    def _channels(self) -> torch.Tensor:
         parts = [t for t in (self.mean, self.inputs, self.global_inputs) if t is not None]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
@@ -228,6 +234,8 @@ class Denoiser:
         self.condition = condition
         if grid is not None:
             self.condition = unfold_condition(condition, grid, global_inputs=global_inputs)
+        if precision is not None:  # the network runs in float32 under autocast
+            self.condition = _as_float(self.condition)
         self.positional = positional
         self.precision = precision
         self.sigma_min = float(getattr(net, "sigma_min", 0.0))
@@ -246,17 +254,20 @@ class Denoiser:
         return self.grid.fold(out) if self.grid is not None else out
 
     def _reduced(self, rows: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
-        condition = self.condition
-        as_float = replace(
-            condition,
-            inputs=condition.inputs.float(),
-            mean=condition.mean.float() if condition.mean is not None else None,
-            global_inputs=condition.global_inputs.float()
-            if condition.global_inputs is not None
-            else None,
-        )
         with autocast(rows.device, str(self.precision)):
             out = denoise(
-                self.net, rows.float(), sigmas.float(), as_float, positional=self.positional
+                self.net, rows.float(), sigmas.float(), self.condition, positional=self.positional
             )
         return out.float()
+
+
+def _as_float(condition: Condition) -> Condition:
+    """The condition with its tensors in float32."""
+    return replace(
+        condition,
+        inputs=condition.inputs.float(),
+        mean=condition.mean.float() if condition.mean is not None else None,
+        global_inputs=condition.global_inputs.float()
+        if condition.global_inputs is not None
+        else None,
+    )

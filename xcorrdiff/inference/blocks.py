@@ -308,19 +308,24 @@ def _residual_scale(model: CorrDiffModel, device: torch.device) -> torch.Tensor 
 
 
 def _denoiser(
-    model: CorrDiffModel, settings: Settings, inputs: torch.Tensor, mean: torch.Tensor
+    model: CorrDiffModel,
+    grid: PatchGrid | None,
+    precision: str,
+    inputs: torch.Tensor,
+    mean: torch.Tensor,
 ) -> Denoiser:
-    """The model's diffusion network with the condition of these rows bound."""
+    """The model's diffusion network with the condition of these rows bound (the block's
+    patch grid, built once per block: its blending weights are computed at construction)."""
     assert model.diffusion is not None
     hr_mean = bool(model.conditioning.get("hr_mean", True))
     condition = build_condition(inputs, mean if hr_mean else None)
     return Denoiser(
         model.diffusion,
         condition,
-        grid=_patch_grid(model, settings),
+        grid=grid,
         global_inputs=bool(model.conditioning.get("global_lowres", True)),
         positional=isinstance(getattr(model.diffusion, "model", None), SongUNetPosEmbd),
-        precision=settings.dtype,
+        precision=precision,
     )
 
 
@@ -354,6 +359,7 @@ def sample_block(
     cond_t = torch.from_numpy(np.ascontiguousarray(condition, np.float32)).to(device)
     mean_t = torch.from_numpy(np.ascontiguousarray(mean, np.float32)).to(device)
     scale = _residual_scale(model, device)
+    grid = _patch_grid(model, settings)
 
     def work(batch: slice) -> None:
         times = torch.tensor([t for t, _ in rows[batch]], device=device)
@@ -364,7 +370,7 @@ def sample_block(
             for t, m in rows[batch]
         ]
         mu = mean_t[times]
-        denoiser = _denoiser(model, settings, cond_t[times], mu)
+        denoiser = _denoiser(model, grid, settings.dtype, cond_t[times], mu)
         x = initial_state(generators, (n_out, *condition.shape[2:]), sigmas)
         sample = euler if settings.sampler == "euler" else heun
         residual = sample(denoiser, x, sigmas, generators=generators, s_churn=settings.s_churn)

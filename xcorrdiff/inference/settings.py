@@ -56,10 +56,6 @@ DEFAULT_HEUN_CHURN = 0.1
 # --- argument checks ----------------------------------------------------------------------
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    return check_int(name, value, minimum=minimum)
-
-
 def resolve_device_option(device: str | torch.device | None) -> torch.device:
     """The argument, else the option ``device``; ``None`` is CUDA when available, else CPU."""
     return resolve_device(device if device is not None else OPTIONS["device"])
@@ -106,7 +102,7 @@ def _resolve_patches(
             f"patch_shape={patch} is invalid for this diffusion network; expected sides "
             f"divisible by {factor} (its downsampling factor)"
         )
-    overlap = min(patch) // 4 if overlap is None else _check_int("overlap", overlap, 0)
+    overlap = min(patch) // 4 if overlap is None else check_int("overlap", overlap, minimum=0)
     if overlap >= min(patch):
         raise ValueError(
             f"overlap={overlap} must be smaller than the patch sides {patch}; reduce it"
@@ -191,7 +187,7 @@ def _sampler_settings(
     source = "model" if sampler is None else f"argument (the model's: {stored.sampler})"
     if num_steps is None:
         num_steps = stored.num_steps if name == stored.sampler else DEFAULT_STEPS[name]
-    num_steps = _check_int("num_steps", num_steps, 1)
+    num_steps = check_int("num_steps", num_steps, minimum=1)
     if s_churn is None:
         s_churn = DEFAULT_HEUN_CHURN * num_steps if name == "heun" else 0.0
     if not isinstance(s_churn, (int, float)) or not 0 <= s_churn < math.inf:
@@ -215,8 +211,8 @@ def downscale_settings(
     check_plausibility: bool,
 ) -> Settings:
     """Every argument of :func:`downscale` checked, as the blocks' settings."""
-    n_ensemble = _check_int("n_ensemble", n_ensemble, 1)
-    seed = _check_int("seed", seed, 0)
+    n_ensemble = check_int("n_ensemble", n_ensemble, minimum=1)
+    seed = check_int("seed", seed, minimum=0)
     name, source, num_steps, s_churn = _sampler_settings(model, sampler, num_steps, s_churn)
     patch, overlap = _resolve_patches(model, patch_shape, overlap)
     batch = min(n_ensemble, 16) if member_batch_size is None else member_batch_size
@@ -231,7 +227,7 @@ def downscale_settings(
         rho=model.sampler.rho,
         seed=seed,
         n_ensemble=n_ensemble,
-        member_batch_size=_check_int("member_batch_size", batch, 1),
+        member_batch_size=check_int("member_batch_size", batch, minimum=1),
         patch_shape=patch,
         overlap=overlap,
         device=str(torch_device),
