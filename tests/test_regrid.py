@@ -383,13 +383,16 @@ def test_non_monotonic_rectilinear_target() -> None:
         regrid(source, target)
 
 
-def test_curvilinear_source_is_rejected() -> None:
-    grid = lambert_conformal_grid(ny=4, nx=4)
-    source = grid.assign(t2m=(("y", "x"), np.ones((4, 4))))
-    with pytest.raises(
-        ValueError, match=r"source coordinate 'lat' has dims \('y', 'x'\).*xesmf.Regridder"
-    ):
-        regrid(source, grid)
+def test_curvilinear_source_onto_itself_is_the_identity() -> None:
+    grid = lambert_conformal_grid(ny=6, nx=5)
+    values = np.random.default_rng(0).normal(size=(2, 6, 5)).astype(np.float32)
+    source = grid.assign(t2m=(("time", "y", "x"), values))
+    for method in ("bilinear", "nearest"):
+        out = regrid(source, grid, method=method)  # type: ignore[arg-type]
+        assert out.t2m.dtype == np.float32 and out.t2m.dims == ("time", "y", "x")
+        np.testing.assert_allclose(out.t2m.values, values, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"'conservative' needs cell corners.*'bilinear'"):
+        regrid(source, latlon_source(SOURCE_LAT, SOURCE_LON), method="conservative")
 
 
 def test_bad_method_and_backend() -> None:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from xcorrdiff.data.conventions import check_calendars, standardize
 from xcorrdiff.data.regrid import latlon_names, regrid
 from xcorrdiff.data.units import convert_units
 
@@ -193,6 +194,7 @@ def align_times(
                 f"{name} has no {time_dim!r} dimension (dims: {tuple(map(str, ds.dims))}); "
                 "training needs paired samples along time"
             )
+    check_calendars(lr=lr, hr=hr)
     lr_times, hr_times = lr.indexes[time_dim], hr.indexes[time_dim]
     if lr_times.equals(hr_times):
         return lr, hr
@@ -298,6 +300,7 @@ def prepare_condition(
             f"lr must be an xarray.Dataset, got {type(lr).__name__}; wrap a DataArray with "
             "da.to_dataset(name=...)"
         )
+    lr = standardize(lr, role="lr")
     names = [v.name for v in input_variables]
     missing = [n for n in names if n not in lr.data_vars]
     if missing:
@@ -343,6 +346,7 @@ def prepare_target(
     KeyError
         An output variable is missing from ``hr``.
     """
+    hr = standardize(hr, role="hr")
     names = [v.name for v in output_variables]
     missing = [n for n in names if n not in hr.data_vars]
     if missing:

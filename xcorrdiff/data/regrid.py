@@ -15,7 +15,10 @@ One entry point, :func:`regrid`, three backends:
 ``"xesmf"``
     Optional; used only when asked for and :mod:`xesmf` (with ESMF) imports.
 
-The source must be rectilinear (1-D latitude and longitude, each monotonic). Latitude and
+A rectilinear source (1-D latitude and longitude, each monotonic) uses the backends above; a
+curvilinear source (2-D latitude and longitude, e.g. a WRF or CORDEX field on a Lambert or
+rotated-pole grid) is triangulated on the sphere by :mod:`xcorrdiff.data.curvilinear`
+(bilinear or nearest, pip-only). Latitude and
 longitude are found by name (``lat``/``latitude``, ``lon``/``longitude``) or by CF
 attributes (``standard_name``, ``units`` such as ``degrees_north``), on the source and on
 the target alike. Longitudes may use 0..360 on one side and -180..180 on the other; a
@@ -25,13 +28,22 @@ instead of turning into NaN.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from dataclasses import dataclass
-from typing import Any, Literal, get_args, overload
+from typing import Literal, get_args, overload
 
 import numpy as np
 import xarray as xr
-from cf_xarray.criteria import coordinate_criteria
+
+from xcorrdiff.data.curvilinear import is_curvilinear, regrid_curvilinear
+from xcorrdiff.data.grids import (
+    SourceGrid,
+    TargetGrid,
+    latlon_names,
+    prepare_source,
+    prepare_target,
+    target_cells_inside,
+    target_points_inside,
+)
+from xcorrdiff.data.regrid_xesmf import regrid_xesmf
 
 __all__ = ["RegridBackend", "RegridMethod", "latlon_names", "regrid"]
 
@@ -45,294 +57,14 @@ _BACKEND_METHODS: dict[str, tuple[str, ...]] = {
     "xarray-regrid": ("conservative",),
     "xesmf": ("bilinear", "nearest", "conservative"),
 }
-_NAMES = {"latitude": ("lat", "latitude"), "longitude": ("lon", "longitude")}
-_CF_UNITS = {"latitude": "degrees_north", "longitude": "degrees_east"}
-_TOLERANCE_DEG = 1e-6
-
-# --- finding latitude and longitude ------------------------------------------------------
-
-
-def _is_axis(name: Hashable, var: xr.DataArray, axis: str) -> bool:
-    """Whether ``var`` is a latitude/longitude by name or CF attributes."""
-    if str(name).lower() in _NAMES[axis]:
-        return True
-    return any(
-        str(var.attrs.get(attr, "")) in values
-        for attr, values in coordinate_criteria[axis].items()
-        if attr != "long_name"
-    )
-
-
-def latlon_names(obj: xr.Dataset | xr.DataArray, *, role: str = "obj") -> tuple[Hashable, Hashable]:
-    """Return the names of the latitude and longitude variables of ``obj``.
-
-    Coordinates and (for a Dataset) data variables are searched. A variable is a
-    latitude if it is named ``lat``/``latitude`` (any case) or has CF attributes saying so
-    (``standard_name="latitude"``, ``units="degrees_north"`` and spellings, or
-    ``_CoordinateAxisType="Lat"``), and likewise for longitude.
-
-    Parameters
-    ----------
-    obj
-        A Dataset or DataArray carrying a grid.
-    role
-        What ``obj`` is (``"source"``, ``"target"``), named in error messages.
-
-    Returns
-    -------
-    tuple
-        ``(latitude_name, longitude_name)``.
-
-    Raises
-    ------
-    ValueError
-        If no latitude or longitude is found, or several candidates are found and none is
-        named ``lat``/``latitude`` (``lon``/``longitude``).
-    """
-    candidates: dict[Hashable, xr.DataArray] = dict(obj.coords)
-    if isinstance(obj, xr.Dataset):
-        candidates.update(obj.data_vars)
-    names: list[Hashable] = []
-    for axis in ("latitude", "longitude"):
-        found = [name for name, var in candidates.items() if _is_axis(name, var, axis)]
-        if len(found) > 1:
-            by_name = [name for name in found if str(name).lower() in _NAMES[axis]]
-            found = by_name if len(by_name) == 1 else found
-        if not found:
-            raise ValueError(
-                f"{role} has no {axis} coordinate; expected one named "
-                f"{' or '.join(repr(n) for n in _NAMES[axis])} or with CF attributes "
-                f"(standard_name={axis!r}, units={_CF_UNITS[axis]!r}); "
-                f"found coordinates {sorted(map(str, obj.coords))}"
-            )
-        if len(found) > 1:
-            raise ValueError(
-                f"{role} has several {axis} candidates {sorted(map(str, found))}; expected "
-                f"one. Rename the one to use to {_NAMES[axis][0]!r} or drop the others"
-            )
-        names.append(found[0])
-    return names[0], names[1]
-
-
-# --- grid descriptions -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _SourceGrid:
-    """A rectilinear source grid, made increasing in both axes (and wrapped if global)."""
-
-    obj: xr.Dataset | xr.DataArray
-    lat: Hashable
-    lon: Hashable
-    lat_values: np.ndarray
-    lon_values: np.ndarray
-    is_global_lon: bool
-
-
-@dataclass(frozen=True)
-class _TargetGrid:
-    """A target grid: rectilinear (lat and lon on their own dims) or pointwise (same dims)."""
-
-    lat: xr.DataArray
-    lon: xr.DataArray
-    coords: dict[Hashable, xr.DataArray]
-
-    @property
-    def is_rectilinear(self) -> bool:
-        return self.lat.ndim == 1 and self.lon.ndim == 1 and self.lat.dims != self.lon.dims
-
-
-def _bbox_text(lat: np.ndarray, lon: np.ndarray) -> str:
-    return (
-        f"lat [{np.nanmin(lat):.4f}, {np.nanmax(lat):.4f}], "
-        f"lon [{np.nanmin(lon):.4f}, {np.nanmax(lon):.4f}]"
-    )
-
-
-def _strictly_monotonic(values: np.ndarray) -> int:
-    """Return 1 if strictly increasing, -1 if strictly decreasing, 0 otherwise."""
-    if values.size < 2:
-        return 0
-    steps = np.diff(values)
-    if np.all(steps > 0):
-        return 1
-    if np.all(steps < 0):
-        return -1
-    return 0
-
-
-def _prepare_source(source: xr.Dataset | xr.DataArray) -> _SourceGrid:
-    lat, lon = latlon_names(source, role="source")
-    obj: Any = source
-    if isinstance(obj, xr.Dataset):
-        obj = obj.set_coords([name for name in (lat, lon) if name in obj.data_vars])
-    for name in (lat, lon):
-        coord = obj[name]
-        if coord.ndim != 1:
-            raise ValueError(
-                f"source coordinate {name!r} has dims {coord.dims}; expected a rectilinear "
-                "source with 1-D latitude and longitude. Regrid curvilinear sources with "
-                "xesmf.Regridder directly"
-            )
-        (dim,) = coord.dims
-        if dim != name:
-            obj = obj.swap_dims({dim: name})
-    if obj[lat].dims == obj[lon].dims:
-        raise ValueError(
-            f"source latitude {lat!r} and longitude {lon!r} share the dimension "
-            f"{obj[lat].dims}; expected a rectilinear grid with one dimension each"
-        )
-    for name, axis in ((lat, "latitude"), (lon, "longitude")):
-        values = np.asarray(obj[name].values, dtype=np.float64)
-        if not np.all(np.isfinite(values)):
-            raise ValueError(f"source {axis} {name!r} contains NaN or infinite values")
-        if values.size < 2:
-            raise ValueError(
-                f"source {axis} {name!r} has {values.size} point(s); expected at least 2 "
-                "to interpolate between"
-            )
-        direction = _strictly_monotonic(values)
-        if direction == 0:
-            raise ValueError(
-                f"source {axis} {name!r} is not strictly monotonic (values "
-                f"{values[:3].tolist()}...{values[-3:].tolist()}, size {values.size}); "
-                f"expected increasing or decreasing values; sort it with "
-                f"source.sortby({name!r}) and drop duplicates"
-            )
-        if direction < 0:
-            obj = obj.isel({name: slice(None, None, -1)})
-
-    lat_values = np.asarray(obj[lat].values, dtype=np.float64)
-    lon_values = np.asarray(obj[lon].values, dtype=np.float64)
-    if lat_values.min() < -90 - _TOLERANCE_DEG or lat_values.max() > 90 + _TOLERANCE_DEG:
-        raise ValueError(
-            f"source latitude {lat!r} spans [{lat_values.min()}, {lat_values.max()}]; "
-            "expected degrees within [-90, 90]"
-        )
-    step = float(np.median(np.diff(lon_values)))
-    is_global = bool(lon_values[-1] - lon_values[0] + step >= 360 - _TOLERANCE_DEG)
-    if is_global:
-        # Wrap one column on each side so that targets between the last and first
-        # columns (and across the seam) interpolate instead of falling outside.
-        obj = obj.pad({lon: (1, 1)}, mode="wrap")
-        lon_values = np.concatenate([[lon_values[-1] - 360.0], lon_values, [lon_values[0] + 360.0]])
-        obj = obj.assign_coords({lon: (lon, lon_values, source[lon].attrs)})
-    return _SourceGrid(obj, lat, lon, lat_values, lon_values, is_global)
-
-
-def _prepare_target(target: xr.Dataset | xr.DataArray) -> _TargetGrid:
-    if not isinstance(target, xr.Dataset | xr.DataArray):
-        raise TypeError(
-            f"target must be an xarray Dataset or DataArray carrying the grid, got "
-            f"{type(target).__name__}"
-        )
-    lat_name, lon_name = latlon_names(target, role="target")
-    lat, lon = target[lat_name], target[lon_name]
-    rectilinear = lat.ndim == 1 and lon.ndim == 1 and lat.dims != lon.dims
-    if not rectilinear and lat.dims != lon.dims:
-        raise ValueError(
-            f"target latitude {lat_name!r} has dims {lat.dims} and longitude {lon_name!r} "
-            f"has dims {lon.dims}; expected 1-D coordinates on their own dims (rectilinear) "
-            "or both on the same dims, e.g. ('y', 'x') (curvilinear)"
-        )
-    for name, values in ((lat_name, lat.values), (lon_name, lon.values)):
-        values = np.asarray(values, dtype=np.float64)
-        if not np.all(np.isfinite(values)):
-            raise ValueError(f"target coordinate {name!r} contains NaN or infinite values")
-        if rectilinear and values.size > 1 and _strictly_monotonic(values) == 0:
-            raise ValueError(
-                f"target coordinate {name!r} of a rectilinear grid is not strictly "
-                f"monotonic (size {values.size}); expected increasing or decreasing values. "
-                "For a grid crossing the 0/360 seam use longitudes in -180..180"
-            )
-    if np.abs(lat.values).max() > 90 + _TOLERANCE_DEG:
-        raise ValueError(
-            f"target latitude {lat_name!r} has values beyond ±90 (max |lat| "
-            f"{np.abs(lat.values).max()}); expected degrees_north"
-        )
-    grid_dims = {*lat.dims, *lon.dims}
-    coords = {
-        name: coord.variable
-        for name, coord in target.coords.items()
-        if coord.dims and set(coord.dims) <= grid_dims
-    }
-    for name, var in ((lat_name, lat), (lon_name, lon)):
-        coords.setdefault(name, var.variable)
-    return _TargetGrid(
-        lat=lat.rename(None).reset_coords(drop=True),
-        lon=lon.rename(None).reset_coords(drop=True),
-        coords={name: xr.DataArray(var) for name, var in coords.items()},
-    )
-
-
-def _wrap_longitude(values: np.ndarray, start: float) -> np.ndarray:
-    """Map longitudes into ``[start, start + 360)`` (with a small tolerance below start)."""
-    return start + np.mod(values - start + _TOLERANCE_DEG, 360.0) - _TOLERANCE_DEG
-
-
-def _cell_bounds(centers: np.ndarray) -> np.ndarray:
-    """Outer bounds of cells around increasing or decreasing centers (midpoints)."""
-    if centers.size == 1:
-        return np.array([centers[0], centers[0]])
-    mid = (centers[:-1] + centers[1:]) / 2
-    return np.concatenate([[2 * centers[0] - mid[0]], mid, [2 * centers[-1] - mid[-1]]])
-
-
-def _check_inside(
-    source: _SourceGrid,
-    lat: np.ndarray,
-    lon: np.ndarray,
-    *,
-    what: str,
-    lat_range: tuple[float, float],
-    lon_range: tuple[float, float],
-) -> None:
-    outside = (
-        (lat < lat_range[0] - _TOLERANCE_DEG)
-        | (lat > lat_range[1] + _TOLERANCE_DEG)
-        | (lon < lon_range[0] - _TOLERANCE_DEG)
-        | (lon > lon_range[1] + _TOLERANCE_DEG)
-    )
-    if np.any(outside):
-        source_box = (
-            f"lat [{lat_range[0]:.4f}, {lat_range[1]:.4f}], "
-            f"lon [{lon_range[0]:.4f}, {lon_range[1]:.4f}]"
-        )
-        raise ValueError(
-            f"target grid extends outside the source domain: {int(outside.sum())} of "
-            f"{outside.size} target {what} lie outside. Target {_bbox_text(lat, lon)}; "
-            f"source {source_box} (longitudes in the source's convention"
-            f"{', global' if source.is_global_lon else ''}). Crop the target to the source "
-            "domain or supply a larger source"
-        )
-
 
 # --- backends ----------------------------------------------------------------------------
 
 
-def _target_points_inside(
-    source: _SourceGrid, target: _TargetGrid
-) -> tuple[np.ndarray, np.ndarray]:
-    """Target latitudes and longitudes (in the source's convention), checked and clipped."""
-    lat = np.asarray(target.lat.values, dtype=np.float64)
-    lon = _wrap_longitude(np.asarray(target.lon.values, dtype=np.float64), source.lon_values[0])
-    lat_range = (float(source.lat_values[0]), float(source.lat_values[-1]))
-    lon_range = (float(source.lon_values[0]), float(source.lon_values[-1]))
-    if target.is_rectilinear:
-        lat_check, lon_check = np.meshgrid(lat, lon, indexing="ij")
-    else:
-        lat_check, lon_check = lat, lon
-    _check_inside(
-        source, lat_check, lon_check, what="points", lat_range=lat_range, lon_range=lon_range
-    )
-    # Points within the tolerance of an edge would interpolate to NaN: clip them onto it.
-    return np.clip(lat, *lat_range), np.clip(lon, *lon_range)
-
-
 def _regrid_interp(
-    source: _SourceGrid, target: _TargetGrid, method: str
+    source: SourceGrid, target: TargetGrid, method: str
 ) -> xr.Dataset | xr.DataArray:
-    lat, lon = _target_points_inside(source, target)
+    lat, lon = target_points_inside(source, target)
     indexers = {
         source.lat: xr.DataArray(lat, dims=target.lat.dims),
         source.lon: xr.DataArray(lon, dims=target.lon.dims),
@@ -341,30 +73,10 @@ def _regrid_interp(
     return source.obj.interp(indexers, method=interp_method)  # type: ignore[arg-type]
 
 
-def _target_cells_inside(source: _SourceGrid, target: _TargetGrid) -> None:
-    """Check that every rectilinear target cell lies within the source cells."""
-    src_lat_bounds = _cell_bounds(source.lat_values)
-    src_lon_bounds = _cell_bounds(source.lon_values)
-    lat_bounds = _cell_bounds(np.sort(np.asarray(target.lat.values, dtype=np.float64)))
-    lon_bounds = _wrap_longitude(
-        _cell_bounds(np.sort(np.asarray(target.lon.values, dtype=np.float64))),
-        src_lon_bounds[0],
-    )
-    lat_check, lon_check = np.meshgrid(lat_bounds, lon_bounds, indexing="ij")
-    _check_inside(
-        source,
-        lat_check,
-        lon_check,
-        what="cell edges",
-        lat_range=(float(src_lat_bounds[0]), float(src_lat_bounds[-1])),
-        lon_range=(float(src_lon_bounds[0]), float(src_lon_bounds[-1])),
-    )
-
-
-def _regrid_conservative(source: _SourceGrid, target: _TargetGrid) -> xr.Dataset | xr.DataArray:
+def _regrid_conservative(source: SourceGrid, target: TargetGrid) -> xr.Dataset | xr.DataArray:
     import xarray_regrid  # noqa: F401  (registers the .regrid accessor)
 
-    _target_cells_inside(source, target)
+    target_cells_inside(source, target)
     lat = np.asarray(target.lat.values, dtype=np.float64)
     lon = np.asarray(target.lon.values, dtype=np.float64)
     # xarray-regrid aligns longitudes itself (shifting and wrapping the source), so hand it
@@ -396,55 +108,6 @@ def _regrid_conservative(source: _SourceGrid, target: _TargetGrid) -> xr.Dataset
     return result.rename({"lat": target.lat.dims[0], "lon": target.lon.dims[0]}).drop_vars(
         [target.lat.dims[0], target.lon.dims[0]]
     )
-
-
-def _regrid_xesmf(
-    source: _SourceGrid, target: _TargetGrid, method: str
-) -> xr.Dataset | xr.DataArray:
-    try:
-        import xesmf
-    except ImportError as exc:
-        raise ImportError(
-            "backend='xesmf' needs xesmf and the ESMF library (esmpy), which pip cannot "
-            "install; install both from conda-forge: `conda install -c conda-forge xesmf "
-            "esmpy`. Or use backend=None for the built-in xarray / xarray-regrid backends"
-        ) from exc
-
-    if method == "conservative":
-        _target_cells_inside(source, target)
-    else:
-        _target_points_inside(source, target)
-    obj = source.obj
-    if source.is_global_lon:
-        obj = obj.isel({source.lon: slice(1, -1)})
-    obj = obj.rename({source.lat: "lat", source.lon: "lon"})
-    grid_in = xr.Dataset(coords={"lat": obj["lat"], "lon": obj["lon"]})
-    if target.is_rectilinear:
-        grid_out = xr.Dataset(
-            coords={
-                "lat": ("lat", np.asarray(target.lat.values)),
-                "lon": ("lon", np.asarray(target.lon.values)),
-            }
-        )
-    else:
-        grid_out = xr.Dataset(
-            coords={
-                "lat": (target.lat.dims, target.lat.values),
-                "lon": (target.lon.dims, target.lon.values),
-            }
-        )
-    if method == "conservative":
-        for grid in (grid_in, grid_out):
-            grid.coords["lat_b"] = ("lat_b", np.clip(_cell_bounds(grid["lat"].values), -90, 90))
-            grid.coords["lon_b"] = ("lon_b", _cell_bounds(grid["lon"].values))
-    esmf_method = {"bilinear": "bilinear", "nearest": "nearest_s2d"}.get(method, method)
-    regridder = xesmf.Regridder(
-        grid_in, grid_out, esmf_method, periodic=source.is_global_lon, unmapped_to_nan=True
-    )
-    result = regridder(obj, keep_attrs=True)
-    if target.is_rectilinear:
-        result = result.rename({"lat": target.lat.dims[0], "lon": target.lon.dims[0]})
-    return result.drop_vars(["lat", "lon"], errors="ignore")
 
 
 # --- public API -----------------------------------------------------------------------
@@ -511,7 +174,7 @@ def regrid(
     ValueError
         If ``method`` or ``backend`` is unknown or they do not combine; if latitude or
         longitude is missing, not finite, or (source, rectilinear target) not strictly
-        monotonic; if the source is curvilinear; if any target point (conservative:
+        monotonic; if any target point (conservative:
         target cell edge) lies outside the source domain, giving both bounding boxes.
     ImportError
         If ``backend="xesmf"`` and xesmf cannot be imported.
@@ -546,17 +209,21 @@ def regrid(
         raise TypeError(
             f"source must be an xarray Dataset or DataArray, got {type(source).__name__}"
         )
-    target_grid = _prepare_target(target)
+    target_grid = prepare_target(target)
     if method == "conservative" and not target_grid.is_rectilinear:
         raise ValueError(
             "method='conservative' needs a rectilinear target (1-D lat and lon on their "
             f"own dims), got latitude on dims {target_grid.lat.dims} (curvilinear); use "
             "method='bilinear', or call xesmf.Regridder yourself with cell corners"
         )
-    source_grid = _prepare_source(source)
+    lat, lon = latlon_names(source, role="source")
+    if backend != "xesmf" and is_curvilinear(source, lat, lon):
+        result = regrid_curvilinear(source, lat, lon, target_grid, method)
+        return _restore_dtypes(result.assign_coords(target_grid.coords), source)
+    source_grid = prepare_source(source)
 
     if backend == "xesmf":
-        result = _regrid_xesmf(source_grid, target_grid, method)
+        result = regrid_xesmf(source_grid, target_grid, method)
     elif backend == "xarray-regrid":
         result = _regrid_conservative(source_grid, target_grid)
     else:

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from xcorrdiff.data.conventions import standardize
 from xcorrdiff.data.convert import array_to_dataset, dataset_to_array
 from xcorrdiff.inference.blocks import (
     Settings,
@@ -219,6 +220,7 @@ def downscale(
         member_batch_size=member_batch_size, device=device, dtype=dtype,
         check_plausibility=check_plausibility,
     )  # fmt: skip
+    lr = standardize(lr, role="lr")
     check_input(lr, resolved, settings.ranges)
     single = TIME not in lr.dims
     condition = resolved.prepare(lr.expand_dims(TIME) if single else lr)

@@ -16,6 +16,7 @@ import torch
 import xarray as xr
 
 from xcorrdiff.data.batching import PairedBatchStream
+from xcorrdiff.data.conventions import standardize
 from xcorrdiff.data.normalize import Normalizer, Transform
 from xcorrdiff.data.prepare import (
     VariableSpec,
@@ -147,6 +148,7 @@ def prepare_data(
     regrid_method: str,
     config: TrainConfig,
 ) -> tuple[TrainingData, Normalizer, Normalizer]:
+    lr, hr = standardize(lr, role="lr"), standardize(hr, role="hr")
     lr, hr = align_times(lr, hr, time_dim=TIME)
     check_finite_data(hr, [v.name for v in output_variables], role="hr")
     check_finite_data(lr, [v.name for v in input_variables], role="lr")

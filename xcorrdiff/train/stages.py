@@ -37,6 +37,7 @@ import torch
 import xarray as xr
 
 from xcorrdiff.config import SamplerConfig
+from xcorrdiff.data.conventions import standardize
 from xcorrdiff.data.prepare import VariableSpec, describe_variables, grid_of, spatial_dims
 from xcorrdiff.diffusion import (
     build_condition,
@@ -104,6 +105,9 @@ def _layout(
                 f"{name} must be an xarray.Dataset, got {type(ds).__name__}; wrap a DataArray "
                 "with da.to_dataset(name=...)"
             )
+    lr, hr = standardize(lr, role="lr"), standardize(hr, role="hr")
+    if isinstance(invariants, xr.Dataset):
+        invariants = standardize(invariants, role="invariants")
     inv = resolve_invariants(hr, invariants)
     in_names = list(input_variables) if input_variables is not None else time_varying(lr)
     out_names = list(output_variables) if output_variables is not None else time_varying(hr)

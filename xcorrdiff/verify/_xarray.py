@@ -13,6 +13,8 @@ from typing import TypeVar
 import numpy as np
 import xarray as xr
 
+from xcorrdiff.data.conventions import standardize
+
 T = TypeVar("T", xr.Dataset, xr.DataArray)
 XarrayLike = xr.Dataset | xr.DataArray
 
@@ -80,6 +82,8 @@ def pairs(
     """Match forecast and obs variables by name: ``[(name, forecast_var, obs_var), ...]``."""
     check_type(forecast, "forecast")
     check_type(obs, "obs")
+    if isinstance(obs, xr.Dataset):
+        obs = standardize(obs, role="obs")
     if isinstance(forecast, xr.DataArray):
         if isinstance(obs, xr.Dataset):
             if forecast.name not in obs.data_vars:
