@@ -128,6 +128,10 @@ class CorrDiffModel:
         Per-output scale of the residual the diffusion network generates, in normalized
         units: members are ``μ + s · r`` (see ``TrainConfig.residual_scaling``). ``None``
         (PhysicsNeMo's CorrDiff, imported checkpoints) means 1 for every output.
+    observed : xarray.Dataset, optional
+        Per output variable, a boolean field on the HR grid: True where the training targets
+        had data at least once (a land-only data set: False over the ocean). Downscaled
+        output is NaN where it is False. ``None``: observed everywhere.
     provenance : mapping, optional
         Free-form JSON-able record (training configuration, data, durations...).
     """
@@ -149,6 +153,7 @@ class CorrDiffModel:
         conditioning: Mapping[str, bool] | None = None,
         regrid_method: str = "bilinear",
         residual_scale: Mapping[str, float] | None = None,
+        observed: xr.Dataset | None = None,
         provenance: Mapping[str, Any] | None = None,
     ) -> None:
         self.regression = regression.eval()
@@ -169,10 +174,19 @@ class CorrDiffModel:
             if residual_scale is not None
             else None
         )
+        self.observed = observed.astype(bool) if observed is not None else None
         self.provenance = dict(provenance or {})
         self._validate()
 
     def _validate(self) -> None:
+        if self.observed is not None:
+            unknown = sorted(set(map(str, self.observed.data_vars)) - set(self.output_names))
+            wrong = [str(n) for n, v in self.observed.data_vars.items() if v.dims != self.grid_dims]
+            if unknown or wrong:
+                raise ValueError(
+                    f"observed must hold output variables on the grid dims {self.grid_dims}; "
+                    f"got unknown variables {unknown} and variables on other dims {wrong}"
+                )
         if self.residual_scale is not None:
             names = [v.name for v in self.output_variables]
             if sorted(self.residual_scale) != sorted(names):
@@ -305,7 +319,19 @@ class CorrDiffModel:
             },
             dims=("time", *self.grid_dims),
         )
-        return self.output_normalizer.denormalize(out)
+        return self.mask_unobserved(self.output_normalizer.denormalize(out))
+
+    def mask_unobserved(self, ds: xr.Dataset) -> xr.Dataset:
+        """``ds`` with NaN where the training targets never had data (see ``observed``);
+        ``{name}_mean`` variables follow ``name``."""
+        if self.observed is None:
+            return ds
+        masked = {}
+        for name in ds.data_vars:
+            base = str(name) if name in self.observed else str(name).removesuffix("_mean")
+            if base in self.observed:
+                masked[name] = ds[name].where(self.observed[base].variable)
+        return ds.assign(masked)
 
     def to(self, device: str | torch.device | None) -> CorrDiffModel:
         """Move both networks to ``device`` (in place; ``None``: CUDA when available, else
@@ -338,6 +364,7 @@ class CorrDiffModel:
             else [],
             "grid": {"file": "grid_hr.nc", "dims": list(self.grid_dims), "shape": list(self.shape)},
             "input_grid": {"file": "grid_input.nc"} if self.input_grid is not None else None,
+            "observed": {"file": "observed.nc"} if self.observed is not None else None,
             "normalization": {
                 "input": self.input_normalizer.to_dict(),
                 "output": self.output_normalizer.to_dict(),
@@ -392,6 +419,8 @@ class CorrDiffModel:
             datasets["grid_input.nc"] = self.input_grid
         if self.invariants is not None:
             datasets["invariants.nc"] = self.invariants
+        if self.observed is not None:
+            datasets["observed.nc"] = self.observed.astype(np.uint8)
         try:
             write_files(tmp, self.config_dict(), networks, datasets)
             publish_dir(tmp, target)
@@ -447,6 +476,7 @@ class CorrDiffModel:
             conditioning=config.get("conditioning"),
             regrid_method=config.get("regrid_method", "bilinear"),
             residual_scale=config.get("residual_scale"),
+            observed=read_dataset(root, config, "observed.nc") if config.get("observed") else None,
             provenance=config.get("provenance"),
         )
         return model

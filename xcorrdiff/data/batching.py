@@ -105,6 +105,11 @@ class PairedBatchStream(IterableDataset[dict[str, torch.Tensor]]):
         Check each block when it is read and raise on NaN/inf, naming the variable and
         the count. The check runs per block (no extra pass over the data), so a bad value
         is reported when its block is first reached.
+    missing_target : bool, default False
+        NaN in the target marks a missing value (ocean of a land-only data set, outside a
+        radar's range) instead of an error: each batch then carries ``"mask"`` (1 where
+        observed, 0 where missing, shaped like ``"target"``) and the target holds 0 where
+        it is missing. Infinities still raise.
     rank, world_size : int, default 0, 1
         Distributed data parallel: each rank takes every ``world_size``-th block of the
         epoch's block order.
@@ -179,6 +184,7 @@ class PairedBatchStream(IterableDataset[dict[str, torch.Tensor]]):
         prefetch: bool = True,
         return_patches: bool = False,
         check_finite: bool = True,
+        missing_target: bool = False,
         rank: int = 0,
         world_size: int = 1,
         scheduler: str | None = None,
@@ -255,6 +261,7 @@ class PairedBatchStream(IterableDataset[dict[str, torch.Tensor]]):
         self.prefetch = prefetch
         self.return_patches = return_patches
         self.check_finite = check_finite
+        self.missing_target = missing_target
         self.rank = rank
         self.world_size = world_size
         self.scheduler = scheduler
@@ -370,14 +377,22 @@ class PairedBatchStream(IterableDataset[dict[str, torch.Tensor]]):
         condition, target = (np.ascontiguousarray(p, dtype=self.dtype) for p in parts)
         self.num_blocks_loaded += 1
         if self.check_finite:
-            self._raise_if_nonfinite(target, self.target_variables, "target", times)
+            self._raise_if_nonfinite(
+                target, self.target_variables, "target", times, allow_nan=self.missing_target
+            )
             self._raise_if_nonfinite(condition, self.condition_variables, "condition", times)
         return condition, target
 
     def _raise_if_nonfinite(
-        self, values: np.ndarray, names: Sequence[str], role: str, times: np.ndarray
+        self,
+        values: np.ndarray,
+        names: Sequence[str],
+        role: str,
+        times: np.ndarray,
+        *,
+        allow_nan: bool = False,
     ) -> None:
-        bad = ~np.isfinite(values)
+        bad = np.isinf(values) if allow_nan else ~np.isfinite(values)
         if not bad.any():
             return
         counts = bad.sum(axis=(0, 2, 3))
@@ -399,10 +414,13 @@ class PairedBatchStream(IterableDataset[dict[str, torch.Tensor]]):
         generator: torch.Generator,
     ) -> dict[str, torch.Tensor]:
         rows = np.searchsorted(block_times, batch_times)
-        batch = {
-            "condition": to_tensor(condition[rows], channels_last=self.channels_last),
-            "target": to_tensor(target[rows], channels_last=self.channels_last),
-        }
+        target = target[rows]
+        batch = {"condition": to_tensor(condition[rows], channels_last=self.channels_last)}
+        if self.missing_target:
+            observed = ~np.isnan(target)
+            batch["mask"] = to_tensor(observed.astype(self.dtype), channels_last=self.channels_last)
+            target = np.where(observed, target, 0).astype(self.dtype)
+        batch["target"] = to_tensor(target, channels_last=self.channels_last)
         n = len(batch_times)
         offsets = random_patch_offsets(
             self.domain_shape, self.patch_shape, n * self.patches_per_sample, generator
@@ -412,7 +430,7 @@ class PairedBatchStream(IterableDataset[dict[str, torch.Tensor]]):
         )
         batch["time_index"] = torch.from_numpy(batch_times.astype(np.int64))
         if self.return_patches:
-            for key in ("condition", "target"):
+            for key in [k for k in ("condition", "target", "mask") if k in batch]:
                 batch[f"{key}_patches"] = extract_patches(
                     batch[key], batch["offsets"], self.patch_shape
                 )

@@ -106,7 +106,9 @@ def _referenced(ds: xr.Dataset, attr: str) -> set[str]:
         value = var.attrs.get(attr, var.encoding.get(attr))
         if isinstance(value, str):
             # "crs" or the CF extended form "crs: x y lambert: lat lon"
-            names.update(w.rstrip(":") for w in value.split() if w.endswith(":") or ":" not in value)
+            names.update(
+                w.rstrip(":") for w in value.split() if w.endswith(":") or ":" not in value
+            )
     return {n for n in names if n in ds.variables}
 
 
@@ -188,7 +190,9 @@ def standardize(ds: xr.Dataset, *, role: str = "data") -> xr.Dataset:
 
 def _extra_dim(ds: xr.Dataset, dim: Hashable) -> bool:
     """Whether ``dim`` is a third dimension of some data variable besides time and space."""
-    return any(dim in var.dims and var.ndim > 2 + (TIME in var.dims) for var in ds.data_vars.values())
+    return any(
+        dim in var.dims and var.ndim > 2 + (TIME in var.dims) for var in ds.data_vars.values()
+    )
 
 
 def calendar_of(ds: xr.Dataset | xr.DataArray) -> str | None:

@@ -23,7 +23,7 @@ from xcorrdiff.diffusion.conditioning import (
     regression_mean,
     unfold_condition,
 )
-from xcorrdiff.diffusion.losses import edm_loss_weight, regression_loss, residual_loss
+from xcorrdiff.diffusion.losses import edm_loss_weight, masked_mean, regression_loss, residual_loss
 from xcorrdiff.diffusion.patching import PatchGrid, extract_patches, random_patch_offsets
 from xcorrdiff.diffusion.samplers import draw_latents, euler, heun, initial_state
 from xcorrdiff.diffusion.schedules import edm_sigmas
@@ -42,6 +42,7 @@ __all__ = [
     "extract_patches",
     "heun",
     "initial_state",
+    "masked_mean",
     "random_patch_offsets",
     "regression_loss",
     "regression_mean",

@@ -22,7 +22,7 @@ import torch
 
 from xcorrdiff.diffusion.conditioning import Condition, denoise, regression_mean
 
-__all__ = ["edm_loss_weight", "regression_loss", "residual_loss"]
+__all__ = ["edm_loss_weight", "masked_mean", "regression_loss", "residual_loss"]
 
 
 def edm_loss_weight(sigma: torch.Tensor, sigma_data: float = 0.5) -> torch.Tensor:
@@ -41,6 +41,28 @@ def edm_loss_weight(sigma: torch.Tensor, sigma_data: float = 0.5) -> torch.Tenso
         Weights, the shape of ``sigma``.
     """
     return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+
+
+def masked_mean(loss: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of a per-element loss over the observed elements (``mask`` 1), or of all.
+
+    Parameters
+    ----------
+    loss : torch.Tensor
+        Per-element loss, e.g. of :func:`regression_loss`.
+    mask : torch.Tensor, optional
+        1 where the target is observed, 0 where it is missing, broadcastable to ``loss``;
+        ``None`` averages every element.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar; 0 (with gradient) when no element is observed.
+    """
+    if mask is None:
+        return loss.mean()
+    mask = mask.to(loss.dtype)
+    return (loss * mask).sum() / mask.expand_as(loss).sum().clamp_min(1.0)
 
 
 def regression_loss(net: Any, y: torch.Tensor, condition: Condition) -> torch.Tensor:

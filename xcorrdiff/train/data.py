@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
+import dask
 import dask.array as da
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ __all__ = [
     "check_shape",
     "input_grid",
     "invariant_stats",
+    "observed_mask",
     "prepare_data",
     "residual_scale",
     "resolve_invariants",
@@ -57,6 +59,8 @@ class TrainingData:
     condition_variables: list[str]
     output_variables: list[str]
     grid_dims: tuple[str, str]
+    observed: xr.Dataset | None = None
+    missing_target: bool = False
 
 
 def time_varying(ds: xr.Dataset) -> list[str]:
@@ -67,18 +71,50 @@ def static_names(ds: xr.Dataset) -> list[str]:
     return [str(name) for name, var in ds.data_vars.items() if TIME not in var.dims]
 
 
-def check_finite_data(ds: xr.Dataset, names: Sequence[str], *, role: str) -> None:
-    """Raise on NaN/inf in numpy-backed variables (dask ones are checked block by block)."""
+def check_finite_data(
+    ds: xr.Dataset, names: Sequence[str], *, role: str, allow_nan: bool = False
+) -> None:
+    """Raise on NaN/inf (inf only with ``allow_nan``) in numpy-backed variables; dask ones
+    are checked block by block."""
     for name in names:
         data = ds[name].data
         if isinstance(data, da.Array):
             continue
-        bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+        bad = (
+            int(np.count_nonzero(np.isinf(data)))
+            if allow_nan
+            else int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+        )
         if bad:
+            what = "infinite" if allow_nan else "non-finite (NaN/inf)"
             raise ValueError(
-                f"{role} variable {name!r} has {bad} non-finite (NaN/inf) values; fill them or "
+                f"{role} variable {name!r} has {bad} {what} values; fill them or "
                 f"drop those times (e.g. {role}.dropna('time')) before training"
             )
+
+
+def observed_mask(target: xr.Dataset, train: np.ndarray) -> tuple[xr.Dataset | None, bool]:
+    """``(where each output had data at a training time, whether any value is missing)``.
+
+    The mask is None when every point of every output is observed at some training time.
+
+    Raises
+    ------
+    ValueError
+        An output has no data at any training time.
+    """
+    present = target.notnull()
+    observed, complete = dask.compute(present.isel({TIME: train}).any(TIME), present.all())
+    missing = not all(bool(complete[name]) for name in complete.data_vars)
+    empty = [str(n) for n, v in observed.data_vars.items() if not bool(v.any())]
+    if empty:
+        raise ValueError(
+            f"hr variables {empty} have no data (all NaN) at every training time; drop them "
+            "from output_variables or pass times where they are observed"
+        )
+    if all(bool(v.all()) for v in observed.data_vars.values()):
+        return None, missing
+    return observed.reset_coords(drop=True), missing
 
 
 def resolve_invariants(
@@ -150,7 +186,7 @@ def prepare_data(
 ) -> tuple[TrainingData, Normalizer, Normalizer]:
     lr, hr = standardize(lr, role="lr"), standardize(hr, role="hr")
     lr, hr = align_times(lr, hr, time_dim=TIME)
-    check_finite_data(hr, [v.name for v in output_variables], role="hr")
+    check_finite_data(hr, [v.name for v in output_variables], role="hr", allow_nan=True)
     check_finite_data(lr, [v.name for v in input_variables], role="lr")
     if invariants is not None:
         check_finite_data(invariants, list(map(str, invariants.data_vars)), role="invariants")
@@ -173,6 +209,7 @@ def prepare_data(
     else:
         train, validation = np.arange(n_times), np.arange(0)
     condition_names = [str(n) for n in condition.data_vars]
+    observed, missing = observed_mask(target, train)
     if input_normalizer is None:
         inputs = Normalizer.fit(condition.isel({TIME: train}), [v.name for v in input_variables])
         input_normalizer = Normalizer({**inputs.stats, **invariant_stats(invariants).stats})
@@ -196,6 +233,8 @@ def prepare_data(
         condition_variables=condition_names,
         output_variables=[v.name for v in output_variables],
         grid_dims=grid_dims,
+        observed=observed,
+        missing_target=missing,
     )
     return data, input_normalizer, output_normalizer
 
@@ -229,6 +268,7 @@ def stream(
         shuffle=shuffle,
         seed=seed,
         dims=(TIME, *data.grid_dims),
+        missing_target=data.missing_target,
     )
 
 
@@ -250,14 +290,14 @@ def residual_scale(
 
     The times are spread evenly over the training split (the same on every rank), μ is the
     frozen regression's, and the root mean square is taken over times and grid points, in
-    float64.
+    float64; missing target values are left out.
     """
     train = data.train
     positions = np.linspace(0, len(train) - 1, min(max_times, len(train))).round().astype(int)
     pick = train[np.unique(positions)]
     n_out = len(data.output_variables)
     sums = torch.zeros(n_out, dtype=torch.float64)
-    count = 0
+    counts = torch.zeros(n_out, dtype=torch.float64)
     for batch in PairedBatchStream(
         data.condition,
         data.target,
@@ -267,12 +307,14 @@ def residual_scale(
         time_indices=pick,
         shuffle=False,
         dims=(TIME, *data.grid_dims),
+        missing_target=data.missing_target,
     ):
         b = to_device(batch, device, False)
         residual = (b["target"] - mean_of(b["condition"])).double()
-        sums += (residual**2).sum(dim=(0, 2, 3)).cpu()
-        count += residual.shape[0] * residual.shape[2] * residual.shape[3]
-    rms = (sums / count).sqrt()
+        mask = b["mask"].double() if "mask" in b else torch.ones_like(residual)
+        sums += (residual**2 * mask).sum(dim=(0, 2, 3)).cpu()
+        counts += mask.sum(dim=(0, 2, 3)).cpu()
+    rms = (sums / counts.clamp_min(1)).sqrt()
     # A constant output (zero residual everywhere) keeps scale 1 rather than dividing by 0.
     scale = torch.where(rms > 0, rms / config.model.sigma_data, torch.ones_like(rms))
     return {name: float(value) for name, value in zip(data.output_variables, scale, strict=True)}

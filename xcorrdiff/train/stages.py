@@ -43,6 +43,7 @@ from xcorrdiff.diffusion import (
     build_condition,
     crop_condition,
     extract_patches,
+    masked_mean,
     regression_loss,
     regression_mean,
     residual_loss,
@@ -199,12 +200,13 @@ class _RegressionStage:
     def __init__(self, data: TrainingData, config: TrainConfig, device: torch.device) -> None:
         self.data, self.config, self.device = data, config, device
 
-    def _batch(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
+    def _batch(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, Any, Any]:
         b = to_device(batch, self.device, self.config.runtime.channels_last)
-        return b["target"], build_condition(b["condition"])
+        return b["target"], build_condition(b["condition"]), b.get("mask")
 
     def loss(self, net: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return regression_loss(net, *self._batch(batch)).mean()
+        target, condition, mask = self._batch(batch)
+        return masked_mean(regression_loss(net, target, condition), mask)
 
     def validate(self, ema: torch.nn.Module) -> dict[str, float]:
         total, count = 0.0, 0
@@ -214,10 +216,12 @@ class _RegressionStage:
         )  # fmt: skip
         with torch.no_grad():
             for batch in batches:
-                loss = regression_loss(ema, *self._batch(batch))
-                total += float(loss.double().sum())
-                count += loss.numel()
-        return {"val_loss": total / count}
+                target, condition, mask = self._batch(batch)
+                loss = regression_loss(ema, target, condition)
+                mask = torch.ones_like(loss) if mask is None else mask
+                total += float((loss * mask).double().sum())
+                count += int(mask.sum())
+        return {"val_loss": total / max(count, 1)}
 
 
 def fit_regression(
@@ -308,6 +312,7 @@ def fit_regression(
     return _bundle(
         layout, (input_norm, output_norm), (result.ema, None), config,
         sampler=SamplerConfig(), regrid_method=regrid_method, provenance=provenance,
+        observed=data.observed,
     )  # fmt: skip
 
 
@@ -343,25 +348,30 @@ class _DiffusionStage:
             mu = regression_mean(self.regression, build_condition(condition), self.n_out)
             return mu.to(condition.dtype)
 
-    def _patches(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
-        """The scaled residual and the condition on the batch's patches."""
+    def _patches(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, Any, Any]:
+        """The scaled residual, the condition and the mask (or None) on the batch's patches;
+        the residual is 0 where the target is missing."""
         b = to_device(batch, self.device, self.config.runtime.channels_last)
         mean = self.mean_of(b["condition"])
-        residual = b["target"] - mean
+        mask = b.get("mask")
+        residual = b["target"] - mean if mask is None else (b["target"] - mean) * mask
         if self.scale is not None:
             residual = residual / self.scale.to(residual).reshape(1, -1, 1, 1)
         hr_mean = self.config.model.hr_mean_conditioning
         whole = build_condition(b["condition"], mean if hr_mean else None)
         condition = crop_condition(whole, b["offsets"], self.patch)
-        return extract_patches(residual, b["offsets"], self.patch), condition
+        if mask is not None:
+            mask = extract_patches(mask, b["offsets"], self.patch)
+        return extract_patches(residual, b["offsets"], self.patch), condition, mask
 
     def loss(self, denoiser: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        residual, condition = self._patches(batch)
+        residual, condition, mask = self._patches(batch)
         model = self.config.model
-        return residual_loss(
+        loss = residual_loss(
             denoiser, residual, condition, generator=self.noise, P_mean=model.P_mean,
             P_std=model.P_std, sigma_data=model.sigma_data,
-        ).mean()  # fmt: skip
+        )  # fmt: skip
+        return masked_mean(loss, mask)
 
     def validate(self, ema: torch.nn.Module) -> dict[str, float]:
         """Loss of the EMA denoiser and of a zero residual, same noise levels and noise."""
@@ -378,7 +388,8 @@ class _DiffusionStage:
         )  # fmt: skip
         with torch.no_grad():
             for batch in batches:
-                residual, condition = self._patches(batch)
+                residual, condition, mask = self._patches(batch)
+                mask = torch.ones_like(residual) if mask is None else mask
                 n = residual.shape[0]
                 sigma = (
                     torch.randn((n,), generator=g, device=self.device) * model.P_std + model.P_mean
@@ -389,9 +400,9 @@ class _DiffusionStage:
                         denoiser, residual, condition, sigma=sigma, noise=eps,
                         sigma_data=model.sigma_data,
                     )  # fmt: skip
-                    totals[key] += float(loss.double().sum())
-                count += residual.numel()
-        return {k: v / count for k, v in totals.items()}
+                    totals[key] += float((loss * mask).double().sum())
+                count += int(mask.sum())
+        return {k: v / max(count, 1) for k, v in totals.items()}
 
 
 def _zero(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -496,6 +507,7 @@ def _with_diffusion(
     return _bundle(
         model, norms, (model.regression, diffusion), config, sampler=model.sampler,
         regrid_method=model.regrid_method, provenance=record, residual_scale=scale,
+        observed=model.observed,
     )  # fmt: skip
 
 
