@@ -85,8 +85,30 @@ def write_files(
 
 _MODEL_FILES = frozenset(
     {"config.json", "regression.safetensors", "diffusion.safetensors", "grid_hr.nc",
-     "grid_input.nc", "invariants.nc"}
+     "grid_input.nc", "invariants.nc", "observed.nc"}
 )  # fmt: skip
+# The files of an Earth2Studio package (CorrDiffModel.save(format="earth2studio")).
+_PACKAGE_FILES = frozenset(
+    {"regression.mdlus", "diffusion.mdlus", "metadata.json", "stats.json",
+     "output_latlon_grid.nc", "input_latlon_grid.nc", "invariants.nc"}
+)  # fmt: skip
+
+
+def _written_by_us(target: Path) -> frozenset[str]:
+    """The files of the model directory or package xcorrdiff wrote at ``target``, or none."""
+    for document, key, files in (
+        ("config.json", "format", _MODEL_FILES),
+        ("metadata.json", "xcorrdiff", _PACKAGE_FILES),
+    ):
+        try:
+            content = json.loads((target / document).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(content, dict) and (
+            content.get(key) == FORMAT if key == "format" else key in content
+        ):
+            return files
+    return frozenset()
 
 
 def check_replaceable(target: Path) -> None:
@@ -106,12 +128,8 @@ def check_replaceable(target: Path) -> None:
     entries = sorted(p.name for p in target.iterdir())
     if not entries:
         return
-    try:
-        config = json.loads((target / "config.json").read_text(encoding="utf-8"))
-        ours = isinstance(config, dict) and config.get("format") == FORMAT
-    except (OSError, ValueError):
-        ours = False
-    foreign = [e for e in entries if e not in _MODEL_FILES]
+    ours = _written_by_us(target)
+    foreign = [e for e in entries if e not in ours]
     if not ours or foreign:
         what = f"holds {foreign[:5]}, which" if foreign else "is a folder"
         raise FileExistsError(

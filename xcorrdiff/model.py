@@ -30,13 +30,13 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import xarray as xr
 
-from xcorrdiff._checks import resolve_device
+from xcorrdiff._checks import check_choice, resolve_device
 from xcorrdiff._files import publish_dir
 from xcorrdiff._model_dir import (
     FORMAT,
@@ -380,7 +380,13 @@ class CorrDiffModel:
             "provenance": self.provenance,
         }
 
-    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        format: Literal["xcorrdiff", "earth2studio"] = "xcorrdiff",
+    ) -> Path:
         """Write the model directory atomically.
 
         Parameters
@@ -388,8 +394,16 @@ class CorrDiffModel:
         path : path-like
             Target directory.
         overwrite : bool, default False
-            Replace an existing model directory (one xcorrdiff saved, holding nothing else)
-            or an empty folder; anything else is refused.
+            Replace an existing model directory or package (one xcorrdiff saved, holding
+            nothing else) or an empty folder; anything else is refused.
+        format : {"xcorrdiff", "earth2studio"}, default "xcorrdiff"
+            ``"xcorrdiff"``: safetensors weights, ``config.json`` and netCDF grids.
+            ``"earth2studio"``: the generic Earth2Studio CorrDiff package
+            (``regression.mdlus``, ``diffusion.mdlus``, ``metadata.json``, ``stats.json``,
+            ``output_latlon_grid.nc``, optional ``input_latlon_grid.nc`` and
+            ``invariants.nc``), which :meth:`from_earth2studio` reads back bit for bit. A
+            model with what that layout cannot hold (a ``log1p`` transform, a residual scale,
+            a land-only mask) is refused with a message.
 
         Returns
         -------
@@ -401,7 +415,14 @@ class CorrDiffModel:
         FileExistsError
             ``path`` exists and ``overwrite`` is False, or it is not a model directory
             xcorrdiff saved.
+        ValueError
+            ``format`` is unknown, or the model cannot be written in it.
         """
+        from xcorrdiff.io.earth2studio import check_exportable, write_package
+
+        check_choice("format", format, ("xcorrdiff", "earth2studio"))
+        if format == "earth2studio":
+            check_exportable(self)
         target = Path(path)
         if target.exists() or target.is_symlink():
             if not overwrite:
@@ -422,7 +443,10 @@ class CorrDiffModel:
         if self.observed is not None:
             datasets["observed.nc"] = self.observed.astype(np.uint8)
         try:
-            write_files(tmp, self.config_dict(), networks, datasets)
+            if format == "earth2studio":
+                write_package(self, tmp)
+            else:
+                write_files(tmp, self.config_dict(), networks, datasets)
             publish_dir(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

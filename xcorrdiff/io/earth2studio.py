@@ -1,8 +1,14 @@
 """Earth2Studio / NGC CorrDiff packages: ``*.mdlus`` networks plus JSON and netCDF metadata.
 
 :func:`read_package` turns a package directory into the arguments of
-:class:`~xcorrdiff.model.CorrDiffModel` (it does not import the model class, so the model
-may import this module).
+:class:`~xcorrdiff.model.CorrDiffModel`; :func:`write_package` writes a model as such a
+package (neither imports the model class, so the model may import this module).
+
+A package written by xcorrdiff also carries, in ``metadata.json`` under ``"xcorrdiff"``, what
+the generic layout has no field for (units, long names, the full sampler settings, the regrid
+method);
+Earth2Studio ignores it and :func:`read_package` uses it, so a round trip gives the same
+model, bit for bit.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ from xcorrdiff._model_dir import read_netcdf
 from xcorrdiff.config import SamplerConfig
 from xcorrdiff.data.normalize import Normalizer
 from xcorrdiff.data.prepare import VariableSpec
-from xcorrdiff.nn.physicsnemo import load_physicsnemo
+from xcorrdiff.data.regrid import latlon_names
+from xcorrdiff.nn.physicsnemo import load_physicsnemo, save_physicsnemo
 
-__all__ = ["REQUIRED_FILES", "read_package"]
+__all__ = ["REQUIRED_FILES", "check_exportable", "read_package", "write_package"]
 
 # Units of the variable names used by Earth2Studio/NGC CorrDiff packages (which carry none).
 _E2S_UNITS = {
@@ -64,6 +71,9 @@ def read_package(package_dir: str | os.PathLike[str]) -> dict[str, Any]:
         )
     metadata = json.loads((root / "metadata.json").read_text(encoding="utf-8"))
     stats = json.loads((root / "stats.json").read_text(encoding="utf-8"))
+    extra = metadata.get("xcorrdiff") or {}
+    units = {**_E2S_UNITS, **extra.get("variable_units", {})}
+    long_names = extra.get("long_names", {})
     inputs = [str(v) for v in metadata["input_variables"]]
     outputs = [str(v) for v in metadata["output_variables"]]
     grid = _output_grid(root / "output_latlon_grid.nc")
@@ -78,8 +88,14 @@ def read_package(package_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return {
         "regression": regression,
         "diffusion": diffusion,
-        "input_variables": [VariableSpec(name=v, units=_E2S_UNITS.get(v, "")) for v in inputs],
-        "output_variables": [VariableSpec(name=v, units=_E2S_UNITS.get(v, "")) for v in outputs],
+        "input_variables": [
+            VariableSpec(name=v, units=units.get(v, ""), long_name=long_names.get(v, ""))
+            for v in inputs
+        ],
+        "output_variables": [
+            VariableSpec(name=v, units=units.get(v, ""), long_name=long_names.get(v, ""))
+            for v in outputs
+        ],
         "grid": grid,
         "input_grid": read_netcdf(root / "input_latlon_grid.nc")
         if (root / "input_latlon_grid.nc").is_file()
@@ -87,7 +103,10 @@ def read_package(package_dir: str | os.PathLike[str]) -> dict[str, Any]:
         "invariants": invariants,
         "input_normalizer": Normalizer.from_stats(input_stats),
         "output_normalizer": Normalizer.from_stats(_stats(stats, "output", outputs)),
-        "sampler": _sampler(metadata),
+        "sampler": SamplerConfig.from_dict(extra["sampler"])
+        if "sampler" in extra
+        else _sampler(metadata),
+        "regrid_method": str(extra.get("regrid_method", "bilinear")),
         "conditioning": {
             "hr_mean": hr_mean,
             "global_lowres": _global_lowres(diffusion, n_cond, len(outputs), hr_mean),
@@ -137,7 +156,8 @@ def _invariants(root: Path, metadata: Mapping[str, Any], grid: xr.Dataset) -> xr
     inv_dims = invariants[names[0]].dims[-2:]
     invariants = invariants.reset_coords(drop=True)
     invariants = invariants.drop_vars(list(invariants.indexes))
-    invariants = invariants.rename_dims(dict(zip(inv_dims, ("y", "x"), strict=True)))
+    renames = {a: b for a, b in zip(inv_dims, ("y", "x"), strict=True) if a != b}
+    invariants = invariants.rename_dims(renames)
     return invariants.assign_coords(grid.coords)
 
 
@@ -157,3 +177,90 @@ def _global_lowres(diffusion: Any, n_cond: int, n_out: int, hr_mean: bool) -> bo
     grid_channels = int(getattr(diffusion, "grid_channels", 0))
     diffusion_in = int(getattr(diffusion, "img_in_channels", expected_plain + grid_channels))
     return diffusion_in - grid_channels == expected_plain + n_cond
+
+
+def check_exportable(model: Any) -> None:
+    """Raise when the generic package cannot hold ``model`` as it is.
+
+    Raises
+    ------
+    ValueError
+        Naming what the Earth2Studio layout has no field for: a normalization transform
+        (``log1p``), a residual scale, a land-only (``observed``) mask, a grid without
+        latitude/longitude.
+    """
+    transforms = {
+        name: stats.transform
+        for norm in (model.input_normalizer, model.output_normalizer)
+        for name, stats in norm.stats.items()
+        if stats.transform != "none"
+    }
+    problems = []
+    if transforms:
+        problems.append(f"normalization transforms {transforms} (stats.json holds mean/std only)")
+    if model.residual_scale is not None and any(v != 1.0 for v in model.residual_scale.values()):
+        problems.append("a residual scale (train with residual_scaling=False)")
+    if model.observed is not None:
+        problems.append("a land-only mask of observed points (Earth2Studio has none)")
+    if model.diffusion is None:
+        problems.append("no diffusion network (fit the diffusion stage first)")
+    try:
+        latlon_names(model.grid, role="the model's grid")
+    except ValueError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise ValueError(
+            "this model cannot be written as an Earth2Studio package without changing its "
+            f"results: it has {'; '.join(problems)}. Save it with format='xcorrdiff' instead"
+        )
+
+
+def write_package(model: Any, folder: Path) -> None:
+    """Write ``model`` into the (empty) ``folder`` in the Earth2Studio package layout."""
+    check_exportable(model)
+    save_physicsnemo(model.regression, folder / "regression.mdlus")
+    save_physicsnemo(model.diffusion, folder / "diffusion.mdlus")
+    invariants = list(model.invariant_names)
+    stats = {
+        "input": _stats_table(model.input_normalizer, model.input_names),
+        "output": _stats_table(model.output_normalizer, model.output_names),
+        "invariants": _stats_table(model.input_normalizer, invariants),
+    }
+    variables = (*model.input_variables, *model.output_variables)
+    metadata = {
+        "input_variables": list(model.input_names),
+        "output_variables": list(model.output_names),
+        "invariant_variables": invariants,
+        "number_of_steps": model.sampler.num_steps,
+        "solver": model.sampler.sampler,
+        "hr_mean_conditioning": bool(model.conditioning.get("hr_mean", True)),
+        "sigma_min": model.sampler.sigma_min,
+        "sigma_max": model.sampler.sigma_max,
+        "xcorrdiff": {
+            "variable_units": {v.name: v.units for v in variables},
+            "long_names": {v.name: v.long_name for v in variables},
+            "sampler": model.sampler.to_dict(),
+            "regrid_method": model.regrid_method,
+        },
+    }
+    (folder / "metadata.json").write_text(json.dumps(metadata, indent=2), encoding="utf-8")
+    (folder / "stats.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
+    lat, lon = latlon_names(model.grid, role="the model's grid")
+    grid = xr.Dataset({"lat": model.grid[lat].variable, "lon": model.grid[lon].variable})
+    _clean(grid).to_netcdf(folder / "output_latlon_grid.nc")
+    if model.input_grid is not None:
+        _clean(model.input_grid).to_netcdf(folder / "input_latlon_grid.nc")
+    if model.invariants is not None:
+        _clean(model.invariants.reset_coords(drop=True)).to_netcdf(folder / "invariants.nc")
+
+
+def _stats_table(normalizer: Normalizer, names: Sequence[str]) -> dict[str, dict[str, float]]:
+    return {n: {"mean": normalizer.stats[n].mean, "std": normalizer.stats[n].std} for n in names}
+
+
+def _clean(ds: xr.Dataset) -> xr.Dataset:
+    ds = ds.copy()
+    for var in ds.variables.values():
+        var.attrs = {k: v for k, v in var.attrs.items() if isinstance(v, str | int | float)}
+        var.encoding = {}
+    return ds

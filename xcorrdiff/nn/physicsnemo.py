@@ -24,7 +24,13 @@ import torch
 from .layers import PositionalEmbedding
 from .registry import NETWORK_CLASSES, build_network
 
-__all__ = ["SUPPORTED_CLASSES", "load_physicsnemo", "read_mdlus", "rename_legacy_keys"]
+__all__ = [
+    "SUPPORTED_CLASSES",
+    "load_physicsnemo",
+    "read_mdlus",
+    "rename_legacy_keys",
+    "save_physicsnemo",
+]
 
 #: The classes a checkpoint may name (the table of :mod:`xcorrdiff.nn.registry`).
 SUPPORTED_CLASSES: dict[str, type[torch.nn.Module]] = NETWORK_CLASSES
@@ -40,6 +46,18 @@ _LEGACY_ATTENTION_KEYS = {
     "proj.weight": "attn.proj.weight",
     "proj.bias": "attn.proj.bias",
 }
+
+
+#: The PhysicsNeMo 2.2.2 module of each class, written to ``args.json`` by :func:`save_physicsnemo`.
+PHYSICSNEMO_MODULES = {
+    "UNet": "physicsnemo.models.diffusion_unets.unet",
+    "CorrDiffRegressionUNet": "physicsnemo.models.diffusion_unets.unet",
+    "EDMPrecondSuperResolution": "physicsnemo.diffusion.preconditioners.legacy",
+    "EDMPrecondSR": "physicsnemo.diffusion.preconditioners.legacy",
+    "SongUNet": "physicsnemo.models.diffusion_unets.song_unet",
+    "SongUNetPosEmbd": "physicsnemo.models.diffusion_unets.song_unet",
+}
+_MDLUS_METADATA = {"physicsnemo_version": "2.2.2", "mdlus_file_version": "0.2.0"}
 
 
 class CheckpointError(ValueError):
@@ -287,3 +305,40 @@ def load_physicsnemo(
     except RuntimeError as exc:
         raise CheckpointError(f"{os.fspath(path)!r}: the weights do not fit {name}: {exc}") from exc
     return module.to(map_location).eval()
+
+
+def save_physicsnemo(net: torch.nn.Module, path: str | os.PathLike[str]) -> None:
+    """Write ``net`` as a PhysicsNeMo ``.mdlus`` checkpoint (zip), atomically.
+
+    The archive holds ``args.json`` (class name, PhysicsNeMo 2.2.2 module, constructor
+    arguments), ``metadata.json`` and ``model.pt`` (the state dict, ``torch.save``), as
+    PhysicsNeMo's ``Module.save`` writes them; :func:`load_physicsnemo` reads it back with
+    the same weights, bit for bit.
+
+    Raises
+    ------
+    TypeError
+        ``net`` is not one of the :data:`SUPPORTED_CLASSES` or has no constructor arguments.
+    """
+    name = type(net).__name__
+    config = getattr(net, "config", None)
+    if SUPPORTED_CLASSES.get(name) is not type(net) or not isinstance(config, Mapping):
+        raise TypeError(
+            f"network of class {name} cannot be written as a PhysicsNeMo checkpoint; expected "
+            f"one of {sorted(SUPPORTED_CLASSES)} with its constructor arguments in .config"
+        )
+    args = {"__name__": name, "__module__": PHYSICSNEMO_MODULES[name], "__args__": dict(config)}
+    weights = io.BytesIO()
+    torch.save({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, weights)
+    target = os.fspath(path)
+    tmp = f"{target}.tmp-{os.getpid()}"
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
+            archive.writestr("model.pt", weights.getvalue())
+            archive.writestr("args.json", json.dumps(args))
+            archive.writestr("metadata.json", json.dumps(_MDLUS_METADATA))
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
