@@ -6,10 +6,12 @@ it as a user would and runs fit → downscale → verify on it.
 
 from __future__ import annotations
 
+import json
 import pathlib
 import sys
 from pathlib import Path
 
+import dask.array
 import numpy as np
 import pytest
 import xarray as xr
@@ -18,6 +20,7 @@ import xcorrdiff
 from xcorrdiff.config import NetworkConfig
 from xcorrdiff.data.conventions import standardize, time_dim_of
 from xcorrdiff.data.regrid import regrid
+from xcorrdiff.io import read_cwa, read_gefs_hrrr, read_hrrr_mini
 from xcorrdiff.train.config import TrainConfig
 from xcorrdiff.tutorial import make_synthetic
 
@@ -29,8 +32,11 @@ from layouts import (  # noqa: E402
     write_cmip6,
     write_cmip6_hr,
     write_curvilinear_lr,
+    write_cwa,
     write_era5,
+    write_gefs_hrrr,
     write_hrrr,
+    write_hrrr_mini,
     write_wrf,
 )
 
@@ -189,3 +195,69 @@ def test_moving_wrf_grid_is_refused(pair: tuple[xr.Dataset, xr.Dataset], tmp_pat
         moved = wrf.assign_coords(XLAT=wrf.XLAT + xr.DataArray(np.arange(8.0), dims="Time"))
         with pytest.raises(ValueError, match=r"'XLAT' changes along time"):
             standardize(moved, role="hr")
+
+
+# --- the published CorrDiff data sets ---------------------------------------------------------
+
+
+def test_cwa_zarr(tmp_path: Path) -> None:
+    lr, hr = make_synthetic(n_times=8, hr_shape=(18, 18), factor=4, seed=5)
+    path = write_cwa(lr, hr, tmp_path / "cwa.zarr", invalid=2)
+    data = read_cwa(path, input_channels=None, output_channels=None, shape=(16, 16))
+    assert data.lr.sizes == {"time": 7, "south_north": 16, "west_east": 16}  # invalid time gone
+    assert list(data.hr.data_vars) == [
+        "maximum_radar_reflectivity", "temperature_2m", "eastward_wind_10m", "northward_wind_10m",
+    ]  # fmt: skip
+    assert (
+        "eastward_wind500" in data.lr
+        and data.lr.total_column_water_vapour.attrs["units"] == "kg m-2"
+    )
+    assert data.hr.maximum_radar_reflectivity.attrs["units"] == "dBZ"
+    assert data.stats is not None and set(data.stats["output"]) == set(data.hr.data_vars)
+    assert isinstance(data.lr.eastward_wind500.data, dask.array.Array)  # lazy
+    ens, _ = _round_trip(data.lr, data.hr[["temperature_2m", "eastward_wind_10m"]])
+    assert ens.XLAT.dims == ("south_north", "west_east")
+
+
+def test_hrrr_mini_netcdf_groups(tmp_path: Path) -> None:
+    _, big = make_synthetic(n_times=8, hr_shape=(24, 24), factor=4, seed=6)
+    path = write_hrrr_mini(big, tmp_path / "hrrr_mini.nc")
+    stats = tmp_path / "stats.json"
+    stats.write_text(json.dumps({"input": {"t2m": {"mean": 280.0, "std": 5.0}}}))
+    data = read_hrrr_mini(path, stats)
+    assert data.hr.sizes == {"time": 8, "y": 16, "x": 16} and data.invariants is None
+    assert {"elev_mean", "lsm_mean", "u10m", "t2m"} <= set(data.lr.data_vars)
+    assert data.lr.t2m.dims == ("time", "y", "x") and data.hr["10u"].attrs["units"] == "m s-1"
+    with xr.open_dataset(path, group="input") as coarse:
+        assert coarse.t2m.shape == (8, 4, 4)
+    assert data.stats == {"input": {"t2m": {"mean": 280.0, "std": 5.0}}}
+    _round_trip(data.lr, data.hr)
+
+
+def test_hrrr_mini_upsampling_is_exact_for_a_plane(tmp_path: Path) -> None:
+    from xcorrdiff.io.hrrr_mini import _upsample
+
+    y, x = np.meshgrid(np.arange(16.0), np.arange(16.0), indexing="ij")
+    plane = 2.0 * y - 3.0 * x
+    coarse = plane.reshape(4, 4, 4, 4).mean(axis=(1, 3))  # block means = values at centres
+    ds = xr.Dataset({"f": (("time", "y", "x"), coarse[None])})
+    np.testing.assert_allclose(_upsample(ds, (16, 16), 4).f.values[0], plane, atol=1e-5)
+
+
+def test_gefs_hrrr_zarr_stores(pair: tuple[xr.Dataset, xr.Dataset], tmp_path: Path) -> None:
+    lr, hr = pair
+    root = write_gefs_hrrr(lr, hr, tmp_path / "gefs_hrrr", leads=(0, 3, 6))
+    with pytest.raises(ValueError, match=r"share a valid time.*leads=\[6\]"):
+        read_gefs_hrrr(root, input_surface_variables=["u10m", "t2m"],
+                       input_isobaric_variables=["t850"], output_variables=["t2m"])  # fmt: skip
+    data = read_gefs_hrrr(
+        root, input_surface_variables=["u10m", "t2m"], input_isobaric_variables=["u500", "t850"],
+        output_variables=["u10m", "t2m"], leads=[0, 3],
+    )  # fmt: skip
+    assert data.lr.lat.ndim == 1 and data.hr.lat.dims == ("y", "x")
+    assert data.lr.sizes["time"] == data.hr.sizes["time"] == 6
+    np.testing.assert_array_equal(
+        data.hr.lead_time.values.astype("timedelta64[h]").astype(int), [0, 3, 0, 3, 0, 3]
+    )
+    assert data.lr.t850.attrs["units"] == "K" and data.lr.u500.attrs["units"] == "m s-1"
+    _round_trip(data.lr, data.hr)
