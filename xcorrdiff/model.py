@@ -128,6 +128,9 @@ class CorrDiffModel:
         Per-output scale of the residual the diffusion network generates, in normalized
         units: members are ``μ + s · r`` (see ``TrainConfig.residual_scaling``). ``None``
         (PhysicsNeMo's CorrDiff, imported checkpoints) means 1 for every output.
+    output_bounds : mapping of str to (float, float), optional
+        Physical bounds ``(low, high)`` of output variables in their units (``±inf``:
+        unbounded), applied to every downscaled member and mean.
     observed : xarray.Dataset, optional
         Per output variable, a boolean field on the HR grid: True where the training targets
         had data at least once (a land-only data set: False over the ocean). Downscaled
@@ -153,6 +156,7 @@ class CorrDiffModel:
         conditioning: Mapping[str, bool] | None = None,
         regrid_method: str = "bilinear",
         residual_scale: Mapping[str, float] | None = None,
+        output_bounds: Mapping[str, Sequence[float | None]] | None = None,
         observed: xr.Dataset | None = None,
         provenance: Mapping[str, Any] | None = None,
     ) -> None:
@@ -174,11 +178,22 @@ class CorrDiffModel:
             if residual_scale is not None
             else None
         )
+        self.output_bounds = {
+            str(k): (_bound(v[0], -math.inf), _bound(v[1], math.inf))
+            for k, v in (output_bounds or {}).items()
+        }
         self.observed = observed.astype(bool) if observed is not None else None
         self.provenance = dict(provenance or {})
         self._validate()
 
     def _validate(self) -> None:
+        unknown = sorted(set(self.output_bounds) - set(self.output_names))
+        crossed = {k: v for k, v in self.output_bounds.items() if not v[0] < v[1]}
+        if unknown or crossed:
+            raise ValueError(
+                f"output_bounds must give (low, high) with low < high for output variables "
+                f"{list(self.output_names)}; got unknown variables {unknown}, crossed {crossed}"
+            )
         if self.observed is not None:
             unknown = sorted(set(map(str, self.observed.data_vars)) - set(self.output_names))
             wrong = [str(n) for n, v in self.observed.data_vars.items() if v.dims != self.grid_dims]
@@ -319,7 +334,20 @@ class CorrDiffModel:
             },
             dims=("time", *self.grid_dims),
         )
-        return self.mask_unobserved(self.output_normalizer.denormalize(out))
+        return self.finish(self.output_normalizer.denormalize(out))
+
+    def finish(self, ds: xr.Dataset) -> xr.Dataset:
+        """Downscaled fields made physical: clipped to ``output_bounds``, NaN where never
+        observed (:meth:`mask_unobserved`); ``{name}_mean`` variables follow ``name``."""
+        clipped = {}
+        for name in ds.data_vars:
+            base = str(name) if name in self.output_bounds else str(name).removesuffix("_mean")
+            if base in self.output_bounds:
+                low, high = self.output_bounds[base]
+                clipped[name] = ds[name].clip(
+                    None if math.isinf(low) else low, None if math.isinf(high) else high
+                )
+        return self.mask_unobserved(ds.assign(clipped))
 
     def mask_unobserved(self, ds: xr.Dataset) -> xr.Dataset:
         """``ds`` with NaN where the training targets never had data (see ``observed``);
@@ -365,6 +393,10 @@ class CorrDiffModel:
             "grid": {"file": "grid_hr.nc", "dims": list(self.grid_dims), "shape": list(self.shape)},
             "input_grid": {"file": "grid_input.nc"} if self.input_grid is not None else None,
             "observed": {"file": "observed.nc"} if self.observed is not None else None,
+            "output_bounds": {
+                k: [None if math.isinf(v) else v for v in pair]
+                for k, pair in self.output_bounds.items()
+            },
             "normalization": {
                 "input": self.input_normalizer.to_dict(),
                 "output": self.output_normalizer.to_dict(),
@@ -501,6 +533,7 @@ class CorrDiffModel:
             regrid_method=config.get("regrid_method", "bilinear"),
             residual_scale=config.get("residual_scale"),
             observed=read_dataset(root, config, "observed.nc") if config.get("observed") else None,
+            output_bounds=config.get("output_bounds"),
             provenance=config.get("provenance"),
         )
         return model
@@ -539,6 +572,10 @@ class CorrDiffModel:
         from xcorrdiff.io.earth2studio import read_package
 
         return cls(**read_package(package_dir)).to(device)
+
+
+def _bound(value: float | None, default: float) -> float:
+    return default if value is None else float(value)
 
 
 #: The small model shipped with xcorrdiff (``load_model("demo")``; ``examples/train_demo_model.py``).

@@ -1,7 +1,8 @@
 """Per-variable normalization: an optional transform, then center and scale.
 
 For each variable ``v`` with statistics ``(mean, std)`` and a transform ``g``
-(``"none"`` or ``"log1p"``, the latter for precipitation-like, non-negative fields)::
+(:mod:`xcorrdiff.data.transforms`: ``"none"``, ``"log1p"``, ``"asinh"``, ``"fourth_root"``,
+``"logit"``)::
 
     normalize(x)   = (g(x) - mean) / std
     denormalize(z) = g⁻¹(z * std + mean)
@@ -19,16 +20,17 @@ import math
 import warnings
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, TypeVar, get_args
 
 import dask
 import dask.array
 import numpy as np
 import xarray as xr
 
+from xcorrdiff.data.transforms import TRANSFORMS, Transform
+
 __all__ = ["Normalizer", "Transform", "VariableStats"]
 
-Transform = Literal["none", "log1p"]
 _TRANSFORMS: tuple[str, ...] = get_args(Transform)
 _FORMAT = "xcorrdiff.normalizer"
 _VERSION = 1
@@ -48,7 +50,8 @@ class VariableStats:
     std
         Standard deviation of the transformed variable; finite and positive.
     transform
-        ``"none"`` or ``"log1p"`` (applied before centering; inverted by ``expm1``).
+        One of :data:`~xcorrdiff.data.transforms.TRANSFORMS` (applied before centering;
+        inverted after scaling back).
     """
 
     mean: float
@@ -142,7 +145,7 @@ class Normalizer:
         mean, std
             Alternatively, ``{variable: m}`` and ``{variable: s}`` with the same keys.
         transforms
-            ``{variable: "none" | "log1p"}``; overrides transforms given in ``stats``.
+            ``{variable: transform}``; overrides transforms given in ``stats``.
 
         Returns
         -------
@@ -215,7 +218,8 @@ class Normalizer:
         variables
             Variables to fit, in channel order; default all data variables.
         transforms
-            ``{variable: "none" | "log1p"}``; statistics are those of the transformed
+            ``{variable: transform}`` (:mod:`~xcorrdiff.data.transforms`); statistics are
+            those of the transformed
             values. Variables not named use ``"none"``.
 
         Returns
@@ -227,8 +231,8 @@ class Normalizer:
         KeyError
             If a variable is not in ``data``.
         ValueError
-            If a variable has no finite values, zero variance, or values ``<= -1`` under
-            ``"log1p"``; if ``transforms`` names a variable not fitted or an unknown
+            If a variable has no finite values, zero variance, or values outside its
+            transform's domain (``<= -1`` under ``"log1p"``); if ``transforms`` names a variable not fitted or an unknown
             transform.
         """
         ds = _as_dataset(data, role="data")
@@ -265,28 +269,27 @@ class Normalizer:
                     # numpy's nanstd subtracts the mean in the input dtype; dask accumulates
                     # in float64 chunk by chunk.
                     values = values.astype(np.float64)
-                if transforms.get(name, "none") == "log1p":
-                    transformed = module.log1p(values.astype(np.float64, copy=False))
-                    lowest = module.nanmin(values)
-                else:
-                    transformed, lowest = values, -np.inf
+                spec = TRANSFORMS[transforms.get(name, "none")]
+                transformed = spec.forward(values.astype(np.float64, copy=False))
                 lazy.append(
                     (
                         module.nanmean(transformed, dtype=np.float64),
                         module.nanstd(transformed, dtype=np.float64),
-                        lowest,
+                        module.nanmin(values) if transforms.get(name, "none") != "none" else 0,
+                        module.nanmax(values) if transforms.get(name, "none") != "none" else 0,
                     )
                 )
             (computed,) = dask.compute(lazy)
 
         out: dict[str, VariableStats] = {}
-        for name, (mean, std, lowest) in zip(names, computed, strict=True):
+        for name, (mean, std, lowest, highest) in zip(names, computed, strict=True):
             transform = transforms.get(name, "none")
-            if transform == "log1p" and float(lowest) <= -1:
+            spec = TRANSFORMS[transform]
+            if not spec.in_domain(float(lowest), float(highest)):
                 raise ValueError(
-                    f"variable {name!r} has values down to {float(lowest)!r}; the 'log1p' "
-                    "transform needs values > -1 (precipitation-like, non-negative data). "
-                    "Clip small negative values first or use transform 'none'"
+                    f"variable {name!r} has values from {float(lowest)!r} to {float(highest)!r}; "
+                    f"the {transform!r} transform needs {spec.domain}. Clip the data first "
+                    "or use transform 'none'"
                 )
             mean, std = float(mean), float(std)
             if not (math.isfinite(mean) and math.isfinite(std)):
@@ -429,13 +432,11 @@ class Normalizer:
             s = self.stats[str(name)]
             var = ds[name]
             var = var.astype(_float_dtype(var.dtype), copy=False)
+            spec = TRANSFORMS[s.transform]
             if inverse:
-                out = var * s.std + s.mean
-                if s.transform == "log1p":
-                    out = xr.ufuncs.expm1(out)
+                out = spec.inverse(var * s.std + s.mean)
             else:
-                transformed = xr.ufuncs.log1p(var) if s.transform == "log1p" else var
-                out = (transformed - s.mean) / s.std
+                out = (spec.forward(var) - s.mean) / s.std
             updated[name] = out.astype(var.dtype, copy=False).assign_attrs(var.attrs)
         result = ds.assign(updated)
         if isinstance(data, xr.DataArray):
@@ -505,17 +506,20 @@ class Normalizer:
         shape = [1] * ndim
         shape[axis] = len(names)
         mean, std = (v.astype(dtype).reshape(shape) for v in self.center_scale(names))
-        log_mask = np.array([self.stats[str(n)].transform == "log1p" for n in names])
-        mask = log_mask.reshape(shape)
+        kinds = [self.stats[str(n)].transform for n in names]
         if inverse:
-            out = array * std + mean
-            if log_mask.any():
-                out = np.where(mask, np.expm1(np.where(mask, out, 0)), out)
-        else:
-            if log_mask.any():
-                array = np.where(mask, np.log1p(np.where(mask, array, 0)), array)
-            out = (array - mean) / std
-        return out.astype(dtype, copy=False)
+            return _per_channel(array * std + mean, kinds, shape, inverse=True).astype(dtype)
+        return ((_per_channel(array, kinds, shape, inverse=False) - mean) / std).astype(dtype)
+
+
+def _per_channel(array: Any, kinds: Sequence[str], shape: list[int], *, inverse: bool) -> Any:
+    """Each channel through its transform (channels of other transforms see a safe value)."""
+    for kind in sorted(set(kinds) - {"none"}):
+        spec = TRANSFORMS[kind]
+        mask = np.array([k == kind for k in kinds]).reshape(shape)
+        fn = spec.inverse if inverse else spec.forward
+        array = np.where(mask, fn(np.where(mask, array, spec.safe)), array)
+    return array
 
 
 def _make_stats(name: Hashable, mean: Any, std: Any, transform: Any) -> VariableStats:

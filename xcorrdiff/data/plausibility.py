@@ -32,6 +32,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from xcorrdiff.data.transforms import TRANSFORMS
+
 __all__ = ["MAX_SIGMA", "ExpectedRange", "expected_ranges"]
 
 #: Distance from the training mean, in training standard deviations, beyond which an input
@@ -46,7 +50,10 @@ _PHYSICAL: tuple[tuple[str, dict[str, float], tuple[float, float], str, bool], .
 
 
 def _transform(value: float, kind: str) -> float:
-    return math.log1p(value) if kind == "log1p" and value > -1 else value
+    """``value`` through the transform ``kind``; itself where it lies outside its domain."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = float(TRANSFORMS[kind].forward(np.float64(value)))
+    return out if math.isfinite(out) else value
 
 
 @dataclass(frozen=True)

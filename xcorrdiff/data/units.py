@@ -13,15 +13,22 @@ accepted as a unit of its own that converts only to itself.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping
-from typing import overload
+from typing import Any, overload
 
 import numpy as np
 import pint
 import xarray as xr
 from cf_xarray.units import units as _registry
 
-__all__ = ["LOGARITHMIC_UNITS", "convert_units", "parse_units", "unit_conversion"]
+__all__ = [
+    "LOGARITHMIC_UNITS",
+    "convert_units",
+    "parse_units",
+    "unit_conversion",
+    "value_in_units",
+]
 
 #: Logarithmic units that pint cannot convert linearly; each converts only to itself.
 LOGARITHMIC_UNITS: frozenset[str] = frozenset({"dBZ", "dBz", "dbz", "DBZ"})
@@ -303,3 +310,33 @@ def convert_units(
         for name, units in target_units.items()
     }
     return obj.assign(converted)
+
+
+def value_in_units(value: float | str | None, units: str, *, name: Hashable, side: str) -> float:
+    """A bound in ``units``: a number (already in them), ``None`` (no bound: ``∓inf``), or a
+    quantity string pint parses (``"0 mm h-1"``, ``"273.15 K"``, ``"inf"``).
+
+    Raises
+    ------
+    ValueError
+        Not a number or a quantity, or one whose units do not convert to ``units``.
+    """
+    if value is None:
+        return -math.inf if side == "low" else math.inf
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(
+            f"the {side} bound of {name!r} is {value!r}; expected a number in {units!r}, a "
+            "quantity string such as '0 mm h-1', or None"
+        )
+    if not isinstance(value, str):
+        return float(value)
+    try:
+        quantity: Any = _registry.Quantity(value)
+    except Exception as exc:
+        raise ValueError(
+            f"the {side} bound of {name!r} is {value!r}, which pint cannot parse: {exc}"
+        ) from exc
+    if quantity.dimensionless and str(quantity.units) in ("dimensionless", ""):
+        return float(quantity.magnitude)
+    scale, offset = unit_conversion(str(quantity.units), units, name=name, water_equivalent=True)
+    return float(quantity.magnitude) * scale + offset

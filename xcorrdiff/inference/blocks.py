@@ -7,7 +7,6 @@ need besides the model travels in a small frozen :class:`Settings`.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import socket
 import warnings
@@ -19,6 +18,7 @@ import torch
 
 from xcorrdiff._checks import autocast, nonfinite_counts
 from xcorrdiff.data.plausibility import ExpectedRange
+from xcorrdiff.data.transforms import TRANSFORMS
 from xcorrdiff.diffusion import (
     Denoiser,
     PatchGrid,
@@ -194,8 +194,8 @@ def _check_ranges(condition: np.ndarray, ranges: Sequence[ExpectedRange] | None)
     for channel, expected in enumerate(ranges or ()):
         z = condition[:, channel]
         low, high = (float(v) * expected.std + expected.mean for v in (z.min(), z.max()))
-        if expected.transform == "log1p":
-            low, high = math.expm1(low), math.expm1(high)
+        inverse = TRANSFORMS[expected.transform].inverse
+        low, high = float(inverse(low)), float(inverse(high))
         expected.check(low, high)
 
 

@@ -328,4 +328,4 @@ def _label(
             out[f"{name}_mean"] = mean_ds[name].assign_attrs(
                 {**attrs[name], "long_name": f"regression mean of {attrs[name]['long_name']}"}
             )
-    return model.mask_unobserved(out)
+    return model.finish(out)

@@ -107,6 +107,7 @@ def read_package(package_dir: str | os.PathLike[str]) -> dict[str, Any]:
         if "sampler" in extra
         else _sampler(metadata),
         "regrid_method": str(extra.get("regrid_method", "bilinear")),
+        "output_bounds": extra.get("output_bounds"),
         "conditioning": {
             "hr_mean": hr_mean,
             "global_lowres": _global_lowres(diffusion, n_cond, len(outputs), hr_mean),
@@ -241,6 +242,7 @@ def write_package(model: Any, folder: Path) -> None:
             "long_names": {v.name: v.long_name for v in variables},
             "sampler": model.sampler.to_dict(),
             "regrid_method": model.regrid_method,
+            "output_bounds": model.config_dict()["output_bounds"],
         },
     }
     (folder / "metadata.json").write_text(json.dumps(metadata, indent=2), encoding="utf-8")

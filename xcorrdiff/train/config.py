@@ -120,6 +120,24 @@ def _transforms(value: Any) -> tuple[tuple[str, Transform], ...]:
     return normalized  # type: ignore[return-value]
 
 
+def _bounds(value: Any) -> tuple[tuple[str, tuple[Any, Any]], ...]:
+    pairs = value.items() if isinstance(value, Mapping) else value
+    try:
+        normalized = tuple(sorted((str(name), tuple(pair)) for name, pair in pairs))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"output_bounds={value!r} is invalid; expected a mapping of variable names to "
+            "(low, high), e.g. {'precip': (0, None), 'hurs': ('0 %', '100 %')}"
+        ) from exc
+    for name, pair in normalized:
+        if len(pair) != 2 or not all(v is None or isinstance(v, int | float | str) for v in pair):
+            raise ValueError(
+                f"output_bounds[{name!r}]={pair!r} is invalid; expected (low, high), each a "
+                "number in the variable's units, a quantity string such as '0 mm h-1', or None"
+            )
+    return normalized
+
+
 @dataclass(frozen=True, kw_only=True)
 class DataConfig:
     """What each optimizer step sees.
@@ -137,9 +155,15 @@ class DataConfig:
         ``batch_size * patches_per_sample`` patches.
     validation_fraction : float
         Fraction of times, taken from the end of the record, held out for validation.
-    output_transforms : mapping of str to {"none", "log1p"}
+    output_transforms : mapping of str to {"none", "log1p", "asinh", "fourth_root", "logit"}
         Transform applied to an output variable before normalization, e.g.
-        ``{"precip": "log1p"}``; inverted when downscaling. Stored as sorted pairs.
+        ``{"precip": "log1p"}``; inverted when downscaling
+        (:mod:`xcorrdiff.data.transforms`). Stored as sorted pairs.
+    output_bounds : mapping of str to (low, high)
+        Physical bounds of output variables, applied (clipped) to every downscaled member and
+        mean: each a number in the variable's units, a quantity pint understands
+        (``"0 mm h-1"``, ``"100 %"``) or None (unbounded), e.g. ``{"precip": (0, None)}``.
+        Stored in the model; they do not change training (not part of the fingerprint).
     """
 
     patch_shape: tuple[int, int]
@@ -147,11 +171,15 @@ class DataConfig:
     batch_size: int
     validation_fraction: float = 0.1
     output_transforms: tuple[tuple[str, Transform], ...] = ()
+    output_bounds: tuple[tuple[str, tuple[Any, Any]], ...] = field(
+        default=(), metadata=RUNTIME_ONLY
+    )
 
     def __post_init__(self) -> None:
         shape = tuple(self.patch_shape)
         object.__setattr__(self, "patch_shape", shape)
         object.__setattr__(self, "output_transforms", _transforms(self.output_transforms))
+        object.__setattr__(self, "output_bounds", _bounds(self.output_bounds))
         if len(shape) != 2:
             raise ValueError(f"patch_shape={shape!r} is invalid; expected two sides (y, x)")
         for side in shape:

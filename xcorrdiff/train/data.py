@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import dask
 import dask.array as da
@@ -28,6 +29,7 @@ from xcorrdiff.data.prepare import (
     static_fields,
 )
 from xcorrdiff.data.split import split_times
+from xcorrdiff.data.units import value_in_units
 from xcorrdiff.train.config import TrainConfig
 from xcorrdiff.train.distributed import local_batch_size
 
@@ -39,6 +41,7 @@ __all__ = [
     "observed_mask",
     "prepare_data",
     "residual_scale",
+    "resolve_bounds",
     "resolve_invariants",
     "stream",
     "time_varying",
@@ -150,6 +153,32 @@ def invariant_stats(invariants: xr.Dataset | None) -> Normalizer:
         mean, std = float(np.mean(values)), float(np.std(values))
         stats[name] = {"mean": mean, "std": std if std > 1e-12 * max(abs(mean), 1.0) else 1.0}
     return Normalizer.from_stats(stats)
+
+
+def resolve_bounds(
+    bounds: Sequence[tuple[str, tuple[Any, Any]]], outputs: Sequence[VariableSpec]
+) -> dict[str, tuple[float, float]]:
+    """``config.output_bounds`` as numbers in each output variable's units.
+
+    Raises
+    ------
+    ValueError
+        A bound names no output variable, or its units do not convert.
+    """
+    units = {v.name: v.units for v in outputs}
+    unknown = sorted(name for name, _ in bounds if name not in units)
+    if unknown:
+        raise ValueError(
+            f"config.output_bounds names {unknown}, which are not output variables; expected "
+            f"names among {sorted(units)}"
+        )
+    return {
+        name: (
+            value_in_units(low, units[name], name=name, side="low"),
+            value_in_units(high, units[name], name=name, side="high"),
+        )
+        for name, (low, high) in bounds
+    }
 
 
 def check_shape(config: TrainConfig, shape: tuple[int, int]) -> tuple[int, int]:

@@ -58,6 +58,7 @@ from xcorrdiff.train.data import (
     input_grid,
     prepare_data,
     residual_scale,
+    resolve_bounds,
     resolve_invariants,
     stream,
     time_varying,
@@ -277,6 +278,7 @@ def fit_regression(
     config = config if config is not None else TrainConfig()
     layout = _layout(lr, hr, invariants, input_variables, output_variables)
     check_shape(config, layout.shape)
+    bounds = resolve_bounds(config.data.output_bounds, layout.output_variables)
     data, input_norm, output_norm = prepare_data(
         lr, hr, input_variables=layout.input_variables, output_variables=layout.output_variables,
         grid=layout.grid, grid_dims=layout.grid_dims, invariants=layout.invariants,
@@ -313,6 +315,7 @@ def fit_regression(
         layout, (input_norm, output_norm), (result.ema, None), config,
         sampler=SamplerConfig(), regrid_method=regrid_method, provenance=provenance,
         observed=data.observed,
+        output_bounds=bounds,
     )  # fmt: skip
 
 
@@ -450,6 +453,7 @@ def fit_diffusion(
             f"{type(model).__name__}"
         )
     patch = check_shape(config, model.shape)
+    resolve_bounds(config.data.output_bounds, model.output_variables)  # fail before training
     data, _, _ = prepare_data(
         lr, hr, input_variables=model.input_variables, output_variables=model.output_variables,
         grid=model.grid, grid_dims=model.grid_dims, invariants=model.invariants,
@@ -508,6 +512,8 @@ def _with_diffusion(
         model, norms, (model.regression, diffusion), config, sampler=model.sampler,
         regrid_method=model.regrid_method, provenance=record, residual_scale=scale,
         observed=model.observed,
+        output_bounds=resolve_bounds(config.data.output_bounds, model.output_variables)
+        or model.output_bounds,
     )  # fmt: skip
 
 
