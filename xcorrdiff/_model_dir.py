@@ -11,6 +11,7 @@ Version-1 directories (no checksums) still load, with a warning.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -31,10 +32,12 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "check_replaceable",
+    "hash_tensors",
     "read_config",
     "read_dataset",
     "read_netcdf",
     "read_network",
+    "state_digest",
     "state_tensors",
     "write_files",
 ]
@@ -244,3 +247,19 @@ def read_netcdf(path: Path) -> xr.Dataset:
             f"{path} could not be read as netCDF ({exc}); restore it from a backup or save the "
             "model again"
         ) from None
+
+
+def hash_tensors(digest: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
+    """Feed named tensors to a hashlib ``digest``: per name (sorted), ``name:dtype:shape``
+    and the bytes in C order, whatever the memory format or device. Returns ``digest``."""
+    for key in sorted(tensors):
+        tensor = tensors[key].detach().to("cpu")
+        digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        flat = tensor.reshape(-1).clone()  # C order, stride 1, whatever the memory format
+        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    return digest
+
+
+def state_digest(net: torch.nn.Module) -> str:
+    """SHA-256 of a network's state dict (names, dtypes, shapes and bytes)."""
+    return str(hash_tensors(hashlib.sha256(), net.state_dict()).hexdigest())

@@ -23,7 +23,6 @@ checks each network against its weights and the machine's memory before building
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import shutil
@@ -74,22 +73,6 @@ def _network_entry(net: torch.nn.Module) -> dict[str, Any]:
     if not isinstance(config, Mapping):
         raise TypeError(f"network {name} has no constructor arguments in .config")
     return {"class": name, "kwargs": dict(config)}
-
-
-def hash_tensors(digest: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
-    """Feed named tensors to a hashlib ``digest``: per name (sorted), ``name:dtype:shape``
-    and the bytes in C order, whatever the memory format or device. Returns ``digest``."""
-    for key in sorted(tensors):
-        tensor = tensors[key].detach().to("cpu")
-        digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        flat = tensor.reshape(-1).clone()  # C order, stride 1, whatever the memory format
-        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
-    return digest
-
-
-def state_digest(net: torch.nn.Module) -> str:
-    """SHA-256 of a network's state dict (names, dtypes, shapes and bytes)."""
-    return str(hash_tensors(hashlib.sha256(), net.state_dict()).hexdigest())
 
 
 class CorrDiffModel:

@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from xcorrdiff.model import DEMO_MODEL_DIR, CorrDiffModel, load_model, state_digest
+from xcorrdiff._model_dir import state_digest
+from xcorrdiff.model import DEMO_MODEL_DIR, CorrDiffModel, load_model
 from xcorrdiff.options import OPTIONS
 
 __all__ = ["ModelRef", "cache_info", "get_model", "model_on", "resolve_model", "worker_device"]

@@ -32,7 +32,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from xcorrdiff._files import new_file_mode, write_text_atomic
-from xcorrdiff.model import hash_tensors
+from xcorrdiff._model_dir import hash_tensors
 
 __all__ = [
     "JsonlLog",

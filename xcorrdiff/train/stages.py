@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from xcorrdiff._model_dir import state_digest
 from xcorrdiff.config import SamplerConfig
 from xcorrdiff.data.conventions import standardize
 from xcorrdiff.data.prepare import VariableSpec, describe_variables, grid_of, spatial_dims
@@ -48,7 +49,7 @@ from xcorrdiff.diffusion import (
     regression_mean,
     residual_loss,
 )
-from xcorrdiff.model import CorrDiffModel, state_digest
+from xcorrdiff.model import CorrDiffModel
 from xcorrdiff.train.batches import StreamBatches
 from xcorrdiff.train.config import TrainConfig
 from xcorrdiff.train.data import (

@@ -13,8 +13,6 @@ from typing import TypeVar
 import numpy as np
 import xarray as xr
 
-from xcorrdiff.data.conventions import standardize
-
 T = TypeVar("T", xr.Dataset, xr.DataArray)
 XarrayLike = xr.Dataset | xr.DataArray
 
@@ -83,6 +81,9 @@ def pairs(
     check_type(forecast, "forecast")
     check_type(obs, "obs")
     if isinstance(obs, xr.Dataset):
+        # Imported here: the data package loads pint and cf-xarray, which verify need not.
+        from xcorrdiff.data.conventions import standardize
+
         obs = standardize(obs, role="obs")
     if isinstance(forecast, xr.DataArray):
         if isinstance(obs, xr.Dataset):
