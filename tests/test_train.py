@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -240,3 +241,20 @@ def test_output_transforms_must_name_output_variables(
             output_variables=OUTPUTS,
             progress=False,
         )
+
+
+def test_a_short_record_warns_about_the_validation_split(
+    small: tuple[xr.Dataset, xr.Dataset],
+) -> None:
+    lr, hr = small
+    with pytest.warns(
+        UserWarning,
+        match=r"short record: validation_fraction=0.1 holds out 1 of the 12 times \(8%\).*validation_fraction=0",
+    ):
+        fit_regression(lr, hr, config=_quick(), output_variables=OUTPUTS, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit_regression(
+            lr, hr, config=_quick(validation_fraction=0.0), output_variables=OUTPUTS,
+            progress=False,
+        )  # fmt: skip

@@ -7,6 +7,7 @@ normalization statistics are fitted on the training split only.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,8 @@ __all__ = [
 ]
 
 TIME = "time"
+#: Records shorter than this warn when a validation split takes part of them.
+SHORT_RECORD = 20
 
 
 @dataclass
@@ -237,6 +240,15 @@ def prepare_data(
         )
     else:
         train, validation = np.arange(n_times), np.arange(0)
+    if len(validation) and n_times < SHORT_RECORD:
+        warnings.warn(
+            f"a short record: validation_fraction={config.data.validation_fraction} holds out "
+            f"{len(validation)} of the {n_times} times ({len(validation) / n_times:.0%}), so "
+            f"training sees {len(train)}. Set TrainConfig(validation_fraction=0) to train on "
+            "every time (no validation then), or pass more times",
+            UserWarning,
+            stacklevel=4,
+        )
     condition_names = [str(n) for n in condition.data_vars]
     observed, missing = observed_mask(target, train)
     if input_normalizer is None:
