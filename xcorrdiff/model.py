@@ -319,9 +319,12 @@ class CorrDiffModel:
         )
         return self.finish(self.output_normalizer.denormalize(out))
 
-    def finish(self, ds: xr.Dataset) -> xr.Dataset:
+    def finish(
+        self, ds: xr.Dataset, *, region: tuple[int, int, int, int] | None = None
+    ) -> xr.Dataset:
         """Downscaled fields made physical: clipped to ``output_bounds``, NaN where never
-        observed (:meth:`mask_unobserved`); ``{name}_mean`` variables follow ``name``."""
+        observed (:meth:`mask_unobserved`; ``region``: the ``(y0, y1, x0, x1)`` of the grid
+        that ``ds`` covers); ``{name}_mean`` variables follow ``name``."""
         clipped = {}
         for name in ds.data_vars:
             base = str(name) if name in self.output_bounds else str(name).removesuffix("_mean")
@@ -330,18 +333,25 @@ class CorrDiffModel:
                 clipped[name] = ds[name].clip(
                     None if math.isinf(low) else low, None if math.isinf(high) else high
                 )
-        return self.mask_unobserved(ds.assign(clipped))
+        return self.mask_unobserved(ds.assign(clipped), region=region)
 
-    def mask_unobserved(self, ds: xr.Dataset) -> xr.Dataset:
+    def mask_unobserved(
+        self, ds: xr.Dataset, *, region: tuple[int, int, int, int] | None = None
+    ) -> xr.Dataset:
         """``ds`` with NaN where the training targets never had data (see ``observed``);
         ``{name}_mean`` variables follow ``name``."""
         if self.observed is None:
             return ds
+        observed = self.observed
+        if region is not None:
+            y0, y1, x0, x1 = region
+            y_dim, x_dim = self.grid_dims
+            observed = observed.isel({y_dim: slice(y0, y1), x_dim: slice(x0, x1)})
         masked = {}
         for name in ds.data_vars:
             base = str(name) if name in self.observed else str(name).removesuffix("_mean")
-            if base in self.observed:
-                masked[name] = ds[name].where(self.observed[base].variable)
+            if base in observed:
+                masked[name] = ds[name].where(observed[base].variable)
         return ds.assign(masked)
 
     def to(self, device: str | torch.device | None) -> CorrDiffModel:

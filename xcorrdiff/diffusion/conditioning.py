@@ -149,24 +149,35 @@ def crop_condition(
 
 
 def unfold_condition(
-    condition: Condition, grid: PatchGrid, *, global_inputs: bool = True
+    condition: Condition,
+    grid: PatchGrid,
+    *,
+    global_inputs: bool = True,
+    origin: tuple[int, int] = (0, 0),
 ) -> Condition:
     """The condition on the patches of a generation grid (member-major rows).
 
-    ``global_inputs`` appends each member's whole-domain inputs resized to the patch.
+    ``global_inputs`` appends each member's whole-domain inputs resized to the patch. The
+    grid may cover a sub-rectangle of the condition's domain whose top-left pixel is
+    ``origin``: inputs, mean and positional embedding are cut to it, while the global
+    inputs stay those of the whole domain.
     """
     batch = condition.rows
+    (y0, x0), (h, w) = origin, grid.domain_shape
+
+    def crop(t: torch.Tensor) -> torch.Tensor:
+        return t[..., y0 : y0 + h, x0 : x0 + w]
 
     def select(emb: torch.Tensor) -> torch.Tensor:
-        return grid.unfold(emb[None].expand(batch, -1, -1, -1))
+        return grid.unfold(crop(emb)[None].expand(batch, -1, -1, -1))
 
     resized = None
     if global_inputs:
         resized = F.interpolate(condition.inputs, size=grid.patch_shape, mode="bilinear")
         resized = resized.repeat_interleave(grid.num_patches, dim=0)
     return Condition(
-        inputs=grid.unfold(condition.inputs),
-        mean=grid.unfold(condition.mean) if condition.mean is not None else None,
+        inputs=grid.unfold(crop(condition.inputs)),
+        mean=grid.unfold(crop(condition.mean)) if condition.mean is not None else None,
         global_inputs=resized,
         embedding_selector=select,
     )
@@ -210,6 +221,9 @@ class Denoiser:
         Whole-domain condition of the batch (:func:`build_condition`).
     grid : PatchGrid, optional
         Denoise on this grid's patches.
+    origin : (int, int), default (0, 0)
+        Top-left pixel, in the condition's domain, of the sub-rectangle the grid covers
+        (sub-domain generation; see :func:`unfold_condition`).
     global_inputs : bool, default True
         On patches, append the whole-domain inputs resized to the patch.
     positional : bool, default True
@@ -225,6 +239,7 @@ class Denoiser:
         condition: Condition,
         *,
         grid: PatchGrid | None = None,
+        origin: tuple[int, int] = (0, 0),
         global_inputs: bool = True,
         positional: bool = True,
         precision: str | None = None,
@@ -233,7 +248,9 @@ class Denoiser:
         self.grid = grid
         self.condition = condition
         if grid is not None:
-            self.condition = unfold_condition(condition, grid, global_inputs=global_inputs)
+            self.condition = unfold_condition(
+                condition, grid, global_inputs=global_inputs, origin=origin
+            )
         if precision is not None:  # the network runs in float32 under autocast
             self.condition = _as_float(self.condition)
         self.positional = positional

@@ -43,6 +43,8 @@ import torch
 __all__ = ["draw_latents", "euler", "heun", "initial_state"]
 
 Callback = Callable[[dict[str, Any]], None]
+#: ``((H_full, W_full), (y0, x0))``: where a sub-domain state lies in the whole domain.
+Frame = tuple[tuple[int, int], tuple[int, int]]
 #: ``D(x, sigma) -> denoised``: what the samplers call.
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -53,6 +55,7 @@ def draw_latents(
     *,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
+    frame: Frame | None = None,
 ) -> torch.Tensor:
     """Standard-normal draws, one ``(C, H, W)`` field per member from its own generator.
 
@@ -69,6 +72,10 @@ def draw_latents(
         Dtype of the result.
     device : torch.device or str, optional
         Device of the result; defaults to the first generator's device.
+    frame : ((int, int), (int, int)), optional
+        ``((H_full, W_full), (y0, x0))``: draw each field on the whole ``H_full × W_full``
+        domain and return its ``(H, W)`` window at ``(y0, x0)``, so that a sub-domain gets
+        the numbers a whole-domain draw puts there.
 
     Returns
     -------
@@ -85,19 +92,26 @@ def draw_latents(
     if len(shape) != 3 or any(int(s) <= 0 for s in shape):
         raise ValueError(f"shape must be (C, H, W) of positive sizes, got {tuple(shape)!r}")
     device = generators[0].device if device is None else device
+    full, (y0, x0) = (tuple(shape[1:]), (0, 0)) if frame is None else frame
     draws = [
-        torch.randn(tuple(shape), generator=g, device=g.device, dtype=torch.float32)
+        torch.randn((shape[0], *full), generator=g, device=g.device, dtype=torch.float32)[
+            :, y0 : y0 + shape[1], x0 : x0 + shape[2]
+        ]
         for g in generators
     ]
     return torch.stack([d.to(device) for d in draws]).to(dtype)
 
 
 def initial_state(
-    generators: Sequence[torch.Generator], shape: Sequence[int], sigmas: torch.Tensor
+    generators: Sequence[torch.Generator],
+    shape: Sequence[int],
+    sigmas: torch.Tensor,
+    *,
+    frame: Frame | None = None,
 ) -> torch.Tensor:
-    """The samplers' initial state: each member's unit noise (:func:`draw_latents`) times
-    ``sigmas[0]``, in ``sigmas.dtype`` on ``sigmas.device``."""
-    latents = draw_latents(generators, shape, device=sigmas.device)
+    """The samplers' initial state: each member's unit noise (:func:`draw_latents`, in
+    ``frame`` when given) times ``sigmas[0]``, in ``sigmas.dtype`` on ``sigmas.device``."""
+    latents = draw_latents(generators, shape, device=sigmas.device, frame=frame)
     return latents.to(dtype=sigmas.dtype) * sigmas[0]
 
 
@@ -112,6 +126,7 @@ def euler(
     s_max: float = float("inf"),
     s_noise: float = 1.0,
     callback: Callback | None = None,
+    frame: Frame | None = None,
 ) -> torch.Tensor:
     """Sample with first-order (Euler) steps of the probability-flow ODE.
 
@@ -133,6 +148,9 @@ def euler(
     callback : callable, optional
         Called after every step with a dict ``i``, ``x``, ``sigma``, ``sigma_hat``,
         ``denoised``.
+    frame : ((int, int), (int, int)), optional
+        Where the state lies in a larger domain (:func:`draw_latents`): the churn noise is
+        drawn on that domain and cut, as for a whole-domain run.
 
     Returns
     -------
@@ -146,7 +164,7 @@ def euler(
     """
     return _sample(
         denoiser, x, sigmas, second_order=False, generators=generators, s_churn=s_churn,
-        s_min=s_min, s_max=s_max, s_noise=s_noise, callback=callback,
+        s_min=s_min, s_max=s_max, s_noise=s_noise, callback=callback, frame=frame,
     )  # fmt: skip
 
 
@@ -161,6 +179,7 @@ def heun(
     s_max: float = float("inf"),
     s_noise: float = 1.0,
     callback: Callback | None = None,
+    frame: Frame | None = None,
 ) -> torch.Tensor:
     """Sample with Heun's second-order method (EDM Algorithm 2), Euler on the last step.
 
@@ -174,8 +193,8 @@ def heun(
         Denoiser, initial state, schedule and random streams, exactly as for :func:`euler`.
     s_churn, s_min, s_max, s_noise : float
         Stochasticity (EDM Algorithm 2); ``s_churn=0`` is the deterministic ODE.
-    callback : callable, optional
-        Called after every step, as for :func:`euler`.
+    callback, frame : optional
+        As for :func:`euler`.
 
     Returns
     -------
@@ -201,7 +220,7 @@ def heun(
     """
     return _sample(
         denoiser, x, sigmas, second_order=True, generators=generators, s_churn=s_churn,
-        s_min=s_min, s_max=s_max, s_noise=s_noise, callback=callback,
+        s_min=s_min, s_max=s_max, s_noise=s_noise, callback=callback, frame=frame,
     )  # fmt: skip
 
 
@@ -253,6 +272,7 @@ def _sample(
     s_max: float,
     s_noise: float,
     callback: Callback | None,
+    frame: Frame | None = None,
 ) -> torch.Tensor:
     _check_inputs(x, sigmas, generators, s_churn)
     sigmas = sigmas.to(x.device)
@@ -273,7 +293,9 @@ def _sample(
             if round_sigma is not None:
                 sigma_hat = torch.as_tensor(round_sigma(sigma_hat)).to(sigma)
             assert generators is not None  # checked above
-            eps = draw_latents(generators, tuple(x.shape[1:]), dtype=dtype, device=device)
+            eps = draw_latents(
+                generators, tuple(x.shape[1:]), dtype=dtype, device=device, frame=frame
+            )
             x = x + (sigma_hat**2 - sigma**2).sqrt() * s_noise * eps
 
         # Euler step.

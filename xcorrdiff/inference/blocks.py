@@ -156,6 +156,20 @@ class Settings:
     #: What the model expects of each input channel (the first channels of a condition);
     #: ``None`` skips the plausibility check.
     ranges: tuple[ExpectedRange, ...] | None = None
+    #: ``(y0, y1, x0, x1)``: generate only this sub-rectangle of the model's grid.
+    region: tuple[int, int, int, int] | None = None
+
+    @property
+    def origin(self) -> tuple[int, int]:
+        """Top-left pixel of the generated rectangle in the model's grid."""
+        return (0, 0) if self.region is None else (self.region[0], self.region[2])
+
+    def out_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
+        """Shape of the generated rectangle of a grid of ``shape``."""
+        if self.region is None:
+            return shape
+        y0, y1, x0, x1 = self.region
+        return (y1 - y0, x1 - x0)
 
 
 def caller_threads() -> tuple[str, int, int]:
@@ -290,11 +304,13 @@ def mean_block(condition: np.ndarray, ref: ModelRef, settings: Settings) -> np.n
 
 
 def _patch_grid(model: CorrDiffModel, settings: Settings) -> PatchGrid | None:
+    shape = settings.out_shape(model.shape)
     if settings.patch_shape is not None:
-        return PatchGrid(model.shape, settings.patch_shape, settings.overlap, blend="taper")
-    if model.conditioning.get("global_lowres", True):
-        # One whole-domain patch: the sampler appends the (identity-resized) global input.
-        return PatchGrid(model.shape, model.shape, 0)
+        return PatchGrid(shape, settings.patch_shape, settings.overlap, blend="taper")
+    if settings.region is not None or model.conditioning.get("global_lowres", True):
+        # One patch over the generated rectangle: the sampler appends the global input
+        # (identity-resized on the whole domain).
+        return PatchGrid(shape, shape, 0)
     return None
 
 
@@ -313,6 +329,7 @@ def _denoiser(
     precision: str,
     inputs: torch.Tensor,
     mean: torch.Tensor,
+    origin: tuple[int, int] = (0, 0),
 ) -> Denoiser:
     """The model's diffusion network with the condition of these rows bound (the block's
     patch grid, built once per block: its blending weights are computed at construction)."""
@@ -323,6 +340,7 @@ def _denoiser(
         model.diffusion,
         condition,
         grid=grid,
+        origin=origin,
         global_inputs=bool(model.conditioning.get("global_lowres", True)),
         positional=isinstance(getattr(model.diffusion, "model", None), SongUNetPosEmbd),
         precision=precision,
@@ -355,7 +373,9 @@ def sample_block(
         device=device,
     )
     rows = [(t, m) for t in range(n_times) for m in range(n_members)]
-    out = np.empty((n_members, n_times, n_out, *condition.shape[2:]), np.float32)
+    shape = settings.out_shape(condition.shape[2:])
+    (y0, x0), (h, w) = settings.origin, shape
+    out = np.empty((n_members, n_times, n_out, *shape), np.float32)
     cond_t = torch.from_numpy(np.ascontiguousarray(condition, np.float32)).to(device)
     mean_t = torch.from_numpy(np.ascontiguousarray(mean, np.float32)).to(device)
     scale = _residual_scale(model, device)
@@ -370,10 +390,14 @@ def sample_block(
             for t, m in rows[batch]
         ]
         mu = mean_t[times]
-        denoiser = _denoiser(model, grid, settings.dtype, cond_t[times], mu)
-        x = initial_state(generators, (n_out, *condition.shape[2:]), sigmas)
+        denoiser = _denoiser(model, grid, settings.dtype, cond_t[times], mu, settings.origin)
+        mu = mu[..., y0 : y0 + h, x0 : x0 + w]
+        frame = (tuple(condition.shape[2:]), settings.origin)
+        x = initial_state(generators, (n_out, *shape), sigmas, frame=frame)
         sample = euler if settings.sampler == "euler" else heun
-        residual = sample(denoiser, x, sigmas, generators=generators, s_churn=settings.s_churn)
+        residual = sample(
+            denoiser, x, sigmas, generators=generators, s_churn=settings.s_churn, frame=frame
+        )
         if scale is not None:
             residual = residual * scale.to(residual.dtype)
         values = (mu.to(residual.dtype) + residual).float().cpu().numpy()

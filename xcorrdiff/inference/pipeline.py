@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import dask
@@ -60,11 +60,13 @@ from xcorrdiff.inference.handles import (
     resolve_model,
 )
 from xcorrdiff.inference.memory import check_memory
+from xcorrdiff.inference.region import check_region, resolve_region
 from xcorrdiff.inference.settings import (
     MEMBER,
     TIME,
     SamplerName,
     check_input,
+    diffusion_factor,
     downscale_settings,
     model_of,
     network_config,
@@ -136,6 +138,7 @@ def downscale(
     dtype: str | torch.dtype | None = None,
     return_mean: bool = False,
     check_plausibility: bool = True,
+    region: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
     """Generate an ensemble of HR fields from LR inputs with a CorrDiff model.
 
@@ -189,6 +192,12 @@ def downscale(
         values are fill values or unit mistakes, and the networks turn them into NaN or
         nonsense (:mod:`xcorrdiff.data.plausibility`). ``False`` lets an expert pass them;
         NaN/inf inputs are always refused.
+    region : mapping, optional
+        Generate only a sub-rectangle of the model's grid: ``{"y": slice(a, b), "x":
+        slice(c, d)}`` (labels of the grid's dimensions) or ``{"lat": (south, north),
+        "lon": (west, east)}``. The regression mean is computed on the whole domain and
+        cut; the members equal a whole-domain run's on the region up to the patch layout
+        (:mod:`xcorrdiff.inference.region`).
 
     Returns
     -------
@@ -220,6 +229,10 @@ def downscale(
         member_batch_size=member_batch_size, device=device, dtype=dtype,
         check_plausibility=check_plausibility,
     )  # fmt: skip
+    settings = dataclasses.replace(
+        settings, region=resolve_region(resolved.grid, resolved.grid_dims, region)
+    )
+    check_region(settings.region, settings.patch_shape, diffusion_factor(resolved))
     lr = standardize(lr, role="lr")
     check_input(lr, resolved, settings.ranges)
     single = TIME not in lr.dims
@@ -291,11 +304,16 @@ def _graph(
         settings=settings, new_axes={"c": n_out}, concatenate=True, dtype=np.float32,
         meta=np.empty((0, 0, 0, 0), np.float32), name=f"xcorrdiff-mean-{token}",
     )  # fmt: skip
+    h, w = settings.out_shape(array.shape[2:])
     samples = da.blockwise(
         sample_block, "mtcyx", array, "tkyx", mean, "tcyx", keys, "t", handle, None,
         settings=settings, new_axes={"m": n_ensemble}, concatenate=True, dtype=np.float32,
         meta=np.empty((0, 0, 0, 0, 0), np.float32), name=f"xcorrdiff-sample-{token}",
+        adjust_chunks={"y": h, "x": w},
     )  # fmt: skip
+    if settings.region is not None:
+        y0, y1, x0, x1 = settings.region
+        mean = mean[..., y0:y1, x0:x1]
     return mean, samples
 
 
@@ -312,9 +330,13 @@ def _label(
     normalizer = model.output_normalizer
     physical = normalizer.denormalize_array(samples, names, channel_axis=-3)
     attrs = _output_attrs(model)
+    grid = model.grid
+    if settings.region is not None:
+        y0, y1, x0, x1 = settings.region
+        grid = grid.isel({y_dim: slice(y0, y1), x_dim: slice(x0, x1)})
     coords: dict[Hashable, Any] = {
         MEMBER: (MEMBER, np.arange(settings.n_ensemble), {"long_name": "ensemble member"}),
-        **dict(model.grid.coords.items()),
+        **dict(grid.coords.items()),
     }
     if TIME in condition.coords:
         coords[TIME] = condition[TIME].variable
@@ -328,4 +350,4 @@ def _label(
             out[f"{name}_mean"] = mean_ds[name].assign_attrs(
                 {**attrs[name], "long_name": f"regression mean of {attrs[name]['long_name']}"}
             )
-    return model.finish(out)
+    return model.finish(out, region=settings.region)

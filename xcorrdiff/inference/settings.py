@@ -73,6 +73,12 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> str:
     return canonical
 
 
+def diffusion_factor(model: CorrDiffModel) -> int:
+    """The diffusion network's downsampling factor: sample sides must be multiples of it."""
+    assert model.diffusion is not None
+    return int(getattr(getattr(model.diffusion, "model", None), "input_shape_mult", 1))
+
+
 def _resolve_patches(
     model: CorrDiffModel, patch_shape: Sequence[int] | None, overlap: int | None
 ) -> tuple[tuple[int, int] | None, int]:
@@ -95,8 +101,7 @@ def _resolve_patches(
             f"patch_shape={patch} is larger than the model's HR grid {shape}; use a smaller "
             "patch or patch_shape=None for the whole domain"
         )
-    assert model.diffusion is not None
-    factor = int(getattr(getattr(model.diffusion, "model", None), "input_shape_mult", 1))
+    factor = diffusion_factor(model)
     if patch[0] % factor or patch[1] % factor:
         raise ValueError(
             f"patch_shape={patch} is invalid for this diffusion network; expected sides "
