@@ -50,7 +50,8 @@ from xcorrdiff.config import SamplerConfig
 from xcorrdiff.data.convert import array_to_dataset, dataset_to_array, to_tensor
 from xcorrdiff.data.normalize import Normalizer
 from xcorrdiff.data.prepare import VariableSpec, prepare_condition
-from xcorrdiff.diffusion.conditioning import build_condition, regression_mean
+from xcorrdiff.diffusion.conditioning import build_condition, patched_regression_mean
+from xcorrdiff.diffusion.patching import PatchGrid, regression_grid
 from xcorrdiff.nn.physicsnemo import SUPPORTED_CLASSES
 
 __all__ = ["CorrDiffModel", "load_model"]
@@ -105,6 +106,9 @@ class CorrDiffModel:
         How the diffusion condition is assembled: ``{"hr_mean": bool,
         "global_lowres": bool}``. ``global_lowres`` appends the whole-domain input resized
         to the patch (PhysicsNeMo's patch-based conditioning, ``C_hr + 2 C_lr`` channels).
+        ``"regression_patch": [h, w]`` marks a regression network trained on patches
+        (``TrainConfig.regression_patch_shape``): it takes the whole-domain input as global
+        context too (``2 C_lr`` channels) and μ is computed patch by patch.
     regrid_method : str, default "bilinear"
         Interpolation of the inputs onto the HR grid.
     residual_scale : mapping of str to float, optional
@@ -136,7 +140,7 @@ class CorrDiffModel:
         input_normalizer: Normalizer,
         output_normalizer: Normalizer,
         sampler: SamplerConfig | None = None,
-        conditioning: Mapping[str, bool] | None = None,
+        conditioning: Mapping[str, Any] | None = None,
         regrid_method: str = "bilinear",
         residual_scale: Mapping[str, float] | None = None,
         output_bounds: Mapping[str, Sequence[float | None]] | None = None,
@@ -215,14 +219,14 @@ class CorrDiffModel:
                 f"output_normalizer has no statistics for {missing}; it covers "
                 f"{list(self.output_normalizer.variables)}"
             )
-        n_in = len(self.condition_variables)
+        n_in = len(self.condition_variables) * (2 if self.regression_patch else 1)
         grid_channels = int(getattr(self.regression, "grid_channels", 0))
         expected = getattr(self.regression, "img_in_channels", n_in + grid_channels)
         if expected != n_in + grid_channels:
             raise ValueError(
                 f"the regression network takes {expected} input channels but the model has "
-                f"{n_in} condition variables {list(self.condition_variables)} plus "
-                f"{grid_channels} grid channels"
+                f"{n_in} condition channels ({list(self.condition_variables)}, twice for a "
+                f"regression on patches) plus {grid_channels} grid channels"
             )
 
     # --- description ----------------------------------------------------------------------
@@ -246,6 +250,17 @@ class CorrDiffModel:
     def condition_variables(self) -> tuple[str, ...]:
         """Channels of the network condition: inputs, then invariants."""
         return (*self.input_names, *self.invariant_names)
+
+    @property
+    def regression_patch(self) -> tuple[int, int] | None:
+        """Patch size of a regression network trained on patches, else None."""
+        patch = self.conditioning.get("regression_patch")
+        return (int(patch[0]), int(patch[1])) if patch else None
+
+    def regression_grid(self) -> PatchGrid | None:
+        """The patches μ is computed on (a quarter-patch overlap, tapered blending), or
+        None for a whole-domain regression."""
+        return regression_grid(self.shape, self.regression_patch)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -305,7 +320,9 @@ class CorrDiffModel:
             for start in range(0, array.shape[0], batch_size):
                 block = np.asarray(array[start : start + batch_size])
                 x = to_tensor(block, device=device)
-                mu = regression_mean(self.regression, build_condition(x), n_out)
+                mu = patched_regression_mean(
+                    self.regression, build_condition(x), n_out, self.regression_grid()
+                )
                 chunks.append(mu.cpu().numpy())
         mean = np.concatenate(chunks, axis=0) if chunks else np.zeros((0, n_out, *self.shape))
         out = array_to_dataset(

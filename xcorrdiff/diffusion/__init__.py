@@ -20,11 +20,17 @@ from xcorrdiff.diffusion.conditioning import (
     build_condition,
     crop_condition,
     denoise,
+    patched_regression_mean,
     regression_mean,
     unfold_condition,
 )
 from xcorrdiff.diffusion.losses import edm_loss_weight, masked_mean, regression_loss, residual_loss
-from xcorrdiff.diffusion.patching import PatchGrid, extract_patches, random_patch_offsets
+from xcorrdiff.diffusion.patching import (
+    PatchGrid,
+    extract_patches,
+    random_patch_offsets,
+    regression_grid,
+)
 from xcorrdiff.diffusion.samplers import draw_latents, euler, heun, initial_state
 from xcorrdiff.diffusion.schedules import edm_sigmas
 
@@ -43,7 +49,9 @@ __all__ = [
     "heun",
     "initial_state",
     "masked_mean",
+    "patched_regression_mean",
     "random_patch_offsets",
+    "regression_grid",
     "regression_loss",
     "regression_mean",
     "residual_loss",

@@ -43,6 +43,7 @@ __all__ = [
     "build_condition",
     "crop_condition",
     "denoise",
+    "patched_regression_mean",
     "regression_mean",
     "unfold_condition",
 ]
@@ -198,11 +199,29 @@ def denoise(
 
 
 def regression_mean(net: Any, condition: Condition, out_channels: int) -> torch.Tensor:
-    """μ = ``net(0, inputs)`` on the whole domain (PhysicsNeMo's regression UNet takes a
-    zero-filled state), ``(batch, out_channels, H, W)``."""
+    """μ = ``net(0, condition)`` (PhysicsNeMo's regression UNet takes a zero-filled state),
+    ``(rows, out_channels, H, W)``.
+
+    On the whole domain the condition is the inputs alone, as in PhysicsNeMo; on patches
+    (:func:`crop_condition`, :func:`unfold_condition`) it also holds the whole domain's
+    inputs resized to the patch, and the patches' positional embeddings are selected.
+    """
     inputs = condition.inputs
     zeros = inputs.new_zeros((inputs.shape[0], out_channels, *inputs.shape[2:]))
-    return net(zeros, inputs)
+    if condition.global_inputs is None:
+        return net(zeros, inputs)
+    return net(zeros, condition.channels(), embedding_selector=condition.embedding_selector)
+
+
+def patched_regression_mean(
+    net: Any, condition: Condition, out_channels: int, grid: PatchGrid | None
+) -> torch.Tensor:
+    """μ on the whole domain: in one pass (``grid`` None), or patch by patch on ``grid``
+    (a regression trained on patches) and blended back."""
+    if grid is None:
+        return regression_mean(net, condition, out_channels)
+    rows = unfold_condition(condition, grid, global_inputs=True)
+    return grid.fold(regression_mean(net, rows, out_channels))
 
 
 class Denoiser:

@@ -494,3 +494,13 @@ class PatchGrid:
         for k, (y, x) in enumerate(self._corners):
             total[..., y : y + ph, x : x + pw] += delta[:, k]
         return self._crop(ref + total)
+
+
+def regression_grid(
+    domain_shape: Sequence[int], patch_shape: Sequence[int] | None
+) -> PatchGrid | None:
+    """The patches a regression trained on patches computes μ on: a quarter-patch overlap,
+    tapered blending; None for a whole-domain regression."""
+    if patch_shape is None:
+        return None
+    return PatchGrid(domain_shape, patch_shape, min(patch_shape) // 4, blend="taper")

@@ -27,7 +27,7 @@ from xcorrdiff.diffusion import (
     euler,
     heun,
     initial_state,
-    regression_mean,
+    patched_regression_mean,
 )
 from xcorrdiff.inference.handles import ModelRef, model_on, worker_device
 from xcorrdiff.model import CorrDiffModel
@@ -284,11 +284,14 @@ def mean_block(condition: np.ndarray, ref: ModelRef, settings: Settings) -> np.n
     device = worker_device(settings.device)
     model = model_on(ref, device)
     out = np.empty((condition.shape[0], settings.n_outputs, *condition.shape[2:]), np.float32)
+    grid = model.regression_grid()
 
     def work(rows: slice) -> None:
         x = torch.from_numpy(np.ascontiguousarray(condition[rows], np.float32)).to(device)
         with autocast(device, settings.dtype):
-            mean = regression_mean(model.regression, build_condition(x), settings.n_outputs)
+            mean = patched_regression_mean(
+                model.regression, build_condition(x), settings.n_outputs, grid
+            )
         out[rows] = mean.float().cpu().numpy()
 
     with torch.inference_mode():

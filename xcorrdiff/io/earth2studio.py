@@ -203,6 +203,8 @@ def check_exportable(model: Any) -> None:
         problems.append("a residual scale (train with residual_scaling=False)")
     if model.observed is not None:
         problems.append("a land-only mask of observed points (Earth2Studio has none)")
+    if model.regression_patch is not None:
+        problems.append("a regression trained on patches (PhysicsNeMo's runs on the whole domain)")
     if model.diffusion is None:
         problems.append("no diffusion network (fit the diffusion stage first)")
     try:

@@ -159,6 +159,12 @@ class DataConfig:
         Transform applied to an output variable before normalization, e.g.
         ``{"precip": "log1p"}``; inverted when downscaling
         (:mod:`xcorrdiff.data.transforms`). Stored as sorted pairs.
+    regression_patch_shape : (int, int), optional
+        Train the regression network on random patches of this size (``patches_per_sample``
+        per sample), each with the whole domain's inputs resized to the patch as global
+        context, so that a step's cost no longer grows with the domain's area; μ is then
+        computed patch by patch and blended. ``None`` (PhysicsNeMo's CorrDiff): the whole
+        domain at once.
     output_bounds : mapping of str to (low, high)
         Physical bounds of output variables, applied (clipped) to every downscaled member and
         mean: each a number in the variable's units, a quantity pint understands
@@ -171,6 +177,7 @@ class DataConfig:
     batch_size: int
     validation_fraction: float = 0.1
     output_transforms: tuple[tuple[str, Transform], ...] = ()
+    regression_patch_shape: tuple[int, int] | None = None
     output_bounds: tuple[tuple[str, tuple[Any, Any]], ...] = field(
         default=(), metadata=RUNTIME_ONLY
     )
@@ -180,6 +187,15 @@ class DataConfig:
         object.__setattr__(self, "patch_shape", shape)
         object.__setattr__(self, "output_transforms", _transforms(self.output_transforms))
         object.__setattr__(self, "output_bounds", _bounds(self.output_bounds))
+        if self.regression_patch_shape is not None:
+            patch = tuple(self.regression_patch_shape)
+            if len(patch) != 2:
+                raise ValueError(
+                    f"regression_patch_shape={patch!r} is invalid; expected two sides (y, x)"
+                )
+            for side in patch:
+                check_int("regression_patch_shape side", side, minimum=1)
+            object.__setattr__(self, "regression_patch_shape", patch)
         if len(shape) != 2:
             raise ValueError(f"patch_shape={shape!r} is invalid; expected two sides (y, x)")
         for side in shape:

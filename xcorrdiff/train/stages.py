@@ -41,10 +41,13 @@ from xcorrdiff.config import SamplerConfig
 from xcorrdiff.data.conventions import standardize
 from xcorrdiff.data.prepare import VariableSpec, describe_variables, grid_of, spatial_dims
 from xcorrdiff.diffusion import (
+    PatchGrid,
     build_condition,
     crop_condition,
     extract_patches,
     masked_mean,
+    patched_regression_mean,
+    regression_grid,
     regression_loss,
     regression_mean,
     residual_loss,
@@ -197,10 +200,13 @@ def _train_batches(
 
 
 class _RegressionStage:
-    """The regression stage: its loss on a batch and its validation (mean squared error)."""
+    """The regression stage: its loss on a batch (the whole domain, or random patches with
+    the whole domain's inputs as global context) and its validation (mean squared error of
+    μ on the whole domain, computed as inference does)."""
 
     def __init__(self, data: TrainingData, config: TrainConfig, device: torch.device) -> None:
         self.data, self.config, self.device = data, config, device
+        self.patch = config.data.regression_patch_shape
 
     def _batch(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, Any, Any]:
         b = to_device(batch, self.device, self.config.runtime.channels_last)
@@ -208,7 +214,13 @@ class _RegressionStage:
 
     def loss(self, net: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         target, condition, mask = self._batch(batch)
-        return masked_mean(regression_loss(net, target, condition), mask)
+        if self.patch is None:
+            return masked_mean(regression_loss(net, target, condition), mask)
+        offsets = batch["offsets"].to(self.device)
+        rows = crop_condition(condition, offsets, self.patch)
+        target = extract_patches(target, offsets, self.patch)
+        mask = extract_patches(mask, offsets, self.patch) if mask is not None else None
+        return masked_mean((regression_mean(net, rows, target.shape[1]) - target) ** 2, mask)
 
     def validate(self, ema: torch.nn.Module) -> dict[str, float]:
         total, count = 0.0, 0
@@ -217,9 +229,12 @@ class _RegressionStage:
             patches_per_sample=1, shuffle=False, seed=self.config.runtime.seed,
         )  # fmt: skip
         with torch.no_grad():
+            shape = tuple(self.data.condition.sizes[d] for d in self.data.grid_dims)
+            grid = regression_grid(shape, self.patch)
             for batch in batches:
                 target, condition, mask = self._batch(batch)
-                loss = regression_loss(ema, target, condition)
+                mean = patched_regression_mean(ema, condition, target.shape[1], grid)
+                loss = (mean - target) ** 2
                 mask = torch.ones_like(loss) if mask is None else mask
                 total += float((loss * mask).double().sum())
                 count += int(mask.sum())
@@ -289,6 +304,7 @@ def fit_regression(
     parallel = init_distributed(config.runtime.device)
     seed = config.runtime.seed
     n_in, n_out = len(data.condition_variables), len(layout.output_variables)
+    n_in *= 2 if config.data.regression_patch_shape is not None else 1  # + global context
     net = seeded_init(
         stream_seed(seed, "regression.init"),
         lambda: build_regression(config, shape=layout.shape, in_channels=n_in, out_channels=n_out),
@@ -300,7 +316,11 @@ def fit_regression(
         net=net,
         loss_fn=stage.loss,
         batches=_train_batches(
-            data, config, parallel, patch_shape=None, seed=stream_seed(seed, "regression.batches")
+            data,
+            config,
+            parallel,
+            patch_shape=config.data.regression_patch_shape,
+            seed=stream_seed(seed, "regression.batches"),
         ),
         config=config,
         duration=config.schedule.regression_duration,
@@ -337,9 +357,10 @@ class _DiffusionStage:
         device: torch.device,
         regression: torch.nn.Module,
         patch: tuple[int, int],
+        regression_grid: PatchGrid | None = None,
     ) -> None:
         self.data, self.config, self.device, self.patch = data, config, device, patch
-        self.regression = regression
+        self.regression, self.regression_grid = regression, regression_grid
         self.n_out = len(data.output_variables)
         self.noise = torch.Generator(device=device).manual_seed(
             stream_seed(config.runtime.seed, "diffusion.noise")
@@ -349,7 +370,9 @@ class _DiffusionStage:
     def mean_of(self, condition: torch.Tensor) -> torch.Tensor:
         """μ on the whole domain (no gradient)."""
         with torch.no_grad():
-            mu = regression_mean(self.regression, build_condition(condition), self.n_out)
+            mu = patched_regression_mean(
+                self.regression, build_condition(condition), self.n_out, self.regression_grid
+            )
             return mu.to(condition.dtype)
 
     def _patches(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, Any, Any]:
@@ -469,7 +492,9 @@ def fit_diffusion(
         stream_seed(seed, "diffusion.init"),
         lambda: build_diffusion(config, shape=model.shape, in_channels=n_in, out_channels=n_out),
     ).to(parallel.device)
-    stage = _DiffusionStage(data, config, parallel.device, regression, patch)
+    stage = _DiffusionStage(
+        data, config, parallel.device, regression, patch, model.regression_grid()
+    )
     scale = None
     if config.model.residual_scaling:
         scale = residual_scale(data, config, stage.mean_of, parallel.device)
@@ -526,6 +551,11 @@ def _bundle(
     **rest: Any,
 ) -> CorrDiffModel:
     """The model bundle of the layout's variables and grids with these networks."""
+    patch = (
+        layout.regression_patch
+        if isinstance(layout, CorrDiffModel)
+        else config.data.regression_patch_shape
+    )
     return CorrDiffModel(
         regression=networks[0],
         diffusion=networks[1],
@@ -537,7 +567,11 @@ def _bundle(
         invariants=layout.invariants,
         input_normalizer=normalizers[0],
         output_normalizer=normalizers[1],
-        conditioning={"hr_mean": config.model.hr_mean_conditioning, "global_lowres": True},
+        conditioning={
+            "hr_mean": config.model.hr_mean_conditioning,
+            "global_lowres": True,
+            **({"regression_patch": list(patch)} if patch else {}),
+        },
         **rest,
     )
 
