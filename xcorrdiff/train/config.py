@@ -106,29 +106,29 @@ def _network(name: str, value: Any) -> NetworkConfig:
     return value
 
 
-def _transforms(value: Any) -> tuple[tuple[str, Transform], ...]:
+def _named_pairs(value: Any, argname: str, expected: str, convert: Any) -> tuple[Any, ...]:
+    """A mapping (or pairs) of variable names to values, as sorted ``(name, value)`` pairs."""
     pairs = value.items() if isinstance(value, Mapping) else value
     try:
-        normalized = tuple(sorted((str(name), str(kind)) for name, kind in pairs))
+        return tuple(sorted((str(name), convert(item)) for name, item in pairs))
     except (TypeError, ValueError) as exc:
         raise TypeError(
-            f"output_transforms={value!r} is invalid; expected a mapping of variable "
-            "names to transforms, e.g. {'precip': 'log1p'}"
+            f"{argname}={value!r} is invalid; expected a mapping of variable names to {expected}"
         ) from exc
+
+
+def _transforms(value: Any) -> tuple[tuple[str, Transform], ...]:
+    normalized = _named_pairs(
+        value, "output_transforms", "transforms, e.g. {'precip': 'log1p'}", str
+    )
     for name, kind in normalized:
         check_choice(f"output_transforms[{name!r}]", kind, get_args(Transform))
-    return normalized  # type: ignore[return-value]
+    return normalized
 
 
 def _bounds(value: Any) -> tuple[tuple[str, tuple[Any, Any]], ...]:
-    pairs = value.items() if isinstance(value, Mapping) else value
-    try:
-        normalized = tuple(sorted((str(name), tuple(pair)) for name, pair in pairs))
-    except (TypeError, ValueError) as exc:
-        raise TypeError(
-            f"output_bounds={value!r} is invalid; expected a mapping of variable names to "
-            "(low, high), e.g. {'precip': (0, None), 'hurs': ('0 %', '100 %')}"
-        ) from exc
+    expected = "(low, high), e.g. {'precip': (0, None), 'hurs': ('0 %', '100 %')}"
+    normalized = _named_pairs(value, "output_bounds", expected, tuple)
     for name, pair in normalized:
         if len(pair) != 2 or not all(v is None or isinstance(v, int | float | str) for v in pair):
             raise ValueError(
