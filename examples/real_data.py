@@ -35,6 +35,7 @@ import xarray as xr
 
 import xcorrdiff
 from xcorrdiff.data.regrid import regrid
+from xcorrdiff.data.units import convert_units
 from xcorrdiff.train.config import TrainConfig
 
 ERA5 = {"u10m": "u10", "v10m": "v10", "t2m": "t2m", "tcwv": "tcwv"}
@@ -71,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     folder = args.out or Path(tempfile.mkdtemp(prefix="xcorrdiff-real-"))
     folder.mkdir(parents=True, exist_ok=True)
-    era5_path, obs_path = write_files(folder, args.n_times)
+    era5_path, obs_path = folder / "era5.nc", folder / "obs.nc"
+    if not era5_path.is_file():
+        write_files(folder, args.n_times)
 
     # --- the user's part -------------------------------------------------------------------
     lr = xr.open_dataset(era5_path, chunks={})  # valid_time, latitude, packed: taken as is
@@ -79,32 +82,37 @@ def main(argv: list[str] | None = None) -> int:
     split = int(0.8 * lr.sizes["valid_time"])
     config = TrainConfig(
         preset="tiny", batch_size=8, patch_shape=(32, 32), learning_rate=5e-3, lr_rampup=0,
-        lr_decay=1.0, ema_halflife=200, regression_duration=4096, diffusion_duration=2048,
+        lr_decay=1.0, ema_halflife=200, regression_duration=3072, diffusion_duration=1024,
         validation_every=10**6, output_transforms={"precip": "fourth_root"},
         output_bounds={"precip": ("0 mm h-1", None)},
     )  # fmt: skip
     start = time.perf_counter()
-    model = lr.isel(valid_time=slice(None, split)).corrdiff.fit(
-        obs.isel(time=slice(None, split)), config=config, progress=False
-    )
+    if not (folder / "model").is_dir():  # a rerun with the same --out reuses the model
+        model = lr.isel(valid_time=slice(None, split)).corrdiff.fit(
+            obs.isel(time=slice(None, split)), config=config, progress=False
+        )
+        model.save(folder / "model")
     fit_s = time.perf_counter() - start
-    model.save(folder / "model", overwrite=True)
     test_lr, truth = lr.isel(valid_time=slice(split, None)), obs.isel(time=slice(split, None))
     start = time.perf_counter()
     xcorrdiff.downscale_to_zarr(
         test_lr.chunk(valid_time=8), folder / "ensemble.zarr", model=folder / "model",
-        n_ensemble=args.members, seed=0, return_mean=True,
+        n_ensemble=args.members, seed=0, return_mean=True, overwrite=True,
     )  # fmt: skip
     downscale_s = time.perf_counter() - start
     ens = xr.open_zarr(folder / "ensemble.zarr", consolidated=False)
-    scores = ens[OUTPUTS].corrdiff.verify(truth.load())
+    in_mm_h = {"precip": "mm h-1"}  # verified in mm/h: easier to read than kg m-2 s-1
+    scores = convert_units(ens[OUTPUTS], in_mm_h, water_equivalent=True).corrdiff.verify(
+        convert_units(truth[OUTPUTS].load(), in_mm_h, water_equivalent=True)
+    )
 
     # --- the report -----------------------------------------------------------------------
     land = truth.t2m.notnull().any("time")
     bilinear = regrid(test_lr.rename(valid_time="time")[["t2m", "u10"]], truth)
     print(f"files: {folder}; fit {fit_s:.0f} s, downscale {downscale_s:.0f} s "
           f"({ens.sizes['time']} times x {args.members} members)")  # fmt: skip
-    print(scores.to_dataframe().T.to_string(float_format=lambda v: f"{v:.3f}"))
+    table = scores.reset_coords(drop=True).to_dataframe().T
+    print(table.to_string(float_format=lambda v: f"{v:.3f}"))
     for name, lr_name in (("t2m", "t2m"), ("u10m", "u10")):
         mae_mean = float(np.abs(ens[f"{name}_mean"] - truth[name]).where(land).mean())
         mae_bilinear = float(np.abs(bilinear[lr_name] - truth[name]).where(land).mean())

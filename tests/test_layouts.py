@@ -81,6 +81,18 @@ def test_era5_file_as_the_cds_writes_it(
     np.testing.assert_array_equal(ens.time.values, hr.time.values)
 
 
+def test_era5_file_to_zarr(pair: tuple[xr.Dataset, xr.Dataset], tmp_path: Path) -> None:
+    lr, hr = pair
+    with xr.open_dataset(write_era5(lr, tmp_path / "era5.nc"), chunks={}) as era5:
+        model = era5.corrdiff.fit(hr[["t2m"]], config=_quick(), progress=False)
+        xcorrdiff.downscale_to_zarr(
+            era5.chunk(valid_time=4), tmp_path / "o.zarr", model=model, n_ensemble=2,
+            num_steps=2,
+        )  # fmt: skip
+    with xr.open_zarr(tmp_path / "o.zarr", consolidated=False) as out:
+        np.testing.assert_array_equal(out.time.values, hr.time.values)
+
+
 @pytest.mark.parametrize("calendar", ["noleap", "360_day", "proleptic_gregorian"])
 def test_cmip6_calendars_end_to_end(
     pair: tuple[xr.Dataset, xr.Dataset], tmp_path: Path, calendar: str

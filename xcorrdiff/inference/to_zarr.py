@@ -21,6 +21,7 @@ import torch
 import xarray as xr
 
 from xcorrdiff._checks import check_int
+from xcorrdiff.data.conventions import standardize
 from xcorrdiff.inference.handles import (
     ModelRef,
     resolve_model,
@@ -228,6 +229,8 @@ def downscale_to_zarr(
     """
     time_chunk = check_int("time_chunk", time_chunk, minimum=1)
     _check_flags(resume=resume, overwrite=overwrite, recompute_changed=recompute_changed)
+    if isinstance(lr, xr.Dataset):
+        lr = standardize(lr, role="lr")  # ERA5's valid_time, WRF's Time, ...
     if not isinstance(lr, xr.Dataset) or TIME not in lr.dims:
         dims = tuple(lr.dims) if isinstance(lr, xr.Dataset) else type(lr).__name__
         raise ValueError(
