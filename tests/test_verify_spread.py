@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -55,6 +57,32 @@ def test_spread_skill_formula_against_numpy() -> None:
     assert float(xv.rmse(ens, truth)) == pytest.approx(np.sqrt(sq_error.mean()), rel=1e-12)
     mae = np.abs(np.nanmean(members, axis=1) - obs).mean()
     assert float(xv.mae(ens, truth)) == pytest.approx(mae, rel=1e-12)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_land_only_scores_skip_the_sea_without_warnings(chunked: bool) -> None:
+    """A sea point (every member NaN) or a single valid member drops out silently."""
+    rng = np.random.default_rng(1)
+    members = rng.normal(size=(300, 4))
+    members[:100] = np.nan  # the sea
+    members[100:110, 1:] = np.nan  # one valid member: no variance there
+    obs = rng.normal(size=300)
+    obs[:100] = np.nan
+    valid = slice(110, None)
+    variance = np.var(members[valid], axis=1, ddof=1) * 5 / 4
+    sq_error = (members[valid].mean(axis=1) - obs[valid]) ** 2
+    ens = xr.DataArray(members, dims=("point", "member"), name="t2m")
+    truth = xr.DataArray(obs, dims="point", name="t2m")
+    if chunked:
+        ens, truth = ens.chunk(point=100), truth.chunk(point=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = xv.verify(ens, truth).compute()
+        ratio = float(xv.spread_skill(ens, truth))
+    expected = np.sqrt(variance.mean() / sq_error.mean())
+    assert ratio == pytest.approx(expected, rel=1e-12)
+    assert float(table.spread_skill.item()) == pytest.approx(expected, rel=1e-12)
+    assert float(table.spread.item()) == pytest.approx(np.sqrt(variance.mean()), rel=1e-12)
 
 
 def test_spread_skill_curve_lies_near_diagonal_for_perfect_ensemble() -> None:

@@ -253,10 +253,13 @@ def _moments(
     """Per point: the (corrected) unbiased ensemble variance and the squared mean error."""
     f, o = _float64(f), _float64(o)
     count = f.count(member_dim)
-    variance = f.var(member_dim, ddof=1)
+    # By hand: NaN denominators where too few members are valid (a sea point), so no
+    # 0/0 and no RuntimeWarning from numpy or dask's nanvar.
+    mean = f.sum(member_dim) / count.where(count > 0)
+    variance = ((f - mean) ** 2).sum(member_dim) / (count - 1).where(count > 1)
     if corrected:
         variance = variance * (count + 1) / count
-    sq_error = (f.mean(member_dim) - o) ** 2
+    sq_error = (mean - o) ** 2
     valid = variance.notnull() & sq_error.notnull()
     return variance.where(valid), sq_error.where(valid)
 
