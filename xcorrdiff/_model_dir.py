@@ -26,6 +26,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from xcorrdiff._files import file_record, member_path, verify_file
+from xcorrdiff.config import SamplerConfig
+from xcorrdiff.data.normalize import Normalizer
+from xcorrdiff.data.prepare import VariableSpec
 from xcorrdiff.nn.registry import build_network
 
 __all__ = [
@@ -263,3 +266,34 @@ def hash_tensors(digest: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
 def state_digest(net: torch.nn.Module) -> str:
     """SHA-256 of a network's state dict (names, dtypes, shapes and bytes)."""
     return str(hash_tensors(hashlib.sha256(), net.state_dict()).hexdigest())
+
+
+def model_arguments(root: Path, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The :class:`~xcorrdiff.model.CorrDiffModel` arguments that ``config.json`` and the
+    files beside it hold (networks and datasets checked as they are read)."""
+    invariants = None
+    if config.get("invariants"):
+        invariants = read_dataset(root, config, "invariants.nc")
+        invariants = invariants[[v["name"] for v in config["invariants"]]]
+    optional = {
+        name: read_dataset(root, config, config[key]["file"]) if config.get(key) else None
+        for name, key in (("input_grid", "input_grid"), ("observed", "observed"))
+    }
+    return {
+        "regression": read_network(root, config, "regression"),
+        "diffusion": read_network(root, config, "diffusion"),
+        "input_variables": [VariableSpec.from_dict(v) for v in config["input_variables"]],
+        "output_variables": [VariableSpec.from_dict(v) for v in config["output_variables"]],
+        "grid": read_dataset(root, config, config["grid"]["file"]),
+        "grid_dims": (str(config["grid"]["dims"][0]), str(config["grid"]["dims"][1])),
+        "invariants": invariants,
+        "input_normalizer": Normalizer.from_dict(config["normalization"]["input"]),
+        "output_normalizer": Normalizer.from_dict(config["normalization"]["output"]),
+        "sampler": SamplerConfig.from_dict(config["sampler"]),
+        "conditioning": config.get("conditioning"),
+        "regrid_method": config.get("regrid_method", "bilinear"),
+        "residual_scale": config.get("residual_scale"),
+        "output_bounds": config.get("output_bounds"),
+        "provenance": config.get("provenance"),
+        **optional,
+    }

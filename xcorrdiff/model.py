@@ -41,9 +41,8 @@ from xcorrdiff._model_dir import (
     FORMAT,
     FORMAT_VERSION,
     check_replaceable,
+    model_arguments,
     read_config,
-    read_dataset,
-    read_network,
     write_files,
 )
 from xcorrdiff.config import SamplerConfig
@@ -511,42 +510,12 @@ class CorrDiffModel:
         root = Path(path)
         config = read_config(root)
         try:
-            return cls._from_config(root, config).to(device)
+            return cls(**model_arguments(root, config)).to(device)
         except (KeyError, TypeError, IndexError) as exc:
             raise ValueError(
                 f"{root / 'config.json'} lacks or garbles the entry {exc}; the model directory "
                 "is damaged: restore it from a backup or save the model again"
             ) from None
-
-    @classmethod
-    def _from_config(cls, root: Path, config: Mapping[str, Any]) -> CorrDiffModel:
-        input_grid = None
-        if config.get("input_grid"):
-            input_grid = read_dataset(root, config, config["input_grid"]["file"])
-        invariants = None
-        if config.get("invariants"):
-            invariants = read_dataset(root, config, "invariants.nc")
-            invariants = invariants[[v["name"] for v in config["invariants"]]]
-        model = cls(
-            regression=read_network(root, config, "regression"),  # type: ignore[arg-type]
-            diffusion=read_network(root, config, "diffusion"),
-            input_variables=[VariableSpec.from_dict(v) for v in config["input_variables"]],
-            output_variables=[VariableSpec.from_dict(v) for v in config["output_variables"]],
-            grid=read_dataset(root, config, config["grid"]["file"]),
-            grid_dims=(str(config["grid"]["dims"][0]), str(config["grid"]["dims"][1])),
-            input_grid=input_grid,
-            invariants=invariants,
-            input_normalizer=Normalizer.from_dict(config["normalization"]["input"]),
-            output_normalizer=Normalizer.from_dict(config["normalization"]["output"]),
-            sampler=SamplerConfig.from_dict(config["sampler"]),
-            conditioning=config.get("conditioning"),
-            regrid_method=config.get("regrid_method", "bilinear"),
-            residual_scale=config.get("residual_scale"),
-            observed=read_dataset(root, config, "observed.nc") if config.get("observed") else None,
-            output_bounds=config.get("output_bounds"),
-            provenance=config.get("provenance"),
-        )
-        return model
 
     @classmethod
     def from_earth2studio(

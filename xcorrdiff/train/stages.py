@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,8 +37,6 @@ import xarray as xr
 
 from xcorrdiff._model_dir import state_digest
 from xcorrdiff.config import SamplerConfig
-from xcorrdiff.data.conventions import standardize
-from xcorrdiff.data.prepare import VariableSpec, describe_variables, grid_of, spatial_dims
 from xcorrdiff.diffusion import (
     PatchGrid,
     build_condition,
@@ -59,16 +56,14 @@ from xcorrdiff.train.data import (
     TIME,
     TrainingData,
     check_shape,
-    input_grid,
     prepare_data,
     residual_scale,
     resolve_bounds,
-    resolve_invariants,
     stream,
-    time_varying,
     to_device,
 )
 from xcorrdiff.train.distributed import DistributedContext, init_distributed
+from xcorrdiff.train.layout import Layout, describe_layout
 from xcorrdiff.train.loop import CheckpointMismatchError, NonFiniteError, StageResult, run_stage
 from xcorrdiff.train.networks import build_diffusion, build_regression, seeded_init
 from xcorrdiff.train.streams import stream_seed
@@ -82,65 +77,8 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class _Layout:
-    """What the regression stage decides about the data: variables, grids, invariants."""
-
-    input_variables: list[VariableSpec]
-    output_variables: list[VariableSpec]
-    grid: xr.Dataset
-    grid_dims: tuple[str, str]
-    input_grid: xr.Dataset | None
-    invariants: xr.Dataset | None
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (int(self.grid.sizes[self.grid_dims[0]]), int(self.grid.sizes[self.grid_dims[1]]))
-
-
-def _layout(
-    lr: xr.Dataset,
-    hr: xr.Dataset,
-    invariants: xr.Dataset | Sequence[str] | None,
-    input_variables: Sequence[Hashable] | None,
-    output_variables: Sequence[Hashable] | None,
-) -> _Layout:
-    for name, ds in (("lr", lr), ("hr", hr)):
-        if not isinstance(ds, xr.Dataset):
-            raise TypeError(
-                f"{name} must be an xarray.Dataset, got {type(ds).__name__}; wrap a DataArray "
-                "with da.to_dataset(name=...)"
-            )
-    lr, hr = standardize(lr, role="lr"), standardize(hr, role="hr")
-    if isinstance(invariants, xr.Dataset):
-        invariants = standardize(invariants, role="invariants")
-    inv = resolve_invariants(hr, invariants)
-    in_names = list(input_variables) if input_variables is not None else time_varying(lr)
-    out_names = list(output_variables) if output_variables is not None else time_varying(hr)
-    if not in_names or not out_names:
-        raise ValueError(
-            f"no {'input' if not in_names else 'output'} variable: lr has time-varying "
-            f"{time_varying(lr)}, hr has {time_varying(hr)}; pass input_variables/"
-            "output_variables"
-        )
-    inputs = describe_variables(lr, in_names, role="lr")
-    outputs = describe_variables(hr, out_names, role="hr")
-    targets = hr[[v.name for v in outputs]]
-    grid_dims = spatial_dims(targets, time_dim=TIME)
-    grid = grid_of(targets, time_dim=TIME)
-    if inv is not None:
-        inv = inv.transpose(*grid_dims)
-        inv = inv.drop_vars([c for c in inv.coords if c not in grid.coords]).assign_coords(
-            grid.coords
-        )
-        for inv_name in inv.data_vars:
-            inv[inv_name].attrs.setdefault("units", "1")
-    in_grid = input_grid(lr, [v.name for v in inputs])
-    return _Layout(list(inputs), list(outputs), grid, grid_dims, in_grid, inv)
-
-
 def _model_parts(
-    layout: _Layout | CorrDiffModel, data: TrainingData, net: Any, norms: Mapping[str, Any]
+    layout: Layout | CorrDiffModel, data: TrainingData, net: Any, norms: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The data-dependent part of a stage's fingerprint."""
     return {
@@ -292,7 +230,7 @@ def fit_regression(
         ``config.checkpoint_dir`` holds a checkpoint of another model.
     """
     config = config if config is not None else TrainConfig()
-    layout = _layout(lr, hr, invariants, input_variables, output_variables)
+    layout = describe_layout(lr, hr, invariants, input_variables, output_variables)
     check_shape(config, layout.shape)
     bounds = resolve_bounds(config.data.output_bounds, layout.output_variables)
     data, input_norm, output_norm = prepare_data(
@@ -544,7 +482,7 @@ def _with_diffusion(
 
 
 def _bundle(
-    layout: _Layout | CorrDiffModel,
+    layout: Layout | CorrDiffModel,
     normalizers: tuple[Any, Any],
     networks: tuple[torch.nn.Module, torch.nn.Module | None],
     config: TrainConfig,
