@@ -214,6 +214,9 @@ CASES: list[tuple[str, str, Callable[[Ctx], Any], type[BaseException], str]] = [
     ("verify-no-member-dim", "a forecast without a member dimension", lambda c: xv.crps(_ens()[1], _ens()[1]), E, r"forecast has no member dimension 'member'"),
     ("verify-obs-extra-dims", "observations with dimensions the forecast lacks", lambda c: xv.crps(_ens()[0], _ens()[1].expand_dims(level=2)), E, r"has dims \['level'\] that forecast variable"),
     ("verify-no-common-coords", "forecast and truth at different times", lambda c: xv.crps(_ens()[0].assign_coords(time=[0, 1, 2]), _ens()[1].assign_coords(time=[5, 6, 7])), E, r"no common coordinates along dim 'time'"),
+    ("verify-threshold", "a threshold that is not a finite number", lambda c: xv.brier_score(*_ens(), "hot"), E, r"threshold='hot' is invalid; expected a finite number"),
+    ("verify-fss-window", "an even FSS window", lambda c: xv.fss(*_ens(), 280.0, 4, spatial_dims=("time", "x")), E, r"window=4 is invalid; expected an odd integer >= 1"),
+    ("verify-fss-spatial-dims", "FSS on dims the data lacks", lambda c: xv.fss(*_ens(), 280.0, 3), E, r"spatial_dims=\('y', 'x'\) is invalid for obs dims"),
     # --- options
     ("options-unknown", "an unknown option", lambda c: xcorrdiff.set_options(modle="x"), E, r"set_options got unknown option\(s\) \['modle'\]"),
     ("options-model-type", "a model option of the wrong type", lambda c: xcorrdiff.set_options(model=3), TypeError, r"model=3 is invalid; expected a CorrDiffModel"),

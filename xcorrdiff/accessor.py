@@ -12,6 +12,7 @@ import xarray as xr
 
 if TYPE_CHECKING:
     import os
+    from collections.abc import Sequence
 
     from xcorrdiff.data.regrid import RegridBackend, RegridMethod
     from xcorrdiff.model import CorrDiffModel
@@ -118,6 +119,26 @@ class _CorrDiffAccessor(Generic[T]):
         return rank_histogram(
             self._obj, obs, member_dim=member_dim, dim=dim, seed=seed, normalize=normalize
         )
+
+    def brier_score(
+        self, obs: xr.Dataset | xr.DataArray, threshold: float | Sequence[float], **options: Any
+    ) -> T:
+        """Brier score of ``x >= threshold``; see :func:`xcorrdiff.verify.brier_score`."""
+        from xcorrdiff.verify import brier_score
+
+        return brier_score(self._obj, obs, threshold, **options)
+
+    def fss(
+        self,
+        obs: xr.Dataset | xr.DataArray,
+        threshold: float | Sequence[float],
+        window: int | Sequence[int],
+        **options: Any,
+    ) -> T:
+        """Fractions skill score; see :func:`xcorrdiff.verify.fss`."""
+        from xcorrdiff.verify import fss
+
+        return fss(self._obj, obs, threshold, window, **options)
 
     def power_spectrum(
         self,

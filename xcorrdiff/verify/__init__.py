@@ -1,4 +1,5 @@
-"""Ensemble verification (numpy + xarray, no torch): CRPS, spread-skill, rank histograms, spectra.
+"""Ensemble verification (numpy + xarray, no torch): CRPS, spread-skill, rank histograms,
+spectra, Brier and fractions skill scores.
 
 Every score takes a Dataset or DataArray, numpy- or dask-backed (dask stays lazy), with the
 same argument names: ``member_dim`` (the ensemble dimension, default ``"member"``) and
@@ -25,10 +26,13 @@ from xcorrdiff.verify.scores import (
 )
 from xcorrdiff.verify.spectra import grid_spacing, high_wavenumber_power, power_spectrum
 from xcorrdiff.verify.summary import histogram, verify
+from xcorrdiff.verify.thresholds import brier_score, fss
 
 __all__ = [
+    "brier_score",
     "crps",
     "crps_gaussian",
+    "fss",
     "grid_spacing",
     "high_wavenumber_power",
     "histogram",
