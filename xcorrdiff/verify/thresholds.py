@@ -35,9 +35,14 @@ def _thresholds(threshold: Thresholds, name: str = "threshold") -> xr.DataArray:
             f"{name}={threshold!r} is invalid; expected a finite number or a non-empty "
             "sequence of finite numbers (in the variable's units)"
         )
-    return xr.DataArray(values, dims=() if values.ndim == 0 else (name,), name=name).assign_coords(
-        {name: values} if values.ndim else {}
-    )
+    return _labelled(values, name)
+
+
+def _labelled(values: np.ndarray, name: str) -> xr.DataArray:
+    """``values`` as a scalar DataArray, or along a dim ``name`` labelled by them."""
+    if values.ndim == 0:
+        return xr.DataArray(values)
+    return xr.DataArray(values, dims=(name,), coords={name: values})
 
 
 def _exceed(da: xr.DataArray, threshold: xr.DataArray) -> xr.DataArray:
@@ -117,21 +122,27 @@ def _window_sums(values: np.ndarray, half: int) -> np.ndarray:
     )
 
 
+def _fraction(x: np.ndarray, threshold: float, half: int, members: bool) -> np.ndarray:
+    """Per point: the share of the valid values of its window at or above ``threshold``
+    (over the member axis -3 too when ``members``); NaN where the window has none."""
+    valid = ~np.isnan(x)
+    hits = _window_sums((valid & (x >= threshold)).astype(float), half)
+    count = _window_sums(valid.astype(float), half)
+    if members:
+        hits, count = hits.sum(-3), count.sum(-3)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, hits / count, np.nan)
+
+
 def _fss_terms(
     f: np.ndarray, o: np.ndarray, threshold: float, window: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per point: (Pf − Po)² and Pf² + Po², NaN where the observation is NaN; ``f`` is
     ``(..., member, y, x)``, ``o`` is ``(..., y, x)``."""
     half = (window - 1) // 2
-    f_valid, o_valid = ~np.isnan(f), ~np.isnan(o)
-    f_hits = _window_sums(np.where(f_valid, f >= threshold, False).astype(float), half).sum(-3)
-    f_count = _window_sums(f_valid.astype(float), half).sum(-3)
-    o_hits = _window_sums(np.where(o_valid, o >= threshold, False).astype(float), half)
-    o_count = _window_sums(o_valid.astype(float), half)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pf = np.where(f_count > 0, f_hits / f_count, np.nan)
-        po = np.where(o_count > 0, o_hits / o_count, np.nan)
-    keep = o_valid & ~np.isnan(pf)
+    pf = _fraction(f, threshold, half, members=True)
+    po = _fraction(o, threshold, half, members=False)
+    keep = ~np.isnan(o) & ~np.isnan(pf)
     return np.where(keep, (pf - po) ** 2, np.nan), np.where(keep, pf**2 + po**2, np.nan)
 
 
@@ -232,6 +243,4 @@ def _windows(window: int | Sequence[int]) -> xr.DataArray:
             f"window={window!r} is invalid; expected an odd integer >= 1 or a non-empty "
             "sequence of them (neighbourhood sides in grid points)"
         )
-    return xr.DataArray(values, dims=() if values.ndim == 0 else ("window",)).assign_coords(
-        {"window": values} if values.ndim else {}
-    )
+    return _labelled(values, "window")
