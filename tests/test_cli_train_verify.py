@@ -143,9 +143,58 @@ def test_verify_text_csv_and_figures(
     assert text.splitlines()[1].startswith("t2m")
     names = sorted(p.name for p in (tmp_path / "fig").iterdir())
     assert names == ["rank_histograms.png", "spectra.png", "spread_skill.png"]
+    assert main([*args, "--threshold", "t2m=273", "--figures", str(tmp_path / "fig2")]) == 0
+    names = sorted(p.name for p in (tmp_path / "fig2").iterdir())
+    assert "reliability.png" in names and "fss.png" in names
+    capsys.readouterr()
     assert main([*args, "--format", "csv"]) == 0
     rows = capsys.readouterr().out.splitlines()
     assert rows[0].startswith("variable,crps,") and rows[1].startswith("t2m,")
+
+
+def test_verify_threshold_columns_match_the_library(
+    stores: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "scores.json"
+    args = ["verify", str(stores["ens"]), str(stores["truth"]), "--format", "json"]
+    assert (
+        main([*args, "--threshold", "t2m=270,275", "--windows", "1,3", "--output", str(out)]) == 0
+    )
+    table = json.loads(out.read_text())
+    ens = xr.open_zarr(stores["ens"], consolidated=False)["t2m"]
+    truth = xr.open_dataset(stores["truth"])["t2m"]
+    for level in (270, 275):
+        brier = float(verify.brier_score(ens, truth, level))
+        assert table["t2m"][f"brier>={level}"] == pytest.approx(brier, rel=1e-12)
+        fss = verify.fss(ens, truth, level, [1, 3]).values
+        assert np.isfinite(fss).all()
+        assert table["t2m"][f"fss>={level},w3"] == pytest.approx(float(fss[1]), rel=1e-12)
+    assert table["u10m"]["brier>=270"] is None  # a column another variable asked for
+
+
+def test_verify_at_stations(
+    stores: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    truth = xr.open_dataset(stores["truth"])
+    lat, lon = truth["lat"].values, truth["lon"].values
+    points = [(3, 4), (10, 12), (20, 7)]
+    stations = xr.Dataset(
+        coords={"station": ["A", "B", "C"], "lat": ("station", [lat[p] for p in points]),
+                "lon": ("station", [lon[p] for p in points])}
+    )  # fmt: skip
+    obs = verify.at_stations(truth[list(OUTPUTS)], stations)
+    obs.to_netcdf(tmp_path / "stations.nc")
+    args = ["verify", str(stores["ens"]), str(tmp_path / "stations.nc"), "--format", "json"]
+    assert main([*args, "--threshold", "t2m=273", "--output", str(tmp_path / "s.json")]) == 0
+    table = json.loads((tmp_path / "s.json").read_text())
+    ens = xr.open_zarr(stores["ens"], consolidated=False)
+    at = ens["t2m"].isel(y=xr.DataArray([3, 10, 20]), x=xr.DataArray([4, 12, 7]))
+    expected = float(verify.crps(at, truth["t2m"].isel(y=xr.DataArray([3, 10, 20]),
+                                                       x=xr.DataArray([4, 12, 7]))))  # fmt: skip
+    assert table["t2m"]["crps"] == pytest.approx(expected, rel=1e-5)
+    assert table["t2m"]["high_k_power_ratio"] is None and "fss>=273,w1" not in table["t2m"]
+    assert main([*args, "--area-weights"]) == 2
+    assert "TRUTH holds stations" in capsys.readouterr().err
 
 
 def test_verify_misuse_is_one_line(
@@ -157,6 +206,10 @@ def test_verify_misuse_is_one_line(
     assert err.count("\n") == 1 and "['precip'] are not variables of both" in err
     assert main(["verify", str(tmp_path / "nope.zarr"), str(stores["truth"])]) == 2
     assert "ENSEMBLE" in capsys.readouterr().err
+    assert main([*args, "--threshold", "t2m=warm"]) == 2
+    assert "--threshold 't2m=warm' is invalid" in capsys.readouterr().err
+    assert main([*args, "--windows", "2"]) == 2
+    assert "--windows '2' is invalid" in capsys.readouterr().err
 
 
 def test_help_lists_the_four_commands_with_examples(capsys: pytest.CaptureFixture[str]) -> None:

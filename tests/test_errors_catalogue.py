@@ -217,6 +217,8 @@ CASES: list[tuple[str, str, Callable[[Ctx], Any], type[BaseException], str]] = [
     ("verify-threshold", "a threshold that is not a finite number", lambda c: xv.brier_score(*_ens(), "hot"), E, r"threshold='hot' is invalid; expected a finite number"),
     ("verify-fss-window", "an even FSS window", lambda c: xv.fss(*_ens(), 280.0, 4, spatial_dims=("time", "x")), E, r"window=4 is invalid; expected an odd integer >= 1"),
     ("verify-fss-spatial-dims", "FSS on dims the data lacks", lambda c: xv.fss(*_ens(), 280.0, 3), E, r"spatial_dims=\('y', 'x'\) is invalid for obs dims"),
+    ("verify-reliability-bins", "reliability bins that do not span 0 to 1", lambda c: xv.reliability(*_ens(), 280.0, bins=[0.0, 0.5]), E, r"bins=\[0.0, 0.5\] is invalid; expected a number of equal bins"),
+    ("verify-stations-outside", "a station outside the grid", lambda c: xv.at_stations(c.train_hr, xr.Dataset(coords={"station": ["Oslo"], "lat": ("station", [59.9]), "lon": ("station", [10.7])})), E, r"1 of 1 stations lie outside the grid: Oslo \(59.9000, 10.7000\)"),
     # --- options
     ("options-unknown", "an unknown option", lambda c: xcorrdiff.set_options(modle="x"), E, r"set_options got unknown option\(s\) \['modle'\]"),
     ("options-model-type", "a model option of the wrong type", lambda c: xcorrdiff.set_options(model=3), TypeError, r"model=3 is invalid; expected a CorrDiffModel"),

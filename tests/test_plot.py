@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 
 import xcorrdiff.plot as xplot  # noqa: E402
+import xcorrdiff.verify as xv  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -55,6 +56,27 @@ def test_rank_histogram_plot() -> None:
     assert sum(heights) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="pass dim=None"):
         xplot.rank_histogram(ens, truth, dim="x")
+
+
+def test_reliability_plot() -> None:
+    ens, truth = _data()
+    ax = xplot.reliability(ens, truth, 0.5, bins=5)
+    diagonal, curve = ax.get_lines()
+    table = xv.reliability(ens["t2m"], truth["t2m"], 0.5, bins=5)
+    np.testing.assert_allclose(curve.get_ydata(), table["observed_frequency"])
+    np.testing.assert_allclose(curve.get_xdata(), table["forecast_probability"])
+    assert ax.get_title() == "t2m >= 0.5 K" and list(diagonal.get_xdata()) == [0, 1]
+
+
+def test_fss_plot() -> None:
+    ens, truth = _data()
+    ax = xplot.fss(ens, truth, [0.0, 1.0], [1, 3, 9])
+    curves = [line for line in ax.get_lines() if len(line.get_xdata()) == 3]
+    assert len(curves) == 2
+    expected = xv.fss(ens["t2m"], truth["t2m"], 1.0, [1, 3, 9])
+    np.testing.assert_allclose(curves[1].get_ydata(), expected)
+    base = float((truth["t2m"] >= 1.0).mean())
+    assert 0.5 + base / 2 in [line.get_ydata()[0] for line in ax.get_lines()]
 
 
 def test_spectra_plot() -> None:

@@ -128,3 +128,52 @@ def test_bad_thresholds_and_windows() -> None:
         xv.brier_score(ens, truth, float("nan"))
     with pytest.raises(ValueError, match=r"spatial_dims=\('lat', 'lon'\) is invalid"):
         xv.fss(ens, truth, 0.5, 3, spatial_dims=("lat", "lon"))
+
+
+def reliability_loops(
+    members: np.ndarray, truth: np.ndarray, thr: float, edges: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per bin: observed frequency, mean forecast probability, number of cases."""
+    n = edges.size - 1
+    hits, probs, counts = np.zeros(n), np.zeros(n), np.zeros(n)
+    for index in np.ndindex(truth.shape):
+        column = members[(slice(None), *index)]
+        column = column[~np.isnan(column)]
+        if np.isnan(truth[index]) or column.size == 0:
+            continue
+        p = np.mean(column >= thr)
+        k = n - 1 if p == 1.0 else next(b for b in range(n) if edges[b] <= p < edges[b + 1])
+        hits[k] += truth[index] >= thr
+        probs[k] += p
+        counts[k] += 1
+    with np.errstate(invalid="ignore"):
+        return hits / counts, probs / counts, counts
+
+
+@pytest.mark.parametrize("bins", [5, [0.0, 0.2, 0.5, 0.7, 1.0]])
+def test_reliability_against_loops(bins: int | list[float]) -> None:
+    ens, truth = ensemble(5)
+    result = xv.reliability(ens, truth, [0.3, 1.0], bins=bins)
+    edges = np.linspace(0, 1, 6) if isinstance(bins, int) else np.asarray(bins)
+    np.testing.assert_allclose(result["probability_bin"], (edges[1:] + edges[:-1]) / 2)
+    for k, thr in enumerate([0.3, 1.0]):
+        freq, prob, count = reliability_loops(ens.values, truth.values, thr, edges)
+        one = result.isel(threshold=k)
+        np.testing.assert_array_equal(one["samples"].values, count)
+        np.testing.assert_allclose(one["observed_frequency"].values, freq, rtol=1e-12)
+        np.testing.assert_allclose(one["forecast_probability"].values, prob, rtol=1e-12)
+    assert int(result["samples"].sum()) == 2 * int(truth.count())
+
+
+def test_reliability_of_a_dataset_is_lazy_and_labels_variables() -> None:
+    ens, truth = ensemble(6)
+    ds = xr.Dataset({"precip": ens, "snow": ens * 0.5})
+    obs = xr.Dataset({"precip": truth, "snow": truth * 0.5})
+    with raise_if_dask_computes():
+        lazy = xv.reliability(ds.chunk(time=1), obs.chunk(time=1), 0.5, dim=["y", "x"])
+    assert list(lazy["variable"].values) == ["precip", "snow"]
+    assert lazy["observed_frequency"].dims == ("variable", "time", "probability_bin")
+    eager = xv.reliability(ens, truth, 0.5, dim=["y", "x"])
+    xr.testing.assert_allclose(lazy.sel(variable="precip", drop=True).compute(), eager)
+    with pytest.raises(ValueError, match=r"bins=\[0.0, 0.7\] is invalid"):
+        xv.reliability(ens, truth, 0.5, bins=[0.0, 0.7])

@@ -140,6 +140,20 @@ class _CorrDiffAccessor(Generic[T]):
 
         return fss(self._obj, obs, threshold, window, **options)
 
+    def reliability(
+        self, obs: xr.Dataset | xr.DataArray, threshold: float | Sequence[float], **options: Any
+    ) -> xr.Dataset:
+        """Reliability diagram of ``x >= threshold``; see :func:`xcorrdiff.verify.reliability`."""
+        from xcorrdiff.verify import reliability
+
+        return reliability(self._obj, obs, threshold, **options)
+
+    def at_stations(self, stations: xr.Dataset | xr.DataArray) -> T:
+        """Bilinear values at the stations' points; see :func:`xcorrdiff.verify.at_stations`."""
+        from xcorrdiff.verify import at_stations
+
+        return at_stations(self._obj, stations)
+
     def power_spectrum(
         self,
         *,

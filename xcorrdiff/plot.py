@@ -1,4 +1,5 @@
-"""Verification plots: spread-skill curves, rank histograms, power spectra, maps.
+"""Verification plots: spread-skill curves, rank histograms, reliability diagrams, FSS
+curves, power spectra, maps.
 
 matplotlib is optional (``pip install xcorrdiff[plot]``) and imported only when a plot is
 drawn. Every function draws on ``ax`` (or a new figure) and returns the matplotlib Axes
@@ -7,7 +8,7 @@ drawn. Every function draws on ``ax`` (or a new figure) and returns the matplotl
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from xcorrdiff import verify
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-__all__ = ["maps", "rank_histogram", "spectra", "spread_skill"]
+__all__ = ["fss", "maps", "rank_histogram", "reliability", "spectra", "spread_skill"]
 
 
 def _pyplot() -> Any:
@@ -119,6 +120,77 @@ def rank_histogram(
     ax.set_xlabel("rank of observation")
     ax.set_ylabel("frequency")
     ax.set_title(str(f.name) if f.name is not None else "rank histogram")
+    ax.legend()
+    return ax
+
+
+def reliability(
+    forecast: xr.Dataset | xr.DataArray,
+    obs: xr.Dataset | xr.DataArray,
+    threshold: float,
+    *,
+    member_dim: str = "member",
+    bins: int | Sequence[float] = 10,
+    variable: Hashable | None = None,
+    ax: Axes | None = None,
+    label: str | None = None,
+) -> Axes:
+    """Reliability diagram of ``x >= threshold`` (all dims pooled), with the diagonal of a
+    reliable ensemble and the number of cases per bin as grey bars on a second axis."""
+    f = _one_variable(forecast, variable, "forecast")
+    o = _one_variable(obs, f.name if isinstance(obs, xr.Dataset) else None, "obs")
+    table = verify.reliability(f, o, threshold, member_dim=member_dim, bins=bins).compute()
+    ax = _axes(ax)
+    units = f.attrs.get("units", "")
+    event = f"{f.name or 'x'} >= {threshold:g} {units}".strip()
+    counts = ax.twinx()
+    counts.bar(table["probability_bin"], table["samples"], width=0.8 / table.sizes["probability_bin"],
+               color="0.85", zorder=0)  # fmt: skip
+    counts.set_yscale("log")
+    counts.set_ylabel("cases")
+    ax.set_zorder(counts.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="reliable")
+    ax.plot(table["forecast_probability"], table["observed_frequency"], "o-",
+            label=label or str(f.name or "ensemble"))  # fmt: skip
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("forecast probability")
+    ax.set_ylabel("observed frequency")
+    ax.set_title(event)
+    ax.legend(loc="upper left")
+    return ax
+
+
+def fss(
+    forecast: xr.Dataset | xr.DataArray,
+    obs: xr.Dataset | xr.DataArray,
+    thresholds: float | Iterable[float],
+    windows: Iterable[int],
+    *,
+    member_dim: str = "member",
+    spatial_dims: tuple[Hashable, Hashable] = ("y", "x"),
+    variable: Hashable | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """FSS against the neighbourhood size, one curve per threshold, each with its useful-skill
+    level :math:`0.5 + f_o/2` (Roberts & Lean 2008; :math:`f_o` the observed base rate)."""
+    f = _one_variable(forecast, variable, "forecast")
+    o = _one_variable(obs, f.name if isinstance(obs, xr.Dataset) else None, "obs")
+    levels = np.atleast_1d(np.asarray(thresholds, dtype=np.float64))
+    sizes = np.asarray(list(windows))
+    scores = verify.fss(f, o, levels.tolist(), sizes.tolist(), member_dim=member_dim,
+                        spatial_dims=spatial_dims).compute()  # fmt: skip
+    ax = _axes(ax)
+    units = f.attrs.get("units", "")
+    for k, level in enumerate(levels):
+        line = ax.plot(sizes, scores.isel(threshold=k), "o-", label=f">= {level:g} {units}")[0]
+        base = float((o >= level).where(o.notnull()).mean())
+        ax.axhline(0.5 + base / 2, color=line.get_color(), ls=":", lw=1)
+    ax.set_xlabel("window (grid points)")
+    ax.set_ylabel("fractions skill score")
+    ax.set_ylim(0, 1)
+    ax.set_title(str(f.name) if f.name is not None else "FSS")
     ax.legend()
     return ax
 

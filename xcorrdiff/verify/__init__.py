@@ -1,5 +1,5 @@
 """Ensemble verification (numpy + xarray, no torch): CRPS, spread-skill, rank histograms,
-spectra, Brier and fractions skill scores.
+spectra, Brier score, reliability, fractions skill score, values at stations.
 
 Every score takes a Dataset or DataArray, numpy- or dask-backed (dask stays lazy), with the
 same argument names: ``member_dim`` (the ensemble dimension, default ``"member"``) and
@@ -12,6 +12,9 @@ same argument names: ``member_dim`` (the ensemble dimension, default ``"member"`
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from xcorrdiff.verify import kernels
 from xcorrdiff.verify.scores import (
@@ -26,9 +29,10 @@ from xcorrdiff.verify.scores import (
 )
 from xcorrdiff.verify.spectra import grid_spacing, high_wavenumber_power, power_spectrum
 from xcorrdiff.verify.summary import histogram, verify
-from xcorrdiff.verify.thresholds import brier_score, fss
+from xcorrdiff.verify.thresholds import brier_score, fss, reliability
 
 __all__ = [
+    "at_stations",
     "brier_score",
     "crps",
     "crps_gaussian",
@@ -40,9 +44,18 @@ __all__ = [
     "mae",
     "power_spectrum",
     "rank_histogram",
+    "reliability",
     "rmse",
     "spread",
     "spread_skill",
     "spread_skill_curve",
     "verify",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # at_stations lives with the grid code in xcorrdiff.data, which loads pint and
+    # cf-xarray; verification imports it only when it is used.
+    if name == "at_stations":
+        return importlib.import_module("xcorrdiff.data.points").at_stations
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

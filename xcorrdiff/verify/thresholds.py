@@ -1,4 +1,4 @@
-"""Threshold scores of an ensemble: Brier score and fractions skill score (FSS).
+"""Threshold scores of an ensemble: Brier score, reliability and fractions skill score (FSS).
 
 An event is a value at or above a threshold (``x >= threshold``, in the variable's units).
 The forecast probability of the event at a point is the fraction of the valid (non-NaN)
@@ -16,10 +16,18 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 import xarray as xr
 
-from xcorrdiff.verify._xarray import T, XarrayLike, map_pairs, reduce_dims, single_chunk
+from xcorrdiff.verify._xarray import (
+    T,
+    XarrayLike,
+    align_pair,
+    map_pairs,
+    pairs,
+    reduce_dims,
+    single_chunk,
+)
 from xcorrdiff.verify.scores import Dim, weighted_mean
 
-__all__ = ["brier_score", "fss"]
+__all__ = ["brier_score", "fss", "reliability"]
 
 Thresholds = float | Sequence[float]
 
@@ -104,6 +112,108 @@ def brier_score(
         )
 
     return map_pairs(forecast, obs, member_dim, per_variable)
+
+
+def _bin_edges(bins: int | Sequence[float]) -> np.ndarray:
+    """Probability bin edges: ``bins`` equal bins of [0, 1], or the increasing edges given."""
+    if isinstance(bins, int | np.integer) and not isinstance(bins, bool) and bins >= 1:
+        return np.linspace(0.0, 1.0, int(bins) + 1)
+    try:
+        edges = np.asarray(bins, dtype=np.float64)
+    except (TypeError, ValueError):
+        edges = np.array([np.nan])
+    if (
+        edges.ndim != 1
+        or edges.size < 2
+        or not np.all(np.diff(edges) > 0)
+        or edges[0] != 0.0
+        or edges[-1] != 1.0
+    ):
+        raise ValueError(
+            f"bins={bins!r} is invalid; expected a number of equal bins >= 1 or increasing "
+            "edges from 0 to 1, e.g. [0, 0.1, 0.5, 1]"
+        )
+    return edges
+
+
+def reliability(
+    forecast: XarrayLike,
+    obs: XarrayLike,
+    threshold: Thresholds,
+    *,
+    member_dim: str = "member",
+    dim: Dim = None,
+    bins: int | Sequence[float] = 10,
+) -> xr.Dataset:
+    """Reliability diagram of the event ``x >= threshold``: how often the event was observed
+    when the ensemble gave it a probability in each bin.
+
+    A point's forecast probability is the fraction of its valid members at or above the
+    threshold; bins are ``[lo, hi)``, the last one closed at 1. For a reliable ensemble the
+    observed frequency equals the mean forecast probability of its bin.
+
+    Parameters
+    ----------
+    forecast, obs
+        Ensemble (with ``member_dim``) and observations, as for :func:`~xcorrdiff.verify.crps`.
+    threshold : float or sequence of float
+        In the variable's units; a sequence gives a ``threshold`` dimension.
+    member_dim, dim
+        As for :func:`~xcorrdiff.verify.crps` (``dim``: the dims pooled into the bins).
+    bins : int or sequence of float, default 10
+        A number of equal probability bins, or their edges from 0 to 1.
+
+    Returns
+    -------
+    xarray.Dataset
+        On a ``probability_bin`` dim (labelled by the bin centres): ``observed_frequency``
+        (NaN for an empty bin), ``forecast_probability`` (the mean forecast probability of the
+        bin's cases) and ``samples`` (their number); with a ``variable`` dim when ``forecast``
+        is a Dataset.
+    """
+    thresholds, edges = _thresholds(threshold), _bin_edges(bins)
+    results = [
+        _reliability(*align_pair(f, o, member_dim), thresholds, edges, member_dim, dim)
+        for _, f, o in pairs(forecast, obs)
+    ]
+    if isinstance(forecast, xr.DataArray):
+        return results[0]
+    names = [str(n) for n in forecast.data_vars]
+    return xr.concat(results, dim=xr.DataArray(names, dims="variable", name="variable"))
+
+
+def _reliability(
+    f: xr.DataArray,
+    o: xr.DataArray,
+    thresholds: xr.DataArray,
+    edges: np.ndarray,
+    member_dim: str,
+    dim: Dim,
+) -> xr.Dataset:
+    centres = (edges[:-1] + edges[1:]) / 2
+    p = _probability(f, thresholds, member_dim)
+    event = _exceed(o, thresholds)
+    which = xr.apply_ufunc(
+        lambda x: np.clip(np.searchsorted(edges, x, side="right") - 1, 0, centres.size - 1),
+        p, dask="parallelized", output_dtypes=[np.int64],
+    )  # fmt: skip
+    labels = xr.DataArray(np.arange(centres.size), dims="probability_bin")
+    cases = (which == labels) & p.notnull() & event.notnull()
+    kept = [d for d in p.dims if d != "threshold"]
+    dims = reduce_dims(kept, dim, "reliability diagram")
+    samples = cases.sum(dims)
+    per_bin = samples.where(samples > 0)
+    out = xr.Dataset(
+        {
+            "observed_frequency": event.where(cases, 0.0).sum(dims) / per_bin,
+            "forecast_probability": p.where(cases, 0.0).sum(dims) / per_bin,
+            "samples": samples,
+        }
+    ).assign_coords(probability_bin=centres)
+    out["observed_frequency"].attrs = {"long_name": "observed relative frequency", "units": "1"}
+    out["forecast_probability"].attrs = {"long_name": "mean forecast probability", "units": "1"}
+    out["samples"].attrs = {"long_name": "number of cases"}
+    return out
 
 
 def _window_sums(values: np.ndarray, half: int) -> np.ndarray:
