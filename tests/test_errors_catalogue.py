@@ -203,6 +203,7 @@ CASES: list[tuple[str, str, Callable[[Ctx], Any], type[BaseException], str]] = [
     ("train-checkpoint-damaged", "a damaged training checkpoint", lambda c: (_flip(c.work / "ckpt" / "regression-checkpoint.safetensors"), fit_regression(c.train_lr, c.train_hr, config=c.config(checkpoint_dir=str(c.work / "ckpt")), output_variables=["t2m"], progress=False)), E, r"is damaged .*delete it to start the stage afresh"),
     ("train-nonfinite-loss", "a loss that becomes NaN", lambda c: fit_regression(c.train_lr, c.train_hr, config=c.config(learning_rate=1e30, lr_rampup=0, regression_duration=8, checkpoint_dir=None), output_variables=["t2m"], progress=False), NonFiniteError, r"regression stage: non-finite"),
     ("train-diffusion-without-model", "fit_diffusion without a regression model", lambda c: fit_diffusion("model", c.train_lr, c.train_hr), TypeError, r"model must be a CorrDiffModel"),  # type: ignore[arg-type]
+    ("train-time-features-unknown", "a time feature that does not exist", lambda c: TrainConfig(time_features=("solar_angle",)), E, r"time_features=\('solar_angle',\) is invalid; expected distinct names among \['cos_zenith'"),
     # --- verification
     ("verify-units-incompatible", "truth in units of another quantity", lambda c: xv.crps(_ens()[0], _ens()[1].assign_attrs(units="m s-1")), E, r"obs variable 't2m' is in 'm s-1', which does not convert"),
     ("verify-units-one-sided", "units on one side only", lambda c: xv.crps(_ens()[0], _ens()[1].drop_attrs()), E, r"obs variable 't2m' has no 'units' attribute but forecast has 'K'"),

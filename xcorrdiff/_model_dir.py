@@ -29,6 +29,7 @@ from xcorrdiff._files import file_record, member_path, verify_file
 from xcorrdiff.config import SamplerConfig
 from xcorrdiff.data.normalize import Normalizer
 from xcorrdiff.data.prepare import VariableSpec
+from xcorrdiff.nn.physicsnemo import SUPPORTED_CLASSES
 from xcorrdiff.nn.registry import build_network
 
 __all__ = [
@@ -36,6 +37,8 @@ __all__ = [
     "FORMAT_VERSION",
     "check_replaceable",
     "hash_tensors",
+    "model_arguments",
+    "network_entry",
     "read_config",
     "read_dataset",
     "read_netcdf",
@@ -63,6 +66,20 @@ def _clean_attrs(ds: xr.Dataset) -> xr.Dataset:
         ds[name].attrs = {k: v for k, v in ds[name].attrs.items() if ok(v)}
         ds[name].encoding = {}
     return ds
+
+
+def network_entry(net: torch.nn.Module) -> dict[str, Any]:
+    """The ``config.json`` entry of a network: its class and constructor arguments."""
+    name = type(net).__name__
+    if SUPPORTED_CLASSES.get(name) is not type(net):
+        raise TypeError(
+            f"network of class {name} cannot be stored in a CorrDiffModel; expected one of "
+            f"{sorted(SUPPORTED_CLASSES)}"
+        )
+    config = getattr(net, "config", None)
+    if not isinstance(config, Mapping):
+        raise TypeError(f"network {name} has no constructor arguments in .config")
+    return {"class": name, "kwargs": dict(config)}
 
 
 def state_tensors(net: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -287,6 +304,7 @@ def model_arguments(root: Path, config: Mapping[str, Any]) -> dict[str, Any]:
         "grid": read_dataset(root, config, config["grid"]["file"]),
         "grid_dims": (str(config["grid"]["dims"][0]), str(config["grid"]["dims"][1])),
         "invariants": invariants,
+        "time_features": config.get("time_features", []),
         "input_normalizer": Normalizer.from_dict(config["normalization"]["input"]),
         "output_normalizer": Normalizer.from_dict(config["normalization"]["output"]),
         "sampler": SamplerConfig.from_dict(config["sampler"]),

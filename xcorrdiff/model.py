@@ -42,6 +42,7 @@ from xcorrdiff._model_dir import (
     FORMAT_VERSION,
     check_replaceable,
     model_arguments,
+    network_entry,
     read_config,
     write_files,
 )
@@ -49,9 +50,9 @@ from xcorrdiff.config import SamplerConfig
 from xcorrdiff.data.convert import array_to_dataset, dataset_to_array, to_tensor
 from xcorrdiff.data.normalize import Normalizer
 from xcorrdiff.data.prepare import VariableSpec, prepare_condition
+from xcorrdiff.data.time_features import check_time_features, feature_channels
 from xcorrdiff.diffusion.conditioning import build_condition, patched_regression_mean
 from xcorrdiff.diffusion.patching import PatchGrid, regression_grid
-from xcorrdiff.nn.physicsnemo import SUPPORTED_CLASSES
 
 __all__ = ["CorrDiffModel", "load_model"]
 
@@ -60,19 +61,6 @@ def _version() -> str:
     from xcorrdiff._version import __version__
 
     return __version__
-
-
-def _network_entry(net: torch.nn.Module) -> dict[str, Any]:
-    name = type(net).__name__
-    if SUPPORTED_CLASSES.get(name) is not type(net):
-        raise TypeError(
-            f"network of class {name} cannot be stored in a CorrDiffModel; expected one of "
-            f"{sorted(SUPPORTED_CLASSES)}"
-        )
-    config = getattr(net, "config", None)
-    if not isinstance(config, Mapping):
-        raise TypeError(f"network {name} has no constructor arguments in .config")
-    return {"class": name, "kwargs": dict(config)}
 
 
 class CorrDiffModel:
@@ -97,8 +85,11 @@ class CorrDiffModel:
         Grid of the training inputs (informative; any rectilinear LR grid is regridded).
     invariants : xarray.Dataset, optional
         Static fields on the HR grid, appended to the inputs (physical units).
+    time_features : sequence of str, default ()
+        Channels computed from each time, appended last (``"cos_zenith"``, ``"hour_of_day"``,
+        ``"day_of_year"``; :mod:`xcorrdiff.data.time_features`).
     input_normalizer, output_normalizer : Normalizer
-        Statistics of inputs plus invariants, and of outputs.
+        Statistics of the condition's channels, and of the outputs.
     sampler : SamplerConfig, optional
         Default sampler settings.
     conditioning : mapping, optional
@@ -136,6 +127,7 @@ class CorrDiffModel:
         grid_dims: tuple[str, str] = ("y", "x"),
         input_grid: xr.Dataset | None = None,
         invariants: xr.Dataset | None = None,
+        time_features: Sequence[str] = (),
         input_normalizer: Normalizer,
         output_normalizer: Normalizer,
         sampler: SamplerConfig | None = None,
@@ -154,6 +146,7 @@ class CorrDiffModel:
         self.grid_dims = (str(grid_dims[0]), str(grid_dims[1]))
         self.input_grid = input_grid
         self.invariants = invariants if invariants is not None and invariants.data_vars else None
+        self.time_features = check_time_features(time_features)
         self.input_normalizer = input_normalizer
         self.output_normalizer = output_normalizer
         self.sampler = sampler if sampler is not None else SamplerConfig()
@@ -247,8 +240,8 @@ class CorrDiffModel:
 
     @property
     def condition_variables(self) -> tuple[str, ...]:
-        """Channels of the network condition: inputs, then invariants."""
-        return (*self.input_names, *self.invariant_names)
+        """Channels of the network condition: inputs, invariants, then time features."""
+        return (*self.input_names, *self.invariant_names, *feature_channels(self.time_features))
 
     @property
     def regression_patch(self) -> tuple[int, int] | None:
@@ -289,6 +282,7 @@ class CorrDiffModel:
             normalizer=self.input_normalizer,
             grid_dims=self.grid_dims,
             regrid_method=self.regrid_method,  # type: ignore[arg-type]
+            time_features=self.time_features,
         )
 
     def regression_mean(self, lr: xr.Dataset, *, batch_size: int = 8) -> xr.Dataset:
@@ -399,6 +393,7 @@ class CorrDiffModel:
             ]
             if self.invariants is not None
             else [],
+            "time_features": list(self.time_features),
             "grid": {"file": "grid_hr.nc", "dims": list(self.grid_dims), "shape": list(self.shape)},
             "input_grid": {"file": "grid_input.nc"} if self.input_grid is not None else None,
             "observed": {"file": "observed.nc"} if self.observed is not None else None,
@@ -411,8 +406,8 @@ class CorrDiffModel:
                 "output": self.output_normalizer.to_dict(),
             },
             "networks": {
-                "regression": _network_entry(self.regression),
-                "diffusion": _network_entry(self.diffusion) if self.diffusion is not None else None,
+                "regression": network_entry(self.regression),
+                "diffusion": network_entry(self.diffusion) if self.diffusion is not None else None,
             },
             "conditioning": dict(self.conditioning),
             "regrid_method": self.regrid_method,

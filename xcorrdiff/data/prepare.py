@@ -23,6 +23,7 @@ import xarray as xr
 
 from xcorrdiff.data.conventions import check_calendars, standardize
 from xcorrdiff.data.regrid import latlon_names, regrid
+from xcorrdiff.data.time_features import time_features as time_feature_channels
 from xcorrdiff.data.units import convert_units
 
 __all__ = [
@@ -259,8 +260,9 @@ def prepare_condition(
     grid_dims: tuple[str, str] = ("y", "x"),
     regrid_method: RegridMethod = "bilinear",
     time_dim: str = "time",
+    time_features: Sequence[str] = (),
 ) -> xr.Dataset:
-    """The network conditioning on the HR grid: inputs (regridded) plus invariants.
+    """The network conditioning on the HR grid: inputs (regridded), invariants, time features.
 
     Parameters
     ----------
@@ -281,12 +283,15 @@ def prepare_condition(
         Interpolation onto the HR grid.
     time_dim : str, default "time"
         Name of the time dimension.
+    time_features : sequence of str, default ()
+        Channels computed from each time and the grid's lat/lon, appended last
+        (:mod:`xcorrdiff.data.time_features`).
 
     Returns
     -------
     xarray.Dataset
-        Variables ``[*inputs, *invariants]`` on ``(time, y, x)`` of the HR grid (lazy for
-        dask input).
+        Variables ``[*inputs, *invariants, *time feature channels]`` on ``(time, y, x)`` of
+        the HR grid (lazy for dask input).
 
     Raises
     ------
@@ -327,6 +332,13 @@ def prepare_condition(
         )
         ds = xr.merge([ds, static], compat="override", join="override", combine_attrs="override")
     order = [*names, *(list(invariants.data_vars) if invariants is not None else [])]
+    if time_features:
+        features = time_feature_channels(
+            ds[time_dim], grid, time_features, grid_dims=(y_dim, x_dim),
+            time_chunks=ds.chunks.get(time_dim) if ds.chunks else None,
+        )  # fmt: skip
+        ds = ds.assign(features.data_vars)
+        order += list(features.data_vars)
     ds = ds[order].transpose(time_dim, y_dim, x_dim, ...)
     if normalizer is not None:
         ds = _normalize(ds, normalizer)

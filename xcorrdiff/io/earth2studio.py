@@ -207,6 +207,8 @@ def check_exportable(model: Any) -> None:
         problems.append("a regression trained on patches (PhysicsNeMo's runs on the whole domain)")
     if model.diffusion is None:
         problems.append("no diffusion network (fit the diffusion stage first)")
+    if model.time_features:
+        problems.append(f"time features {list(model.time_features)} (the package has no field)")
     try:
         latlon_names(model.grid, role="the model's grid")
     except ValueError as exc:

@@ -60,6 +60,7 @@ from typing import Any, ClassVar, Literal, get_args
 from xcorrdiff._checks import check_choice, check_int, check_positive, precision_name
 from xcorrdiff.config import NetworkConfig
 from xcorrdiff.data.normalize import Transform
+from xcorrdiff.data.time_features import check_time_features
 
 __all__ = [
     "PRESETS",
@@ -170,6 +171,10 @@ class DataConfig:
         mean: each a number in the variable's units, a quantity pint understands
         (``"0 mm h-1"``, ``"100 %"``) or None (unbounded), e.g. ``{"precip": (0, None)}``.
         Stored in the model; they do not change training (not part of the fingerprint).
+    time_features : sequence of {"cos_zenith", "hour_of_day", "day_of_year"}
+        Condition channels computed from each sample's time and the HR grid's lat/lon
+        (:mod:`xcorrdiff.data.time_features`); stored in the model and computed again when
+        downscaling.
     """
 
     patch_shape: tuple[int, int]
@@ -178,6 +183,7 @@ class DataConfig:
     validation_fraction: float = 0.1
     output_transforms: tuple[tuple[str, Transform], ...] = ()
     regression_patch_shape: tuple[int, int] | None = None
+    time_features: tuple[str, ...] = ()
     output_bounds: tuple[tuple[str, tuple[Any, Any]], ...] = field(
         default=(), metadata=RUNTIME_ONLY
     )
@@ -187,6 +193,7 @@ class DataConfig:
         object.__setattr__(self, "patch_shape", shape)
         object.__setattr__(self, "output_transforms", _transforms(self.output_transforms))
         object.__setattr__(self, "output_bounds", _bounds(self.output_bounds))
+        object.__setattr__(self, "time_features", check_time_features(self.time_features))
         if self.regression_patch_shape is not None:
             patch = tuple(self.regression_patch_shape)
             if len(patch) != 2:

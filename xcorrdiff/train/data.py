@@ -30,6 +30,7 @@ from xcorrdiff.data.prepare import (
     static_fields,
 )
 from xcorrdiff.data.split import split_times
+from xcorrdiff.data.time_features import feature_stats
 from xcorrdiff.data.units import value_in_units
 from xcorrdiff.train.config import TrainConfig
 from xcorrdiff.train.distributed import local_batch_size
@@ -215,6 +216,7 @@ def prepare_data(
     output_normalizer: Normalizer | None,
     regrid_method: str,
     config: TrainConfig,
+    time_features: Sequence[str] = (),
 ) -> tuple[TrainingData, Normalizer, Normalizer]:
     lr, hr = standardize(lr, role="lr"), standardize(hr, role="hr")
     lr, hr = align_times(lr, hr, time_dim=TIME)
@@ -231,6 +233,7 @@ def prepare_data(
         grid_dims=grid_dims,
         regrid_method=regrid_method,  # type: ignore[arg-type]
         time_dim=TIME,
+        time_features=time_features,
     )
     target = prepare_target(hr, output_variables=output_variables, normalizer=None)
     n_times = condition.sizes[TIME]
@@ -253,7 +256,10 @@ def prepare_data(
     observed, missing = observed_mask(target, train)
     if input_normalizer is None:
         inputs = Normalizer.fit(condition.isel({TIME: train}), [v.name for v in input_variables])
-        input_normalizer = Normalizer({**inputs.stats, **invariant_stats(invariants).stats})
+        features = Normalizer.from_stats(feature_stats(time_features)).stats
+        input_normalizer = Normalizer(
+            {**inputs.stats, **invariant_stats(invariants).stats, **features}
+        )
     if output_normalizer is None:
         names = [v.name for v in output_variables]
         transforms: dict[Hashable, Transform] = dict(config.data.output_transforms)

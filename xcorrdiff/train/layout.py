@@ -1,4 +1,5 @@
-"""What training decides from the data before any network: variables, grids, invariants.
+"""What training decides from the data before any network: variables, grids, invariants
+(and the time features the configuration declares).
 
 :func:`describe_layout` reads paired ``lr``/``hr`` datasets (standardized to the house
 conventions first) into a :class:`Layout`, which the regression stage turns into the
@@ -29,6 +30,7 @@ class Layout:
     grid_dims: tuple[str, str]
     input_grid: xr.Dataset | None
     invariants: xr.Dataset | None
+    time_features: tuple[str, ...] = ()
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -41,6 +43,7 @@ def describe_layout(
     invariants: xr.Dataset | Sequence[str] | None,
     input_variables: Sequence[Hashable] | None,
     output_variables: Sequence[Hashable] | None,
+    time_features: tuple[str, ...] = (),
 ) -> Layout:
     """Standardize ``lr``/``hr`` (and ``invariants``) and decide the model's variables,
     HR grid, its dims, the input grid and the invariants on the HR grid."""
@@ -75,4 +78,4 @@ def describe_layout(
         for inv_name in inv.data_vars:
             inv[inv_name].attrs.setdefault("units", "1")
     in_grid = input_grid(lr, [v.name for v in inputs])
-    return Layout(list(inputs), list(outputs), grid, grid_dims, in_grid, inv)
+    return Layout(list(inputs), list(outputs), grid, grid_dims, in_grid, inv, time_features)

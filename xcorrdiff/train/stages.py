@@ -230,14 +230,16 @@ def fit_regression(
         ``config.checkpoint_dir`` holds a checkpoint of another model.
     """
     config = config if config is not None else TrainConfig()
-    layout = describe_layout(lr, hr, invariants, input_variables, output_variables)
+    layout = describe_layout(
+        lr, hr, invariants, input_variables, output_variables, config.data.time_features
+    )
     check_shape(config, layout.shape)
     bounds = resolve_bounds(config.data.output_bounds, layout.output_variables)
     data, input_norm, output_norm = prepare_data(
         lr, hr, input_variables=layout.input_variables, output_variables=layout.output_variables,
         grid=layout.grid, grid_dims=layout.grid_dims, invariants=layout.invariants,
         input_normalizer=None, output_normalizer=None, regrid_method=regrid_method,
-        config=config,
+        config=config, time_features=layout.time_features,
     )  # fmt: skip
     parallel = init_distributed(config.runtime.device)
     seed = config.runtime.seed
@@ -416,11 +418,16 @@ def fit_diffusion(
         )
     patch = check_shape(config, model.shape)
     resolve_bounds(config.data.output_bounds, model.output_variables)  # fail before training
+    if config.data.time_features not in ((), model.time_features):
+        raise ValueError(
+            f"config.time_features={config.data.time_features!r} differ from the regression "
+            f"model's {model.time_features!r}; the diffusion stage conditions on the model's"
+        )
     data, _, _ = prepare_data(
         lr, hr, input_variables=model.input_variables, output_variables=model.output_variables,
         grid=model.grid, grid_dims=model.grid_dims, invariants=model.invariants,
         input_normalizer=model.input_normalizer, output_normalizer=model.output_normalizer,
-        regrid_method=model.regrid_method, config=config,
+        regrid_method=model.regrid_method, config=config, time_features=model.time_features,
     )  # fmt: skip
     parallel = init_distributed(config.runtime.device)
     seed = config.runtime.seed
@@ -503,6 +510,7 @@ def _bundle(
         grid_dims=layout.grid_dims,
         input_grid=layout.input_grid,
         invariants=layout.invariants,
+        time_features=layout.time_features,
         input_normalizer=normalizers[0],
         output_normalizer=normalizers[1],
         conditioning={
