@@ -10,6 +10,8 @@
   :func:`edm_loss_weight`.
 * :mod:`~xcorrdiff.diffusion.patching` — :class:`PatchGrid`, :func:`random_patch_offsets`,
   :func:`extract_patches`.
+* :mod:`~xcorrdiff.diffusion.guidance` — :class:`StationGuidance` (diffusion posterior
+  sampling toward station observations).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from xcorrdiff.diffusion.conditioning import (
     regression_mean,
     unfold_condition,
 )
+from xcorrdiff.diffusion.guidance import StationGuidance
 from xcorrdiff.diffusion.losses import edm_loss_weight, masked_mean, regression_loss, residual_loss
 from xcorrdiff.diffusion.patching import (
     PatchGrid,
@@ -38,6 +41,7 @@ __all__ = [
     "Condition",
     "Denoiser",
     "PatchGrid",
+    "StationGuidance",
     "build_condition",
     "crop_condition",
     "denoise",

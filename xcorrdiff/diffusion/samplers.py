@@ -40,13 +40,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["draw_latents", "euler", "heun", "initial_state"]
+__all__ = ["Guidance", "draw_latents", "euler", "heun", "initial_state"]
 
 Callback = Callable[[dict[str, Any]], None]
 #: ``((H_full, W_full), (y0, x0))``: where a sub-domain state lies in the whole domain.
 Frame = tuple[tuple[int, int], tuple[int, int]]
 #: ``D(x, sigma) -> denoised``: what the samplers call.
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: ``G(denoised, sigma) -> (batch,)``: a negative log-likelihood the guided samplers descend.
+Guidance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def draw_latents(
@@ -127,6 +129,7 @@ def euler(
     s_noise: float = 1.0,
     callback: Callback | None = None,
     frame: Frame | None = None,
+    guidance: Guidance | None = None,
 ) -> torch.Tensor:
     """Sample with first-order (Euler) steps of the probability-flow ODE.
 
@@ -151,6 +154,12 @@ def euler(
     frame : ((int, int), (int, int)), optional
         Where the state lies in a larger domain (:func:`draw_latents`): the churn noise is
         drawn on that domain and cut, as for a whole-domain run.
+    guidance : callable, optional
+        ``G(denoised, sigma) -> (batch,)``, an approximate ``−log p(y | x)``, e.g.
+        :class:`~xcorrdiff.diffusion.guidance.StationGuidance`: each step adds the
+        likelihood's score to the ODE, ``x ← x − (σ̂ − σ_next) σ̂ ∇ₓ G(D(x, σ̂), σ̂)``
+        (diffusion posterior sampling; the first denoiser call of the step then runs with
+        gradients). ``None``: no guidance, unchanged sampling.
 
     Returns
     -------
@@ -165,6 +174,7 @@ def euler(
     return _sample(
         denoiser, x, sigmas, second_order=False, generators=generators, s_churn=s_churn,
         s_min=s_min, s_max=s_max, s_noise=s_noise, callback=callback, frame=frame,
+        guidance=guidance,
     )  # fmt: skip
 
 
@@ -180,6 +190,7 @@ def heun(
     s_noise: float = 1.0,
     callback: Callback | None = None,
     frame: Frame | None = None,
+    guidance: Guidance | None = None,
 ) -> torch.Tensor:
     """Sample with Heun's second-order method (EDM Algorithm 2), Euler on the last step.
 
@@ -193,7 +204,7 @@ def heun(
         Denoiser, initial state, schedule and random streams, exactly as for :func:`euler`.
     s_churn, s_min, s_max, s_noise : float
         Stochasticity (EDM Algorithm 2); ``s_churn=0`` is the deterministic ODE.
-    callback, frame : optional
+    callback, frame, guidance : optional
         As for :func:`euler`.
 
     Returns
@@ -221,6 +232,7 @@ def heun(
     return _sample(
         denoiser, x, sigmas, second_order=True, generators=generators, s_churn=s_churn,
         s_min=s_min, s_max=s_max, s_noise=s_noise, callback=callback, frame=frame,
+        guidance=guidance,
     )  # fmt: skip
 
 
@@ -259,6 +271,17 @@ def _check_inputs(
         )
 
 
+def _guided_denoise(
+    denoiser: Denoiser, x: torch.Tensor, sigma: torch.Tensor, guidance: Guidance, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``D(x, σ)`` and the gradient of the guidance potential at it, ``∇ₓ G(D(x, σ), σ)``."""
+    with torch.enable_grad():
+        state = x.detach().requires_grad_(True)
+        denoised = denoiser(state, sigma).to(dtype)
+        (pull,) = torch.autograd.grad(guidance(denoised, sigma).sum(), state)
+    return denoised.detach(), pull
+
+
 @torch.no_grad()
 def _sample(
     denoiser: Denoiser,
@@ -273,6 +296,7 @@ def _sample(
     s_noise: float,
     callback: Callback | None,
     frame: Frame | None = None,
+    guidance: Guidance | None = None,
 ) -> torch.Tensor:
     _check_inputs(x, sigmas, generators, s_churn)
     sigmas = sigmas.to(x.device)
@@ -299,7 +323,10 @@ def _sample(
             x = x + (sigma_hat**2 - sigma**2).sqrt() * s_noise * eps
 
         # Euler step.
-        denoised = denoiser(x, sigma_hat).to(dtype)
+        if guidance is None:
+            denoised = denoiser(x, sigma_hat).to(dtype)
+        else:
+            denoised, pull = _guided_denoise(denoiser, x, sigma_hat, guidance, dtype)
         d = (x - denoised) / sigma_hat
         x_next = x + (sigma_next - sigma_hat) * d
 
@@ -309,7 +336,7 @@ def _sample(
             d_next = (x_next - denoised_next) / sigma_next
             x_next = x + (sigma_next - sigma_hat) * (0.5 * d + 0.5 * d_next)
 
-        x = x_next
+        x = x_next if guidance is None else x_next - (sigma_hat - sigma_next) * sigma_hat * pull
         if callback is not None:
             callback({"i": i, "x": x, "sigma": sigma, "sigma_hat": sigma_hat, "denoised": denoised})
     return x

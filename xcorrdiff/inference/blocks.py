@@ -22,6 +22,7 @@ from xcorrdiff.data.transforms import TRANSFORMS
 from xcorrdiff.diffusion import (
     Denoiser,
     PatchGrid,
+    StationGuidance,
     build_condition,
     edm_sigmas,
     euler,
@@ -158,6 +159,8 @@ class Settings:
     ranges: tuple[ExpectedRange, ...] | None = None
     #: ``(y0, y1, x0, x1)``: generate only this sub-rectangle of the model's grid.
     region: tuple[int, int, int, int] | None = None
+    #: ζ, the weight of the station observations' log-likelihood (0: no guidance).
+    guidance_scale: float = 0.0
 
     @property
     def origin(self) -> tuple[int, int]:
@@ -350,16 +353,41 @@ def _denoiser(
     )
 
 
+def _guidance(
+    observations: np.ndarray | None,
+    geometry: np.ndarray | None,
+    times: torch.Tensor,
+    mu: torch.Tensor,
+    scale: torch.Tensor | None,
+    settings: Settings,
+) -> StationGuidance | None:
+    """The DPS potential for the batch's rows (None without observations)."""
+    if observations is None or geometry is None or settings.guidance_scale <= 0:
+        return None
+    obs = torch.from_numpy(np.ascontiguousarray(observations)).to(mu.device)[times]
+    place = torch.from_numpy(geometry).to(mu.device)
+    return StationGuidance(
+        rows=place[0].long(), cols=place[1].long(), weights=place[2], values=obs[:, 0],
+        sigma=obs[:, 1], mean=mu, scale=scale, strength=settings.guidance_scale,
+    )  # fmt: skip
+
+
 def sample_block(
     condition: np.ndarray,
     mean: np.ndarray,
     time_keys: np.ndarray,
     ref: ModelRef,
+    observations: np.ndarray | None = None,
+    geometry: np.ndarray | None = None,
+    *,
     settings: Settings,
 ) -> np.ndarray:
     """Samples ``μ + s · residual``, ``(member, time, C_out, y, x)``, normalized.
 
-    ``s`` is the model's ``residual_scale`` (1 when it has none).
+    ``s`` is the model's ``residual_scale`` (1 when it has none). With ``observations``
+    (``(time, 2, C_out, S)``: normalized values and error std) and ``geometry``
+    (``(3, 4, S)``: corner rows, columns, weights) the sampler is guided toward them
+    (:mod:`xcorrdiff.diffusion.guidance`).
     """
     _use_caller_threads(settings)
     device = worker_device(settings.device)
@@ -398,16 +426,19 @@ def sample_block(
         frame = (tuple(condition.shape[2:]), settings.origin)
         x = initial_state(generators, (n_out, *shape), sigmas, frame=frame)
         sample = euler if settings.sampler == "euler" else heun
+        guide = _guidance(observations, geometry, times, mu, scale, settings)
         residual = sample(
-            denoiser, x, sigmas, generators=generators, s_churn=settings.s_churn, frame=frame
-        )
+            denoiser, x, sigmas, generators=generators, s_churn=settings.s_churn, frame=frame,
+            guidance=guide,
+        )  # fmt: skip
         if scale is not None:
             residual = residual * scale.to(residual.dtype)
         values = (mu.to(residual.dtype) + residual).float().cpu().numpy()
         for k, (t, m) in enumerate(rows[batch]):
             out[m, t] = values[k]
 
-    with torch.inference_mode():
+    guided = observations is not None and settings.guidance_scale > 0
+    with torch.no_grad() if guided else torch.inference_mode():  # guidance needs autograd
         run_in_batches(
             len(rows),
             settings.member_batch_size,

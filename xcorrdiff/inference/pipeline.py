@@ -60,6 +60,7 @@ from xcorrdiff.inference.handles import (
     resolve_model,
 )
 from xcorrdiff.inference.memory import check_memory
+from xcorrdiff.inference.observations import StationData, check_guidance, prepare_observations
 from xcorrdiff.inference.region import check_region, resolve_region
 from xcorrdiff.inference.settings import (
     MEMBER,
@@ -139,6 +140,8 @@ def downscale(
     return_mean: bool = False,
     check_plausibility: bool = True,
     region: Mapping[str, Any] | None = None,
+    observations: xr.Dataset | None = None,
+    guidance_scale: float = 1.0,
 ) -> xr.Dataset:
     """Generate an ensemble of HR fields from LR inputs with a CorrDiff model.
 
@@ -198,6 +201,17 @@ def downscale(
         "lon": (west, east)}``. The regression mean is computed on the whole domain and
         cut; the members equal a whole-domain run's on the region up to the patch layout
         (:mod:`xcorrdiff.inference.region`).
+    observations : xarray.Dataset, optional
+        Station values to guide the sampler toward (diffusion posterior sampling,
+        :mod:`xcorrdiff.diffusion.guidance`): a ``station`` dim with 1-D ``lat``/``lon``,
+        some output variables in convertible units on the input's times (or without time),
+        optional ``<name>_error`` standard deviations
+        (:mod:`xcorrdiff.inference.observations`). ``None`` (default): unguided, exactly as
+        without the argument.
+    guidance_scale : float, default 1.0
+        ζ, the weight of the observations' log-likelihood (1: the Bayesian posterior under
+        the Gaussian approximation of :mod:`xcorrdiff.diffusion.guidance`; larger pulls
+        harder).
 
     Returns
     -------
@@ -233,6 +247,9 @@ def downscale(
         settings, region=resolve_region(resolved.grid, resolved.grid_dims, region)
     )
     check_region(settings.region, settings.patch_shape, diffusion_factor(resolved))
+    settings = dataclasses.replace(
+        settings, guidance_scale=check_guidance(observations, guidance_scale, settings.region)
+    )
     lr = standardize(lr, role="lr")
     check_input(lr, resolved, settings.ranges)
     single = TIME not in lr.dims
@@ -241,9 +258,14 @@ def downscale(
     settings = _fit_memory(settings, resolved, array, lazy, member_batch_size is not None)
     times = condition[TIME].values if TIME in condition.coords else None
     keys = da.from_array(time_keys(times, array.shape[0]), chunks=(array.chunks[0],))
-    mean, samples = _graph(array, keys, ref, settings)
+    stations = None if observations is None else prepare_observations(observations, resolved, times)
+    mean, samples = _graph(array, keys, ref, settings, stations)
     out = _label(resolved, settings, condition, samples, mean if return_mean else None)
     out.attrs = _provenance(ref, settings, __version__)
+    if stations is not None:
+        out.attrs.update(guidance="DPS (Chung et al. 2023) toward station observations",
+                         guidance_scale=settings.guidance_scale,
+                         n_stations=int(stations.values.shape[-1]))  # fmt: skip
     if single:
         out = out.isel({TIME: 0})
     return out if lazy else out.compute(scheduler="sync")
@@ -293,11 +315,15 @@ def _fit_memory(
 
 
 def _graph(
-    array: da.Array, keys: da.Array, ref: ModelRef, settings: Settings
+    array: da.Array,
+    keys: da.Array,
+    ref: ModelRef,
+    settings: Settings,
+    stations: StationData | None = None,
 ) -> tuple[da.Array, da.Array]:
     """The regression means ``(time, c, y, x)`` and samples ``(member, time, c, y, x)``."""
     handle = dask.delayed(ref, name=f"xcorrdiff-model-{ref.digest[:16]}-{id(ref):x}")
-    token = dask.base.tokenize(array.name, ref.digest, settings)
+    token = dask.base.tokenize(array.name, ref.digest, settings, stations)
     n_out, n_ensemble = settings.n_outputs, settings.n_ensemble
     mean = da.blockwise(
         mean_block, "tcyx", array, "tkyx", handle, None,
@@ -305,8 +331,13 @@ def _graph(
         meta=np.empty((0, 0, 0, 0), np.float32), name=f"xcorrdiff-mean-{token}",
     )  # fmt: skip
     h, w = settings.out_shape(array.shape[2:])
+    guide: tuple[Any, ...] = ()
+    if stations is not None:
+        paired = np.stack([stations.values, stations.sigma], axis=1)  # (time, 2, c, station)
+        guide = (da.from_array(paired, chunks=(array.chunks[0], -1, -1, -1)), "tvcs",
+                 stations.geometry, None)  # fmt: skip
     samples = da.blockwise(
-        sample_block, "mtcyx", array, "tkyx", mean, "tcyx", keys, "t", handle, None,
+        sample_block, "mtcyx", array, "tkyx", mean, "tcyx", keys, "t", handle, None, *guide,
         settings=settings, new_axes={"m": n_ensemble}, concatenate=True, dtype=np.float32,
         meta=np.empty((0, 0, 0, 0, 0), np.float32), name=f"xcorrdiff-sample-{token}",
         adjust_chunks={"y": h, "x": w},
