@@ -252,7 +252,7 @@ def test_wrong_channels_name_expected_and_received() -> None:
         song(torch.zeros(1, 4, 16, 16), torch.zeros(1))
     pos = SongUNetPosEmbd(16, 3 + 4, 2, **TINY)
     with pytest.raises(
-        ValueError, match=r"expects x with 3 channels \(in_channels 7 minus 4 grid channels\)"
+        ValueError, match=r"expects x with 3 channels \(in_channels 7 minus 4 embedding channels\)"
     ):
         pos(torch.zeros(1, 7, 16, 16), torch.zeros(1))
     edm = EDMPrecondSuperResolution(16, 12 + 4, 4, **TINY)

@@ -51,6 +51,8 @@ def _arrays(case: dict) -> dict[str, torch.Tensor]:
 
 
 def _run(net: torch.nn.Module, call: str, a: dict[str, torch.Tensor], suffix: str = "", **kw):  # type: ignore[no-untyped-def]
+    if "lead_time_label" in a:  # one label per sample, shared by its patches
+        kw["lead_time_label"] = a["lead_time_label"]
     if call == "songunet":
         labels = {k: a[k] for k in ("class_labels", "augment_labels") if k in a}
         return net(a["x"], a["noise_labels"], **labels, **kw)
@@ -96,6 +98,9 @@ def test_reproduces_physicsnemo_patches(name: str) -> None:
         batch = a["x_patches"].shape[0] // index.shape[0]
 
         def selector(grid: torch.Tensor) -> torch.Tensor:
+            if grid.ndim == 4:  # lead-time rows (batch, C, H, W): element b * P + p
+                cut = grid[:, :, index[:, 0], index[:, 1]]  # (batch, C, P, h, w)
+                return cut.transpose(1, 2).reshape(-1, grid.shape[1], *index.shape[-2:])
             return grid[:, index[:, 0], index[:, 1]].permute(1, 0, 2, 3).repeat(batch, 1, 1, 1)
 
         out_sel = _run(net, case["call"], a, "_patches", embedding_selector=selector)

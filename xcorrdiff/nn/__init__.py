@@ -17,6 +17,7 @@ from .precond import (
 )
 from .song_unet import SongUNet
 from .song_unet_pos import SongUNetPosEmbd
+from .song_unet_pos_lt import SongUNetPosLtEmbd
 
 __all__ = [
     "CheckpointError",
@@ -25,6 +26,7 @@ __all__ = [
     "EDMPrecondSuperResolution",
     "SongUNet",
     "SongUNetPosEmbd",
+    "SongUNetPosLtEmbd",
     "UNet",
     "edm_scalings",
     "load_physicsnemo",

@@ -56,6 +56,7 @@ PHYSICSNEMO_MODULES = {
     "EDMPrecondSR": "physicsnemo.diffusion.preconditioners.legacy",
     "SongUNet": "physicsnemo.models.diffusion_unets.song_unet",
     "SongUNetPosEmbd": "physicsnemo.models.diffusion_unets.song_unet",
+    "SongUNetPosLtEmbd": "physicsnemo.models.diffusion_unets.song_unet",
 }
 _MDLUS_METADATA = {"physicsnemo_version": "2.2.2", "mdlus_file_version": "0.2.0"}
 

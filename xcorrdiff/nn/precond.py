@@ -24,6 +24,7 @@ import torch
 
 from .song_unet import SongUNet, json_config
 from .song_unet_pos import SongUNetPosEmbd
+from .song_unet_pos_lt import SongUNetPosLtEmbd
 
 __all__ = [
     "CorrDiffRegressionUNet",
@@ -33,8 +34,12 @@ __all__ = [
     "edm_scalings",
 ]
 
-ModelType = Literal["SongUNetPosEmbd", "SongUNet"]
-_MODEL_TYPES: dict[str, type[SongUNet]] = {"SongUNetPosEmbd": SongUNetPosEmbd, "SongUNet": SongUNet}
+ModelType = Literal["SongUNetPosEmbd", "SongUNetPosLtEmbd", "SongUNet"]
+_MODEL_TYPES: dict[str, type[SongUNet]] = {
+    "SongUNetPosEmbd": SongUNetPosEmbd,
+    "SongUNetPosLtEmbd": SongUNetPosLtEmbd,
+    "SongUNet": SongUNet,
+}
 
 
 def edm_scalings(
@@ -86,7 +91,7 @@ def _build_model(
     if model_type not in _MODEL_TYPES:
         raise ValueError(
             f"model_type {model_type!r} is not supported; expected one of {sorted(_MODEL_TYPES)} "
-            "(PhysicsNeMo's SongUNetPosLtEmbd and DhariwalUNet are not implemented)"
+            "(PhysicsNeMo's DhariwalUNet is not implemented)"
         )
     return _MODEL_TYPES[model_type](
         img_resolution=img_resolution,
@@ -119,7 +124,7 @@ class _Wrapper(torch.nn.Module):
     @property
     def grid_channels(self) -> int:
         """Channels the inner network appends itself (its positional grid)."""
-        return int(getattr(self.model, "N_grid_channels", 0))
+        return int(getattr(self.model, "embedding_channels", 0))
 
     def _compute_dtype(self, x: torch.Tensor, force_fp32: bool) -> torch.dtype:
         return (
@@ -176,7 +181,7 @@ class UNet(_Wrapper):
         Output channels.
     use_fp16 : bool, default False
         Keep the module in float16 and run it in float16 on CUDA.
-    model_type : {"SongUNetPosEmbd", "SongUNet"}
+    model_type : {"SongUNetPosEmbd", "SongUNetPosLtEmbd", "SongUNet"}
         Inner network class.
     **model_kwargs
         Passed to the inner network (e.g. ``model_channels``, ``channel_mult``,
@@ -276,7 +281,7 @@ class EDMPrecondSuperResolution(_Wrapper):
         Channels of ``x`` (the residual).
     use_fp16 : bool, default False
         Keep the module in float16 and run it in float16 on CUDA.
-    model_type : {"SongUNetPosEmbd", "SongUNet"}
+    model_type : {"SongUNetPosEmbd", "SongUNetPosLtEmbd", "SongUNet"}
         Inner network class.
     sigma_data : float, default 0.5
         Data standard deviation :math:`\sigma_d`.

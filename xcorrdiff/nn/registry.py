@@ -23,6 +23,7 @@ from xcorrdiff._resources import format_bytes, physical_memory
 from .precond import EDMPrecondSR, EDMPrecondSuperResolution, UNet
 from .song_unet import SongUNet
 from .song_unet_pos import SongUNetPosEmbd
+from .song_unet_pos_lt import SongUNetPosLtEmbd
 
 __all__ = ["NETWORK_CLASSES", "build_network", "check_network_kwargs"]
 
@@ -33,6 +34,7 @@ NETWORK_CLASSES: dict[str, type[torch.nn.Module]] = {
     "EDMPrecondSR": EDMPrecondSR,
     "SongUNet": SongUNet,
     "SongUNetPosEmbd": SongUNetPosEmbd,
+    "SongUNetPosLtEmbd": SongUNetPosLtEmbd,
 }
 
 # Inclusive bounds of the integer constructor arguments (far beyond any CorrDiff network).
@@ -49,6 +51,7 @@ _INT_BOUNDS: dict[str, tuple[int, int]] = {
     "label_dim": (0, 65536),
     "augment_dim": (0, 1024),
     "lead_time_steps": (0, 4096),
+    "lead_time_channels": (1, 1024),
     "checkpoint_level": (0, 64),
 }
 _MAX_SIDE = 1 << 15

@@ -41,9 +41,9 @@ class SongUNetPosEmbd(SongUNet):
     N_grid_channels : int, default 4
         Grid channels (0: no grid).
     lead_time_mode, lead_time_channels, lead_time_steps, prob_channels
-        PhysicsNeMo's lead-time options; lead-time embeddings (``SongUNetPosLtEmbd``) are
-        not implemented, so ``lead_time_mode`` must be False and ``lead_time_channels``
-        unset.
+        PhysicsNeMo's lead-time options, which belong to
+        :class:`~xcorrdiff.nn.SongUNetPosLtEmbd`: ``lead_time_mode`` must be False and
+        ``lead_time_channels`` unset here.
     **others
         As :class:`SongUNet`; defaults follow PhysicsNeMo's ``SongUNetPosEmbd``
         (CWA topology: ``channel_mult (1, 2, 2, 2, 2)``, ``attn_resolutions (28,)``,
@@ -98,7 +98,7 @@ class SongUNetPosEmbd(SongUNet):
         if lead_time_mode or lead_time_channels:
             raise ValueError(
                 f"lead_time_mode={lead_time_mode!r}, lead_time_channels={lead_time_channels!r}: "
-                "lead-time embeddings (PhysicsNeMo's SongUNetPosLtEmbd) are not supported by xcorrdiff"
+                "lead-time embeddings belong to SongUNetPosLtEmbd (model_type='SongUNetPosLtEmbd')"
             )
         if gridtype not in ("sinusoidal", "sinusoidal_octave", "learnable", "linear", "none"):
             raise ValueError(
@@ -276,19 +276,37 @@ class SongUNetPosEmbd(SongUNet):
         torch.Tensor
             ``(batch, out_channels, y, x)``.
         """
-        del lead_time_label
         if embedding_selector is not None and global_index is not None:
             raise ValueError("pass either embedding_selector or global_index, not both")
-        expected = self.in_channels - self.N_grid_channels
+        expected = self.in_channels - self.embedding_channels
         if x.ndim != 4 or x.shape[1] != expected:
             raise ValueError(
-                f"SongUNetPosEmbd expects x with {expected} channels (in_channels {self.in_channels} "
-                f"minus {self.N_grid_channels} grid channels), got shape {tuple(x.shape)}"
+                f"{type(self).__name__} expects x with {expected} channels (in_channels "
+                f"{self.in_channels} minus {self.embedding_channels} embedding channels), got "
+                f"shape {tuple(x.shape)}"
             )
-        if self.pos_embd is not None:
-            if embedding_selector is not None:
-                grid = embedding_selector(self.pos_embd.to(x.dtype))
-            else:
-                grid = self.positional_embedding_indexing(x, global_index)
-            x = torch.cat((x, grid.to(x.dtype)), dim=1)
+        extra = self.appended_embeddings(x, global_index, embedding_selector, lead_time_label)
+        if extra:
+            x = torch.cat((x, *(e.to(x.dtype) for e in extra)), dim=1)
         return super().forward(x, noise_labels, class_labels, augment_labels)
+
+    @property
+    def embedding_channels(self) -> int:
+        """Channels the network appends to its input itself (the positional grid)."""
+        return self.N_grid_channels
+
+    def appended_embeddings(
+        self,
+        x: torch.Tensor,
+        global_index: torch.Tensor | None,
+        embedding_selector: Callable[[torch.Tensor], torch.Tensor] | None,
+        lead_time_label: torch.Tensor | None,
+    ) -> list[torch.Tensor]:
+        """What :meth:`forward` concatenates to ``x``: the (patch of the) positional grid.
+        ``lead_time_label`` is ignored here, as in PhysicsNeMo's ``SongUNetPosEmbd``."""
+        del lead_time_label
+        if self.pos_embd is None:
+            return []
+        if embedding_selector is not None:
+            return [embedding_selector(self.pos_embd.to(x.dtype))]
+        return [self.positional_embedding_indexing(x, global_index)]
