@@ -305,6 +305,7 @@ def model_arguments(root: Path, config: Mapping[str, Any]) -> dict[str, Any]:
         "grid_dims": (str(config["grid"]["dims"][0]), str(config["grid"]["dims"][1])),
         "invariants": invariants,
         "time_features": config.get("time_features", []),
+        "lead_times": np.array(config.get("lead_times_s", []), dtype="timedelta64[s]"),
         "input_normalizer": Normalizer.from_dict(config["normalization"]["input"]),
         "output_normalizer": Normalizer.from_dict(config["normalization"]["output"]),
         "sampler": SamplerConfig.from_dict(config["sampler"]),

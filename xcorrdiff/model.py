@@ -48,6 +48,7 @@ from xcorrdiff._model_dir import (
 )
 from xcorrdiff.config import SamplerConfig
 from xcorrdiff.data.convert import array_to_dataset, dataset_to_array, to_tensor
+from xcorrdiff.data.lead_time import map_leads
 from xcorrdiff.data.normalize import Normalizer
 from xcorrdiff.data.prepare import VariableSpec, prepare_condition
 from xcorrdiff.data.time_features import check_time_features, feature_channels
@@ -88,6 +89,9 @@ class CorrDiffModel:
     time_features : sequence of str, default ()
         Channels computed from each time, appended last (``"cos_zenith"``, ``"hour_of_day"``,
         ``"day_of_year"``; :mod:`xcorrdiff.data.time_features`).
+    lead_times : sequence of timedelta64, default ()
+        The lead times of a lead-time-aware model, in label order
+        (:mod:`xcorrdiff.data.lead_time`); empty for other models.
     input_normalizer, output_normalizer : Normalizer
         Statistics of the condition's channels, and of the outputs.
     sampler : SamplerConfig, optional
@@ -128,6 +132,7 @@ class CorrDiffModel:
         input_grid: xr.Dataset | None = None,
         invariants: xr.Dataset | None = None,
         time_features: Sequence[str] = (),
+        lead_times: Sequence[Any] = (),
         input_normalizer: Normalizer,
         output_normalizer: Normalizer,
         sampler: SamplerConfig | None = None,
@@ -147,6 +152,7 @@ class CorrDiffModel:
         self.input_grid = input_grid
         self.invariants = invariants if invariants is not None and invariants.data_vars else None
         self.time_features = check_time_features(time_features)
+        self.lead_times = tuple(np.asarray(lead_times, dtype="timedelta64[ns]").reshape(-1))
         self.input_normalizer = input_normalizer
         self.output_normalizer = output_normalizer
         self.sampler = sampler if sampler is not None else SamplerConfig()
@@ -291,17 +297,24 @@ class CorrDiffModel:
         Parameters
         ----------
         lr : xarray.Dataset
-            Low-resolution inputs (loaded into memory batch by batch).
+            Low-resolution inputs (loaded into memory batch by batch); forecasts on
+            ``(time, lead_time, ...)`` for a lead-time-aware model.
         batch_size : int, default 8
             Times per forward pass.
 
         Returns
         -------
         xarray.Dataset
-            The output variables on ``(time, y, x)`` with their units.
+            The output variables on ``(time, y, x)`` with their units (``(time, lead_time,
+            y, x)`` and a ``valid_time`` for a lead-time-aware model).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} is invalid; expected an integer >= 1")
+        if self.lead_times:
+            return map_leads(lr, self.lead_times, lambda sub, k: self._mean(sub, batch_size, k))
+        return self._mean(lr, batch_size, None)
+
+    def _mean(self, lr: xr.Dataset, batch_size: int, lead: int | None) -> xr.Dataset:
         condition = self.prepare(lr)
         array = dataset_to_array(
             condition, list(self.condition_variables), dims=("time", *self.grid_dims)
@@ -313,9 +326,9 @@ class CorrDiffModel:
             for start in range(0, array.shape[0], batch_size):
                 block = np.asarray(array[start : start + batch_size])
                 x = to_tensor(block, device=device)
-                mu = patched_regression_mean(
-                    self.regression, build_condition(x), n_out, self.regression_grid()
-                )
+                labels = None if lead is None else torch.full((x.shape[0],), lead, device=device)
+                whole = build_condition(x, lead_time=labels)
+                mu = patched_regression_mean(self.regression, whole, n_out, self.regression_grid())
                 chunks.append(mu.cpu().numpy())
         mean = np.concatenate(chunks, axis=0) if chunks else np.zeros((0, n_out, *self.shape))
         out = array_to_dataset(
@@ -394,6 +407,7 @@ class CorrDiffModel:
             if self.invariants is not None
             else [],
             "time_features": list(self.time_features),
+            "lead_times_s": [int(v // np.timedelta64(1, "s")) for v in self.lead_times],
             "grid": {"file": "grid_hr.nc", "dims": list(self.grid_dims), "shape": list(self.shape)},
             "input_grid": {"file": "grid_input.nc"} if self.input_grid is not None else None,
             "observed": {"file": "observed.nc"} if self.observed is not None else None,

@@ -13,8 +13,8 @@ names and layout only, never values:
   bounds (``lat_bnds``, ``time_bnds``: named by a ``bounds`` attribute or on a
   ``bnds``/``nv`` dimension) and character variables (WRF's ``Times``) are dropped. This holds
   whether or not the file was opened with ``decode_coords="all"``.
-- **size-one dimensions** other than time (a CMIP6 ``height`` or a single pressure level
-  kept as a dimension) are squeezed into scalar coordinates.
+- **size-one dimensions** other than time and forecast ``lead_time`` (a CMIP6 ``height`` or
+  a single pressure level kept as a dimension) are squeezed into scalar coordinates.
 - **latitude/longitude stored per time** (WRF's ``XLAT(Time, south_north, west_east)``)
   become static when they do not move; a moving grid raises an error.
 """
@@ -28,6 +28,7 @@ import numpy as np
 import xarray as xr
 
 from xcorrdiff.data.grids import latlon_names
+from xcorrdiff.data.lead_time import LEAD
 
 __all__ = ["calendar_of", "check_calendars", "standardize", "time_dim_of"]
 
@@ -182,7 +183,9 @@ def standardize(ds: xr.Dataset, *, role: str = "data") -> xr.Dataset:
     mappings, drop = _metadata(ds)
     ds = ds.set_coords(mappings).drop_vars(drop)
     ds = _rename_time(ds, role)
-    squeeze = [d for d, n in ds.sizes.items() if n == 1 and d != TIME and _extra_dim(ds, d)]
+    squeeze = [
+        d for d, n in ds.sizes.items() if n == 1 and d not in (TIME, LEAD) and _extra_dim(ds, d)
+    ]
     if squeeze:
         ds = ds.squeeze(squeeze)
     return _static_latlon(ds, role)

@@ -9,7 +9,11 @@ A :class:`Condition` holds, for a batch of ``n`` rows on the HR grid (or on patc
 ``global_inputs``   on patches: each row's whole-domain ``inputs`` resized bilinearly to
                     the patch (PhysicsNeMo's "global low-res" channels), else ``None``;
 ``embedding_selector``  on patches: maps the network's whole-domain positional embedding
-                    ``(N_pe, H, W)`` to each row's patch of it.
+                    ``(N_pe, H, W)`` (or per-sample embeddings ``(batch, C, H, W)``, a
+                    lead-time table's rows) to each row's patch of it;
+``lead_time``       the integer lead-time label of each *sample* ``(batch,)`` (shared by
+                    its patches), for a lead-time-aware network
+                    (:class:`~xcorrdiff.nn.SongUNetPosLtEmbd`), else ``None``.
 
 The network sees the channels ``[mean, inputs, global_inputs]`` (those present), which is
 PhysicsNeMo's order, so its checkpoints load and agree. New kinds of condition (lead time,
@@ -59,6 +63,17 @@ class Condition:
     mean: torch.Tensor | None = None
     global_inputs: torch.Tensor | None = None
     embedding_selector: EmbeddingSelector | None = None
+    lead_time: torch.Tensor | None = None
+
+    def network_kwargs(self, positional: bool = True) -> dict[str, Any]:
+        """The keyword arguments a network call takes from the condition: the embedding
+        selector (``positional``) and the lead-time labels, those present."""
+        kwargs: dict[str, Any] = {}
+        if positional and self.embedding_selector is not None:
+            kwargs["embedding_selector"] = self.embedding_selector
+        if self.lead_time is not None:
+            kwargs["lead_time_label"] = self.lead_time
+        return kwargs
 
     @property
     def rows(self) -> int:
@@ -76,7 +91,9 @@ class Condition:
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
-def build_condition(inputs: torch.Tensor, mean: torch.Tensor | None = None) -> Condition:
+def build_condition(
+    inputs: torch.Tensor, mean: torch.Tensor | None = None, lead_time: torch.Tensor | None = None
+) -> Condition:
     """The condition of a batch on the whole HR grid.
 
     Parameters
@@ -85,6 +102,8 @@ def build_condition(inputs: torch.Tensor, mean: torch.Tensor | None = None) -> C
         Normalized input on the HR grid with the invariants, ``(batch, C_in, H, W)``.
     mean : torch.Tensor, optional
         Regression mean ``(batch or 1, C_out, H, W)`` (detached; broadcast over the batch).
+    lead_time : torch.Tensor, optional
+        Integer lead-time labels ``(batch,)`` of a lead-time-aware network.
 
     Raises
     ------
@@ -101,7 +120,14 @@ def build_condition(inputs: torch.Tensor, mean: torch.Tensor | None = None) -> C
                 f"match the inputs, got {tuple(mean.shape)}"
             )
         mean = mean.detach().expand(batch, -1, -1, -1)
-    return Condition(inputs=inputs, mean=mean)
+    if lead_time is not None:
+        lead_time = torch.as_tensor(lead_time, device=inputs.device).reshape(-1).long()
+        if lead_time.shape[0] != inputs.shape[0]:
+            raise ValueError(
+                f"lead_time must hold one label per row ({inputs.shape[0]}), got "
+                f"{tuple(lead_time.shape)}"
+            )
+    return Condition(inputs=inputs, mean=mean, lead_time=lead_time)
 
 
 def crop_condition(
@@ -132,12 +158,14 @@ def crop_condition(
         rows = offsets.reshape(-1, 2)  # (B, k, 2) corners flattened member-major
 
         def select(emb: torch.Tensor) -> torch.Tensor:
+            if emb.ndim == 4:  # per-sample rows: each sample's own corners
+                return extract_patches(emb, offsets, patch_shape)
             return extract_patches(emb, rows, patch_shape)
 
     else:
 
         def select(emb: torch.Tensor) -> torch.Tensor:
-            return extract_patches(emb[None].expand(batch, -1, -1, -1), offsets, patch_shape)
+            return extract_patches(_per_sample(emb, batch), offsets, patch_shape)
 
     return Condition(
         inputs=extract_patches(condition.inputs, offsets, patch_shape),
@@ -146,7 +174,14 @@ def crop_condition(
         else None,
         global_inputs=resized.repeat_interleave(num, dim=0) if global_inputs else None,
         embedding_selector=select,
+        lead_time=condition.lead_time,
     )
+
+
+def _per_sample(emb: torch.Tensor, batch: int) -> torch.Tensor:
+    """An embedding ``(C, H, W)`` shared by the batch as ``(batch, C, H, W)``; per-sample
+    embeddings ``(batch, C, H, W)`` (lead-time rows) as they are."""
+    return emb if emb.ndim == 4 else emb[None].expand(batch, -1, -1, -1)
 
 
 def unfold_condition(
@@ -170,7 +205,7 @@ def unfold_condition(
         return t[..., y0 : y0 + h, x0 : x0 + w]
 
     def select(emb: torch.Tensor) -> torch.Tensor:
-        return grid.unfold(crop(emb)[None].expand(batch, -1, -1, -1))
+        return grid.unfold(_per_sample(crop(emb), batch))
 
     resized = None
     if global_inputs:
@@ -181,6 +216,7 @@ def unfold_condition(
         mean=grid.unfold(crop(condition.mean)) if condition.mean is not None else None,
         global_inputs=resized,
         embedding_selector=select,
+        lead_time=condition.lead_time,
     )
 
 
@@ -190,12 +226,10 @@ def denoise(
     """``D(x; σ, condition)``: ``net(x, condition channels, σ[, embedding_selector=...])``.
 
     ``sigma`` is one level per row, ``(n,)``. ``positional=False`` leaves out the embedding
-    selector (networks without a positional embedding do not take it).
+    selector (networks without a positional embedding do not take it); lead-time labels
+    go with the call when the condition has them.
     """
-    kwargs = {}
-    if positional and condition.embedding_selector is not None:
-        kwargs["embedding_selector"] = condition.embedding_selector
-    return net(x, condition.channels(), sigma, **kwargs)
+    return net(x, condition.channels(), sigma, **condition.network_kwargs(positional))
 
 
 def regression_mean(net: Any, condition: Condition, out_channels: int) -> torch.Tensor:
@@ -209,8 +243,8 @@ def regression_mean(net: Any, condition: Condition, out_channels: int) -> torch.
     inputs = condition.inputs
     zeros = inputs.new_zeros((inputs.shape[0], out_channels, *inputs.shape[2:]))
     if condition.global_inputs is None:
-        return net(zeros, inputs)
-    return net(zeros, condition.channels(), embedding_selector=condition.embedding_selector)
+        return net(zeros, inputs, **condition.network_kwargs(positional=False))
+    return net(zeros, condition.channels(), **condition.network_kwargs())
 
 
 def patched_regression_mean(

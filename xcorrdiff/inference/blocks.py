@@ -98,8 +98,8 @@ def time_keys(times: np.ndarray | None, n: int) -> np.ndarray:
     return np.asarray(keys, dtype=np.uint64)
 
 
-def member_seed(seed: int, time_key: int, member: int) -> int:
-    """The 64-bit seed of one member's random stream at one time.
+def member_seed(seed: int, time_key: int, member: int, lead: int | None = None) -> int:
+    """The 64-bit seed of one member's random stream at one time (and lead time).
 
     Parameters
     ----------
@@ -109,12 +109,15 @@ def member_seed(seed: int, time_key: int, member: int) -> int:
         64-bit key of the time stamp (nanoseconds since 1970 plus 2**63 for datetimes).
     member : int
         Member index (>= 0).
+    lead : int, optional
+        Lead-time label of a lead-time-aware model (appended to the entropy; ``None`` for
+        other models, whose streams are unchanged).
 
     Returns
     -------
     int
-        ``np.random.SeedSequence([seed, time_key >> 32, time_key & 0xFFFFFFFF, member])``'s
-        first 64-bit state word.
+        ``np.random.SeedSequence([seed, time_key >> 32, time_key & 0xFFFFFFFF, member
+        (, lead)])``'s first 64-bit state word.
 
     Examples
     --------
@@ -122,7 +125,8 @@ def member_seed(seed: int, time_key: int, member: int) -> int:
     True
     """
     key = int(time_key)
-    sequence = np.random.SeedSequence([int(seed), key >> 32, key & 0xFFFFFFFF, int(member)])
+    entropy = [int(seed), key >> 32, key & 0xFFFFFFFF, int(member)]
+    sequence = np.random.SeedSequence(entropy if lead is None else [*entropy, int(lead)])
     return int(sequence.generate_state(1, dtype=np.uint64)[0])
 
 
@@ -161,6 +165,14 @@ class Settings:
     region: tuple[int, int, int, int] | None = None
     #: ζ, the weight of the station observations' log-likelihood (0: no guidance).
     guidance_scale: float = 0.0
+    #: The lead-time label of every sample of a lead-time-aware model, else None.
+    lead_label: int | None = None
+
+    def lead(self, n: int, device: torch.device) -> torch.Tensor | None:
+        """The lead-time labels of ``n`` samples (None for other models)."""
+        if self.lead_label is None:
+            return None
+        return torch.full((n,), self.lead_label, dtype=torch.long, device=device)
 
     @property
     def origin(self) -> tuple[int, int]:
@@ -292,9 +304,8 @@ def mean_block(condition: np.ndarray, ref: ModelRef, settings: Settings) -> np.n
     def work(rows: slice) -> None:
         x = torch.from_numpy(np.ascontiguousarray(condition[rows], np.float32)).to(device)
         with autocast(device, settings.dtype):
-            mean = patched_regression_mean(
-                model.regression, build_condition(x), settings.n_outputs, grid
-            )
+            whole = build_condition(x, lead_time=settings.lead(x.shape[0], device))
+            mean = patched_regression_mean(model.regression, whole, settings.n_outputs, grid)
         out[rows] = mean.float().cpu().numpy()
 
     with torch.inference_mode():
@@ -336,12 +347,13 @@ def _denoiser(
     inputs: torch.Tensor,
     mean: torch.Tensor,
     origin: tuple[int, int] = (0, 0),
+    lead: torch.Tensor | None = None,
 ) -> Denoiser:
     """The model's diffusion network with the condition of these rows bound (the block's
     patch grid, built once per block: its blending weights are computed at construction)."""
     assert model.diffusion is not None
     hr_mean = bool(model.conditioning.get("hr_mean", True))
-    condition = build_condition(inputs, mean if hr_mean else None)
+    condition = build_condition(inputs, mean if hr_mean else None, lead)
     return Denoiser(
         model.diffusion,
         condition,
@@ -416,12 +428,13 @@ def sample_block(
         times = torch.tensor([t for t, _ in rows[batch]], device=device)
         generators = [
             torch.Generator(device=device).manual_seed(
-                member_seed(settings.seed, int(time_keys[t]), m)
+                member_seed(settings.seed, int(time_keys[t]), m, settings.lead_label)
             )
             for t, m in rows[batch]
         ]
         mu = mean_t[times]
-        denoiser = _denoiser(model, grid, settings.dtype, cond_t[times], mu, settings.origin)
+        lead = settings.lead(len(times), device)
+        denoiser = _denoiser(model, grid, settings.dtype, cond_t[times], mu, settings.origin, lead)
         mu = mu[..., y0 : y0 + h, x0 : x0 + w]
         frame = (tuple(condition.shape[2:]), settings.origin)
         x = initial_state(generators, (n_out, *shape), sigmas, frame=frame)

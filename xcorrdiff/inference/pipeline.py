@@ -49,6 +49,7 @@ import xarray as xr
 
 from xcorrdiff.data.conventions import standardize
 from xcorrdiff.data.convert import array_to_dataset, dataset_to_array
+from xcorrdiff.data.lead_time import LEAD, map_leads
 from xcorrdiff.inference.blocks import (
     Settings,
     mean_block,
@@ -119,6 +120,11 @@ def _provenance(ref: ModelRef, settings: Settings, version: str) -> dict[str, An
         "random_streams": (
             "member m at time t: torch.Generator seeded with np.random.SeedSequence("
             "[seed, t_ns_hi, t_ns_lo, m]).generate_state(1, np.uint64)"
+            + (
+                ""
+                if settings.lead_label is None
+                else "; lead-time label appended, t the valid time"
+            )
         ),
     }
 
@@ -151,7 +157,9 @@ def downscale(
         Low-resolution inputs with CF ``units``: the model's input variables on
         ``(time, lat, lon)`` (any rectilinear grid covering the model's domain, any
         convertible units) or already on the HR grid. A single time without a ``time``
-        dimension works too. Dask-backed input gives dask-backed output (one task per
+        dimension works too. A lead-time-aware model takes forecasts on ``(time,
+        lead_time, ...)`` and returns ``(member, time, lead_time, y, x)`` with a
+        ``valid_time`` (:mod:`xcorrdiff.data.lead_time`). Dask-backed input gives dask-backed output (one task per
         ``time`` chunk); numpy-backed input is computed at once.
     model : CorrDiffModel or path-like, optional
         A model with a diffusion network, or the directory of a saved one. Default: the
@@ -234,8 +242,6 @@ def downscale(
     >>> ens = lr.corrdiff.downscale(model, n_ensemble=16, seed=1)  # doctest: +SKIP
     >>> ens.corrdiff.crps(hr)  # doctest: +SKIP
     """
-    from xcorrdiff._version import __version__
-
     ref, resolved = _diffusion_model(model)
     settings = downscale_settings(
         resolved, n_ensemble=n_ensemble, seed=seed, sampler=sampler, num_steps=num_steps,
@@ -251,16 +257,34 @@ def downscale(
         settings, guidance_scale=check_guidance(observations, guidance_scale, settings.region)
     )
     lr = standardize(lr, role="lr")
-    check_input(lr, resolved, settings.ranges)
+    explicit = member_batch_size is not None
+    if resolved.lead_times or LEAD in lr.dims:
+        return _by_lead(lr, ref, resolved, settings, observations, return_mean, explicit)
+    return _downscale_one(lr, ref, resolved, settings, observations, return_mean, explicit)
+
+
+def _downscale_one(
+    lr: xr.Dataset,
+    ref: ModelRef,
+    model: CorrDiffModel,
+    settings: Settings,
+    observations: xr.Dataset | None,
+    return_mean: bool,
+    explicit_batch: bool,
+) -> xr.Dataset:
+    """:func:`downscale` of checked settings on a standardized ``lr`` without lead times."""
+    from xcorrdiff._version import __version__
+
+    check_input(lr, model, settings.ranges)
     single = TIME not in lr.dims
-    condition = resolved.prepare(lr.expand_dims(TIME) if single else lr)
-    array, lazy = _condition_array(condition, resolved)
-    settings = _fit_memory(settings, resolved, array, lazy, member_batch_size is not None)
+    condition = model.prepare(lr.expand_dims(TIME) if single else lr)
+    array, lazy = _condition_array(condition, model)
+    settings = _fit_memory(settings, model, array, lazy, explicit_batch)
     times = condition[TIME].values if TIME in condition.coords else None
     keys = da.from_array(time_keys(times, array.shape[0]), chunks=(array.chunks[0],))
-    stations = None if observations is None else prepare_observations(observations, resolved, times)
+    stations = None if observations is None else prepare_observations(observations, model, times)
     mean, samples = _graph(array, keys, ref, settings, stations)
-    out = _label(resolved, settings, condition, samples, mean if return_mean else None)
+    out = _label(model, settings, condition, samples, mean if return_mean else None)
     out.attrs = _provenance(ref, settings, __version__)
     if stations is not None:
         out.attrs.update(guidance="DPS (Chung et al. 2023) toward station observations",
@@ -269,6 +293,32 @@ def downscale(
     if single:
         out = out.isel({TIME: 0})
     return out if lazy else out.compute(scheduler="sync")
+
+
+def _by_lead(
+    lr: xr.Dataset,
+    ref: ModelRef,
+    model: CorrDiffModel,
+    settings: Settings,
+    observations: xr.Dataset | None,
+    return_mean: bool,
+    explicit_batch: bool,
+) -> xr.Dataset:
+    """A lead-time-aware model on forecasts ``(time, lead_time, ...)``: each lead on its own
+    (valid times for the time features, the observations and the noise keys; the lead's
+    label in the condition and the random streams), labelled ``(member, time, lead_time,
+    y, x)`` with the initialisation ``time`` and a 2-D ``valid_time``."""
+    if not model.lead_times:
+        raise ValueError(
+            f"lr has a {LEAD!r} dimension but the model is not lead-time-aware; select one "
+            f"lead (lr.sel({LEAD}=...)) or train a model on forecasts"
+        )
+
+    def one(sub: xr.Dataset, label: int) -> xr.Dataset:
+        lead = dataclasses.replace(settings, lead_label=label)
+        return _downscale_one(sub, ref, model, lead, observations, return_mean, explicit_batch)
+
+    return map_leads(lr, model.lead_times, one).transpose(MEMBER, TIME, LEAD, ...)
 
 
 def _diffusion_model(model: Any) -> tuple[ModelRef, CorrDiffModel]:

@@ -209,6 +209,8 @@ def check_exportable(model: Any) -> None:
         problems.append("no diffusion network (fit the diffusion stage first)")
     if model.time_features:
         problems.append(f"time features {list(model.time_features)} (the package has no field)")
+    if model.lead_times:
+        problems.append("lead times (the generic package has no field for them)")
     try:
         latlon_names(model.grid, role="the model's grid")
     except ValueError as exc:

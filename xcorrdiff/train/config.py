@@ -239,6 +239,8 @@ class ModelConfig:
         Log-normal noise-level distribution of the residual EDM loss.
     sigma_data : float
         EDM data standard deviation.
+    lead_time_channels : int
+        Learned lead-time embedding channels when the data have a ``lead_time`` dimension.
     """
 
     regression: NetworkConfig
@@ -248,6 +250,7 @@ class ModelConfig:
     P_mean: float = 0.0
     P_std: float = 1.2
     sigma_data: float = 0.5
+    lead_time_channels: int = 4
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "regression", _network("regression", self.regression))
@@ -256,6 +259,7 @@ class ModelConfig:
         _check_bool("residual_scaling", self.residual_scaling)
         check_positive("P_std", self.P_std)
         check_positive("sigma_data", self.sigma_data)
+        check_int("lead_time_channels", self.lead_time_channels, minimum=1)
 
 
 @dataclass(frozen=True, kw_only=True)

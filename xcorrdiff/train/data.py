@@ -20,6 +20,7 @@ import xarray as xr
 
 from xcorrdiff.data.batching import PairedBatchStream
 from xcorrdiff.data.conventions import standardize
+from xcorrdiff.data.lead_time import flatten_leads
 from xcorrdiff.data.normalize import Normalizer, Transform
 from xcorrdiff.data.prepare import (
     VariableSpec,
@@ -68,6 +69,8 @@ class TrainingData:
     grid_dims: tuple[str, str]
     observed: xr.Dataset | None = None
     missing_target: bool = False
+    #: The lead-time label of each sample (forecast data), else None.
+    lead_labels: np.ndarray | None = None
 
 
 def time_varying(ds: xr.Dataset) -> list[str]:
@@ -217,8 +220,12 @@ def prepare_data(
     regrid_method: str,
     config: TrainConfig,
     time_features: Sequence[str] = (),
+    lead_times: Sequence[np.timedelta64] = (),
 ) -> tuple[TrainingData, Normalizer, Normalizer]:
     lr, hr = standardize(lr, role="lr"), standardize(hr, role="hr")
+    labels = None
+    if lead_times:  # forecasts: one sample per (time, lead_time), at its valid time
+        (lr, labels), (hr, _) = flatten_leads(lr, lead_times), flatten_leads(hr, lead_times)
     lr, hr = align_times(lr, hr, time_dim=TIME)
     check_finite_data(hr, [v.name for v in output_variables], role="hr", allow_nan=True)
     check_finite_data(lr, [v.name for v in input_variables], role="lr")
@@ -282,6 +289,7 @@ def prepare_data(
         grid_dims=grid_dims,
         observed=observed,
         missing_target=missing,
+        lead_labels=labels,
     )
     return data, input_normalizer, output_normalizer
 
@@ -329,7 +337,7 @@ def input_grid(lr: xr.Dataset, names: Sequence[str]) -> xr.Dataset | None:
 def residual_scale(
     data: TrainingData,
     config: TrainConfig,
-    mean_of: Callable[[torch.Tensor], torch.Tensor],
+    mean_of: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
     device: torch.device,
     max_times: int = 64,
 ) -> dict[str, float]:
@@ -357,7 +365,7 @@ def residual_scale(
         missing_target=data.missing_target,
     ):
         b = to_device(batch, device, False)
-        residual = (b["target"] - mean_of(b["condition"])).double()
+        residual = (b["target"] - mean_of(b["condition"], lead_of(data, b))).double()
         mask = b["mask"].double() if "mask" in b else torch.ones_like(residual)
         sums += (residual**2 * mask).sum(dim=(0, 2, 3)).cpu()
         counts += mask.sum(dim=(0, 2, 3)).cpu()
@@ -365,6 +373,14 @@ def residual_scale(
     # A constant output (zero residual everywhere) keeps scale 1 rather than dividing by 0.
     scale = torch.where(rms > 0, rms / config.model.sigma_data, torch.ones_like(rms))
     return {name: float(value) for name, value in zip(data.output_variables, scale, strict=True)}
+
+
+def lead_of(data: TrainingData, batch: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+    """The lead-time labels of a batch's samples (None for data without lead times)."""
+    if data.lead_labels is None:
+        return None
+    index = batch["time_index"].cpu().numpy()
+    return torch.from_numpy(data.lead_labels[index]).to(batch["condition"].device)
 
 
 def to_device(

@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import xarray as xr
 
 from xcorrdiff.data.conventions import standardize
+from xcorrdiff.data.lead_time import LEAD, lead_text, lead_times_of
 from xcorrdiff.data.prepare import VariableSpec, describe_variables, grid_of, spatial_dims
 from xcorrdiff.train.data import TIME, input_grid, resolve_invariants, time_varying
 
@@ -31,6 +33,8 @@ class Layout:
     input_grid: xr.Dataset | None
     invariants: xr.Dataset | None
     time_features: tuple[str, ...] = ()
+    #: The lead times of forecast data (a ``lead_time`` dimension), else empty.
+    lead_times: tuple[np.timedelta64, ...] = ()
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -54,6 +58,15 @@ def describe_layout(
                 "with da.to_dataset(name=...)"
             )
     lr, hr = standardize(lr, role="lr"), standardize(hr, role="hr")
+    leads = lead_times_of(lr, role="lr")
+    if leads != lead_times_of(hr, role="hr"):
+        raise ValueError(
+            f"lr has lead times {lead_text(leads)} but hr has "
+            f"{lead_text(lead_times_of(hr, role='hr'))}; for forecasts pass the truth "
+            "of each (time, lead_time), e.g. truth.sel(time=lr.time + lr.lead_time)"
+        )
+    if leads:  # variables, grids and invariants are those of one lead
+        lr, hr = lr.isel({LEAD: 0}, drop=True), hr.isel({LEAD: 0}, drop=True)
     if isinstance(invariants, xr.Dataset):
         invariants = standardize(invariants, role="invariants")
     inv = resolve_invariants(hr, invariants)
@@ -78,4 +91,4 @@ def describe_layout(
         for inv_name in inv.data_vars:
             inv[inv_name].attrs.setdefault("units", "1")
     in_grid = input_grid(lr, [v.name for v in inputs])
-    return Layout(list(inputs), list(outputs), grid, grid_dims, in_grid, inv, time_features)
+    return Layout(list(inputs), list(outputs), grid, grid_dims, in_grid, inv, time_features, leads)

@@ -12,29 +12,52 @@ from xcorrdiff.train.config import TrainConfig
 __all__ = ["build_diffusion", "build_regression", "seeded_init"]
 
 
+def _lead_time(config: TrainConfig, kwargs: dict[str, Any], lead_time_steps: int) -> int:
+    """Set the lead-time network type in ``kwargs`` (when ``lead_time_steps``); return the
+    channels the inner network appends itself (grid and lead-time embedding)."""
+    grid = kwargs["N_grid_channels"] if kwargs["gridtype"] != "none" else 0
+    kwargs["model_type"] = "SongUNetPosLtEmbd" if lead_time_steps else "SongUNetPosEmbd"
+    if not lead_time_steps:
+        return grid
+    channels = config.model.lead_time_channels
+    kwargs.update(lead_time_channels=channels, lead_time_steps=lead_time_steps)
+    return grid + channels
+
+
 def build_regression(
-    config: TrainConfig, *, shape: tuple[int, int], in_channels: int, out_channels: int
+    config: TrainConfig,
+    *,
+    shape: tuple[int, int],
+    in_channels: int,
+    out_channels: int,
+    lead_time_steps: int = 0,
 ) -> UNet:
-    """The regression UNet of ``config.regression`` for ``in_channels`` condition channels.
+    """The regression UNet of ``config.regression`` for ``in_channels`` condition channels
+    (lead-time-aware, :class:`~xcorrdiff.nn.SongUNetPosLtEmbd`, for ``lead_time_steps`` > 0).
 
     Returns
     -------
     xcorrdiff.nn.UNet
-        ``img_in_channels = in_channels + N_grid_channels`` (PhysicsNeMo's convention).
+        ``img_in_channels = in_channels + N_grid_channels (+ lead_time_channels)``
+        (PhysicsNeMo's convention).
     """
     kwargs = config.model.regression.to_kwargs()
-    grid = kwargs["N_grid_channels"] if kwargs["gridtype"] != "none" else 0
+    appended = _lead_time(config, kwargs, lead_time_steps)
     return UNet(
         img_resolution=list(shape),
-        img_in_channels=in_channels + grid,
+        img_in_channels=in_channels + appended,
         img_out_channels=out_channels,
-        model_type="SongUNetPosEmbd",
         **kwargs,
     )
 
 
 def build_diffusion(
-    config: TrainConfig, *, shape: tuple[int, int], in_channels: int, out_channels: int
+    config: TrainConfig,
+    *,
+    shape: tuple[int, int],
+    in_channels: int,
+    out_channels: int,
+    lead_time_steps: int = 0,
 ) -> EDMPrecondSuperResolution:
     """The residual denoiser of ``config.diffusion``.
 
@@ -42,13 +65,12 @@ def build_diffusion(
     resized to the patch]``, as PhysicsNeMo's patch-based ``ResidualLoss`` builds it.
     """
     kwargs = config.model.diffusion.to_kwargs()
-    grid = kwargs["N_grid_channels"] if kwargs["gridtype"] != "none" else 0
+    appended = _lead_time(config, kwargs, lead_time_steps)
     cond = (out_channels if config.model.hr_mean_conditioning else 0) + 2 * in_channels
     return EDMPrecondSuperResolution(
         img_resolution=list(shape),
-        img_in_channels=cond + grid,
+        img_in_channels=cond + appended,
         img_out_channels=out_channels,
-        model_type="SongUNetPosEmbd",
         sigma_data=config.model.sigma_data,
         **kwargs,
     )

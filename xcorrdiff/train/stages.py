@@ -56,6 +56,7 @@ from xcorrdiff.train.data import (
     TIME,
     TrainingData,
     check_shape,
+    lead_of,
     prepare_data,
     residual_scale,
     resolve_bounds,
@@ -148,7 +149,8 @@ class _RegressionStage:
 
     def _batch(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, Any, Any]:
         b = to_device(batch, self.device, self.config.runtime.channels_last)
-        return b["target"], build_condition(b["condition"]), b.get("mask")
+        condition = build_condition(b["condition"], lead_time=lead_of(self.data, b))
+        return b["target"], condition, b.get("mask")
 
     def loss(self, net: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         target, condition, mask = self._batch(batch)
@@ -239,7 +241,7 @@ def fit_regression(
         lr, hr, input_variables=layout.input_variables, output_variables=layout.output_variables,
         grid=layout.grid, grid_dims=layout.grid_dims, invariants=layout.invariants,
         input_normalizer=None, output_normalizer=None, regrid_method=regrid_method,
-        config=config, time_features=layout.time_features,
+        config=config, time_features=layout.time_features, lead_times=layout.lead_times,
     )  # fmt: skip
     parallel = init_distributed(config.runtime.device)
     seed = config.runtime.seed
@@ -247,7 +249,13 @@ def fit_regression(
     n_in *= 2 if config.data.regression_patch_shape is not None else 1  # + global context
     net = seeded_init(
         stream_seed(seed, "regression.init"),
-        lambda: build_regression(config, shape=layout.shape, in_channels=n_in, out_channels=n_out),
+        lambda: build_regression(
+            config,
+            shape=layout.shape,
+            in_channels=n_in,
+            out_channels=n_out,
+            lead_time_steps=len(layout.lead_times),
+        ),
     ).to(parallel.device)
     stage = _RegressionStage(data, config, parallel.device)
     norms = {"input": input_norm, "output": output_norm}
@@ -307,25 +315,25 @@ class _DiffusionStage:
         )
         self.scale: torch.Tensor | None = None
 
-    def mean_of(self, condition: torch.Tensor) -> torch.Tensor:
+    def mean_of(self, condition: torch.Tensor, lead: torch.Tensor | None = None) -> torch.Tensor:
         """μ on the whole domain (no gradient)."""
         with torch.no_grad():
-            mu = patched_regression_mean(
-                self.regression, build_condition(condition), self.n_out, self.regression_grid
-            )
+            whole = build_condition(condition, lead_time=lead)
+            mu = patched_regression_mean(self.regression, whole, self.n_out, self.regression_grid)
             return mu.to(condition.dtype)
 
     def _patches(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, Any, Any]:
         """The scaled residual, the condition and the mask (or None) on the batch's patches;
         the residual is 0 where the target is missing."""
         b = to_device(batch, self.device, self.config.runtime.channels_last)
-        mean = self.mean_of(b["condition"])
+        lead = lead_of(self.data, b)
+        mean = self.mean_of(b["condition"], lead)
         mask = b.get("mask")
         residual = b["target"] - mean if mask is None else (b["target"] - mean) * mask
         if self.scale is not None:
             residual = residual / self.scale.to(residual).reshape(1, -1, 1, 1)
         hr_mean = self.config.model.hr_mean_conditioning
-        whole = build_condition(b["condition"], mean if hr_mean else None)
+        whole = build_condition(b["condition"], mean if hr_mean else None, lead)
         condition = crop_condition(whole, b["offsets"], self.patch)
         if mask is not None:
             mask = extract_patches(mask, b["offsets"], self.patch)
@@ -428,6 +436,7 @@ def fit_diffusion(
         grid=model.grid, grid_dims=model.grid_dims, invariants=model.invariants,
         input_normalizer=model.input_normalizer, output_normalizer=model.output_normalizer,
         regrid_method=model.regrid_method, config=config, time_features=model.time_features,
+        lead_times=model.lead_times,
     )  # fmt: skip
     parallel = init_distributed(config.runtime.device)
     seed = config.runtime.seed
@@ -435,7 +444,13 @@ def fit_diffusion(
     n_in, n_out = len(data.condition_variables), len(model.output_variables)
     net = seeded_init(
         stream_seed(seed, "diffusion.init"),
-        lambda: build_diffusion(config, shape=model.shape, in_channels=n_in, out_channels=n_out),
+        lambda: build_diffusion(
+            config,
+            shape=model.shape,
+            in_channels=n_in,
+            out_channels=n_out,
+            lead_time_steps=len(model.lead_times),
+        ),
     ).to(parallel.device)
     stage = _DiffusionStage(
         data, config, parallel.device, regression, patch, model.regression_grid()
@@ -511,6 +526,7 @@ def _bundle(
         input_grid=layout.input_grid,
         invariants=layout.invariants,
         time_features=layout.time_features,
+        lead_times=layout.lead_times,
         input_normalizer=normalizers[0],
         output_normalizer=normalizers[1],
         conditioning={
