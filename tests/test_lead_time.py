@@ -123,6 +123,14 @@ def test_downscaling_forecasts_is_labelled_by_lead(model: xcorrdiff.CorrDiffMode
     assert member_seed(0, 5, 1, 0) != member_seed(0, 5, 1, 1) != member_seed(0, 5, 1)
 
 
+def test_grib_style_init_time_and_step_are_understood(model: xcorrdiff.CorrDiffModel) -> None:
+    lr, _ = forecasts(2)
+    grib = lr.rename(time="init_time", lead_time="step")
+    ens = downscale(grib, model, 1, num_steps=2, device="cpu", seed=4)
+    assert ens["t2m"].dims == ("member", "time", "lead_time", "y", "x")
+    xr.testing.assert_allclose(ens, downscale(lr, model, 1, num_steps=2, device="cpu", seed=4))
+
+
 def test_lead_time_misuse_is_refused(model: xcorrdiff.CorrDiffModel) -> None:
     lr, hr = forecasts(2)
     with pytest.raises(ValueError, match=r"lead_time values \['1 days 00:00:00', '1 days 06"):

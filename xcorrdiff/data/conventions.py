@@ -13,6 +13,8 @@ names and layout only, never values:
   bounds (``lat_bnds``, ``time_bnds``: named by a ``bounds`` attribute or on a
   ``bnds``/``nv`` dimension) and character variables (WRF's ``Times``) are dropped. This holds
   whether or not the file was opened with ``decode_coords="all"``.
+- **forecast steps** on a timedelta dimension named ``step`` (cfgrib), ``forecast_period``,
+  ``lead``... become ``lead_time`` (an ``init_time`` dimension becomes ``time`` as above).
 - **size-one dimensions** other than time and forecast ``lead_time`` (a CMIP6 ``height`` or
   a single pressure level kept as a dimension) are squeezed into scalar coordinates.
 - **latitude/longitude stored per time** (WRF's ``XLAT(Time, south_north, west_east)``)
@@ -100,6 +102,22 @@ def _rename_time(ds: xr.Dataset, role: str) -> xr.Dataset:
     return ds.rename({dim: TIME})
 
 
+_LEAD_NAMES = ("step", "lead", "leadtime", "lead_time", "forecast_period", "fcst_hour")
+
+
+def _rename_lead(ds: xr.Dataset) -> xr.Dataset:
+    """A forecast-step dimension (cfgrib's ``step``, ``forecast_period``...) with timedelta
+    values becomes ``lead_time``."""
+    if LEAD in ds.dims:
+        return ds
+    found = [
+        d for d in ds.dims
+        if str(d).lower() in _LEAD_NAMES and d in ds.coords
+        and np.issubdtype(ds[d].dtype, np.timedelta64)
+    ]  # fmt: skip
+    return ds.rename({found[0]: LEAD}) if len(found) == 1 else ds
+
+
 def _referenced(ds: xr.Dataset, attr: str) -> set[str]:
     """Names that variables point to in ``attr`` (``grid_mapping``, ``bounds``)."""
     names: set[str] = set()
@@ -183,6 +201,7 @@ def standardize(ds: xr.Dataset, *, role: str = "data") -> xr.Dataset:
     mappings, drop = _metadata(ds)
     ds = ds.set_coords(mappings).drop_vars(drop)
     ds = _rename_time(ds, role)
+    ds = _rename_lead(ds)
     squeeze = [
         d for d, n in ds.sizes.items() if n == 1 and d not in (TIME, LEAD) and _extra_dim(ds, d)
     ]
