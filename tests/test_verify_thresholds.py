@@ -177,3 +177,30 @@ def test_reliability_of_a_dataset_is_lazy_and_labels_variables() -> None:
     xr.testing.assert_allclose(lazy.sel(variable="precip", drop=True).compute(), eager)
     with pytest.raises(ValueError, match=r"bins=\[0.0, 0.7\] is invalid"):
         xv.reliability(ens, truth, 0.5, bins=[0.0, 0.7])
+
+
+def test_agrees_with_the_scores_package() -> None:
+    """Brier (plain and fair) equals scores' brier_score_for_ensemble; for one member and
+    events away from the edges (where cut and zero-padded windows agree) FSS equals scores'
+    fss_2d with zero padding."""
+    scores_probability = pytest.importorskip("scores.probability")
+    scores_spatial = pytest.importorskip("scores.spatial")
+    ens, truth = ensemble(7, nan=False)
+    for fair in (False, True):
+        ref = scores_probability.brier_score_for_ensemble(
+            ens, truth, "member", [0.5, 2.0], fair_correction=fair
+        )
+        ours = xv.brier_score(ens, truth, [0.5, 2.0], fair=fair)
+        np.testing.assert_allclose(ours.values, ref.values, rtol=1e-12)
+    rng = np.random.default_rng(0)
+    f, o = np.zeros((40, 50)), np.zeros((40, 50))
+    f[8:32, 8:42] = rng.gamma(0.5, 2.0, size=(24, 34))
+    o[8:32, 8:42] = rng.gamma(0.5, 2.0, size=(24, 34))
+    fcst, obs = xr.DataArray(f, dims=("y", "x")), xr.DataArray(o, dims=("y", "x"))
+    for window in (1, 3, 7):
+        ref = scores_spatial.fss_2d(
+            fcst, obs, event_threshold=1.0, window_size=(window, window), spatial_dims=("y", "x"),
+            zero_padding=True, threshold_operator=np.greater_equal,
+        )  # fmt: skip
+        ours = xv.fss(fcst.expand_dims(member=1), obs, 1.0, window)
+        assert float(ours) == pytest.approx(float(ref), rel=1e-12)
