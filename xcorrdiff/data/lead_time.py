@@ -13,7 +13,8 @@ on its own and labels the output ``(member, time, lead_time, y, x)`` with a 2-D
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,7 +52,7 @@ def lead_times_of(ds: xr.Dataset, *, role: str = "lr") -> tuple[np.timedelta64, 
     return tuple(np.unique(values.astype("timedelta64[ns]")))
 
 
-def lead_text(values: Sequence[np.timedelta64]) -> list[str]:
+def lead_text(values: Iterable[Any]) -> list[str]:
     """Lead times for messages: ``['0 days 06:00:00', ...]``."""
     return [str(pd.Timedelta(v)) for v in values]
 

@@ -257,34 +257,39 @@ def downscale(
         settings, guidance_scale=check_guidance(observations, guidance_scale, settings.region)
     )
     lr = standardize(lr, role="lr")
-    explicit = member_batch_size is not None
+    run = _Run(ref, resolved, settings, observations, return_mean, member_batch_size is not None)
     if resolved.lead_times or LEAD in lr.dims:
-        return _by_lead(lr, ref, resolved, settings, observations, return_mean, explicit)
-    return _downscale_one(lr, ref, resolved, settings, observations, return_mean, explicit)
+        return _by_lead(lr, run)
+    return _downscale_one(lr, run)
 
 
-def _downscale_one(
-    lr: xr.Dataset,
-    ref: ModelRef,
-    model: CorrDiffModel,
-    settings: Settings,
-    observations: xr.Dataset | None,
-    return_mean: bool,
-    explicit_batch: bool,
-) -> xr.Dataset:
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """What one :func:`downscale` call settled before looking at the data."""
+
+    ref: ModelRef
+    model: CorrDiffModel
+    settings: Settings
+    observations: xr.Dataset | None
+    return_mean: bool
+    explicit_batch: bool
+
+
+def _downscale_one(lr: xr.Dataset, run: _Run) -> xr.Dataset:
     """:func:`downscale` of checked settings on a standardized ``lr`` without lead times."""
     from xcorrdiff._version import __version__
 
+    ref, model, settings, observations = run.ref, run.model, run.settings, run.observations
     check_input(lr, model, settings.ranges)
     single = TIME not in lr.dims
     condition = model.prepare(lr.expand_dims(TIME) if single else lr)
     array, lazy = _condition_array(condition, model)
-    settings = _fit_memory(settings, model, array, lazy, explicit_batch)
+    settings = _fit_memory(settings, model, array, lazy, run.explicit_batch)
     times = condition[TIME].values if TIME in condition.coords else None
     keys = da.from_array(time_keys(times, array.shape[0]), chunks=(array.chunks[0],))
     stations = None if observations is None else prepare_observations(observations, model, times)
     mean, samples = _graph(array, keys, ref, settings, stations)
-    out = _label(model, settings, condition, samples, mean if return_mean else None)
+    out = _label(model, settings, condition, samples, mean if run.return_mean else None)
     out.attrs = _provenance(ref, settings, __version__)
     if stations is not None:
         out.attrs.update(guidance="DPS (Chung et al. 2023) toward station observations",
@@ -295,30 +300,22 @@ def _downscale_one(
     return out if lazy else out.compute(scheduler="sync")
 
 
-def _by_lead(
-    lr: xr.Dataset,
-    ref: ModelRef,
-    model: CorrDiffModel,
-    settings: Settings,
-    observations: xr.Dataset | None,
-    return_mean: bool,
-    explicit_batch: bool,
-) -> xr.Dataset:
+def _by_lead(lr: xr.Dataset, run: _Run) -> xr.Dataset:
     """A lead-time-aware model on forecasts ``(time, lead_time, ...)``: each lead on its own
     (valid times for the time features, the observations and the noise keys; the lead's
     label in the condition and the random streams), labelled ``(member, time, lead_time,
     y, x)`` with the initialisation ``time`` and a 2-D ``valid_time``."""
-    if not model.lead_times:
+    if not run.model.lead_times:
         raise ValueError(
             f"lr has a {LEAD!r} dimension but the model is not lead-time-aware; select one "
             f"lead (lr.sel({LEAD}=...)) or train a model on forecasts"
         )
 
     def one(sub: xr.Dataset, label: int) -> xr.Dataset:
-        lead = dataclasses.replace(settings, lead_label=label)
-        return _downscale_one(sub, ref, model, lead, observations, return_mean, explicit_batch)
+        lead = dataclasses.replace(run.settings, lead_label=label)
+        return _downscale_one(sub, dataclasses.replace(run, settings=lead))
 
-    return map_leads(lr, model.lead_times, one).transpose(MEMBER, TIME, LEAD, ...)
+    return map_leads(lr, run.model.lead_times, one).transpose(MEMBER, TIME, LEAD, ...)
 
 
 def _diffusion_model(model: Any) -> tuple[ModelRef, CorrDiffModel]:
