@@ -3,14 +3,18 @@ toward observations, downscale with observations, and what it refuses."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import xarray as xr
 from conftest import OUTPUTS, tiny_data, tiny_model
 
+from xcorrdiff.cli import main
 from xcorrdiff.diffusion import StationGuidance, edm_sigmas, euler, heun, initial_state
-from xcorrdiff.inference.api import downscale
+from xcorrdiff.inference.api import downscale, downscale_to_zarr
+from xcorrdiff.inference.store import read_request
 
 KW = {"num_steps": 4, "device": "cpu", "seed": 5}
 
@@ -145,3 +149,41 @@ def test_bad_observations_are_refused(case: tuple[xr.Dataset, xr.Dataset, xr.Dat
         downscale(lr, model, 2, **KW, observations=far)
     with pytest.raises(ValueError, match=r"cannot convert units for variable 't2m'"):
         downscale(lr, model, 2, **KW, observations=obs.assign(t2m=obs.t2m.assign_attrs(units="m")))
+
+
+def test_guided_stores_resume_only_with_the_same_observations(
+    case: tuple[xr.Dataset, xr.Dataset, xr.Dataset], tmp_path: Path
+) -> None:
+    lr, _, obs = case
+    model = tiny_model()
+    kw = {**KW, "observations": obs, "guidance_scale": 2.0}
+    downscale_to_zarr(lr, tmp_path / "g.zarr", model, 2, **kw)
+    stored = xr.open_zarr(tmp_path / "g.zarr", consolidated=False)
+    xr.testing.assert_allclose(stored.load(), downscale(lr, model, 2, **kw), atol=1e-4)
+    assert read_request(tmp_path / "g.zarr")["guidance_scale"] == 2.0  # type: ignore[index]
+    moved = obs.assign(t2m=obs.t2m + 1.0)
+    with pytest.raises(ValueError, match="observations_digest: store has"):
+        downscale_to_zarr(lr, tmp_path / "g.zarr", model, 2, **{**kw, "observations": moved},
+                          resume=True)  # fmt: skip
+    with pytest.raises(ValueError, match=r"guidance_scale: store has 2\.0, this call None"):
+        downscale_to_zarr(lr, tmp_path / "g.zarr", model, 2, **KW, resume=True)
+
+
+def test_cli_downscale_with_observations(
+    case: tuple[xr.Dataset, xr.Dataset, xr.Dataset], tmp_path: Path
+) -> None:
+    lr, _, obs = case
+    model_dir = tiny_model().save(tmp_path / "model")
+    lr.to_netcdf(tmp_path / "lr.nc")
+    obs.to_netcdf(tmp_path / "obs.nc")
+    args = ["downscale", str(tmp_path / "lr.nc"), "--model", str(model_dir), "--members", "2",
+            "--steps", "4", "--seed", "5", "--device", "cpu", "--quiet"]  # fmt: skip
+    out = tmp_path / "cli.zarr"
+    assert main([*args, "--out", str(out), "--observations", str(tmp_path / "obs.nc"),
+                 "--guidance-scale", "2"]) == 0  # fmt: skip
+    expected = downscale(lr, model_dir, 2, **KW, observations=obs, guidance_scale=2.0)
+    xr.testing.assert_allclose(
+        xr.open_zarr(out, consolidated=False).load()[list(OUTPUTS)], expected, atol=1e-4
+    )
+    assert main([*args, "--out", str(tmp_path / "bad.zarr"), "--observations",
+                 str(tmp_path / "obs.nc"), "--guidance-scale", "0"]) == 2  # fmt: skip

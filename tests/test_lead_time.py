@@ -15,7 +15,7 @@ import xcorrdiff
 from xcorrdiff.config import NetworkConfig
 from xcorrdiff.data.lead_time import flatten_leads, lead_labels, lead_times_of
 from xcorrdiff.diffusion import build_condition, crop_condition, denoise
-from xcorrdiff.inference.api import downscale, member_seed
+from xcorrdiff.inference.api import downscale, downscale_to_zarr, member_seed
 from xcorrdiff.nn import EDMPrecondSuperResolution
 from xcorrdiff.train.config import TrainConfig
 from xcorrdiff.tutorial import make_synthetic
@@ -106,7 +106,9 @@ def test_a_model_trained_on_forecasts_is_lead_time_aware(
     xr.testing.assert_equal(loaded.regression_mean(lr), model.regression_mean(lr))
 
 
-def test_downscaling_forecasts_is_labelled_by_lead(model: xcorrdiff.CorrDiffModel) -> None:
+def test_downscaling_forecasts_is_labelled_by_lead(
+    model: xcorrdiff.CorrDiffModel, tmp_path: Path
+) -> None:
     lr, _ = forecasts(2)
     kw = {"num_steps": 2, "device": "cpu", "seed": 4}
     ens = downscale(lr, model, 2, **kw)
@@ -120,6 +122,9 @@ def test_downscaling_forecasts_is_labelled_by_lead(model: xcorrdiff.CorrDiffMode
     xr.testing.assert_allclose(alone.isel(lead_time=0), ens.isel(lead_time=1), rtol=1e-5)
     lazy = downscale(lr.chunk(time=1), model, 2, **kw)
     xr.testing.assert_allclose(lazy.compute(), ens, rtol=1e-4, atol=1e-4)
+    downscale_to_zarr(lr, tmp_path / "f.zarr", model, 2, **kw)
+    stored = xr.open_zarr(tmp_path / "f.zarr", consolidated=False).load()
+    xr.testing.assert_allclose(stored[["t2m"]], ens[["t2m"]], rtol=1e-4, atol=1e-4)
     assert member_seed(0, 5, 1, 0) != member_seed(0, 5, 1, 1) != member_seed(0, 5, 1)
 
 

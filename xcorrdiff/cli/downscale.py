@@ -24,6 +24,7 @@ EXAMPLES = """examples:
   xcorrdiff downscale cmip6.zarr --model my_model --out ens.zarr --times 2050-01/2050-12 \\
       --patch-shape 64x64 --time-chunk 4 --workers 2
   xcorrdiff downscale era5.nc --model my_model --out ens.zarr --resume   # after a kill
+  xcorrdiff downscale era5.nc --model my_model --out ens.zarr --observations stations.nc
 """
 
 
@@ -89,6 +90,14 @@ def _downscale_options(args: argparse.Namespace) -> dict[str, Any]:
         "device": args.device,
         "dtype": args.dtype,
         "return_mean": args.return_mean,
+        **(
+            {}
+            if args.observations is None
+            else {
+                "observations": open_dataset(args.observations, "--observations").load(),
+                "guidance_scale": args.guidance_scale,
+            }
+        ),
     }
 
 
@@ -195,6 +204,18 @@ def add_downscale(subparsers: Any) -> Handler:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None)
     p.add_argument("--return-mean", action="store_true", help="also write the regression mean")
+    p.add_argument(
+        "--observations",
+        type=path,
+        default=None,
+        help="station observations (station dim, lat/lon) to guide the sampler toward",
+    )
+    p.add_argument(
+        "--guidance-scale",
+        type=nonnegative_float,
+        default=1.0,
+        help="weight of the observations' log-likelihood (default 1: Bayesian)",
+    )
     p.add_argument(
         "--mode",
         choices=["w-", "w"],

@@ -81,6 +81,8 @@ _CHECKED = (
     "n_times",
     "time_digest",
     "input_grid_digest",
+    "guidance_scale",
+    "observations_digest",
 )
 #: Private fault injection for tests: a task raises once the store has this many chunks.
 _FAIL_ENV = "XCORRDIFF_TEST_FAIL_AFTER_CHUNKS"
@@ -145,6 +147,8 @@ def request_record(
         "n_times": len(times),
         "time_digest": _time_digest(times),
         "input_grid_digest": input_grid_digest,
+        "guidance_scale": attrs.get("guidance_scale"),  # None: unguided
+        "observations_digest": attrs.get("observations_digest"),
         "first_time": str(times[0]),
         "last_time": str(times[-1]),
         "xcorrdiff_version": attrs["xcorrdiff_version"],
@@ -317,7 +321,9 @@ def init_store(
         Time chunks of the run (for the status attribute).
     """
     root = Path(path)
-    template = template.copy()
+    # Coordinates are written here, in full (a lazy one would be left as fill values: the
+    # regions written later hold data variables only).
+    template = template.assign_coords({n: c.compute() for n, c in template.coords.items()})
     encoding: dict[Hashable, dict[str, Any]] = {}
     for name, var in template.variables.items():
         var.encoding = {}
