@@ -259,8 +259,10 @@ def downscale(
     lr = standardize(lr, role="lr")
     run = _Run(ref, resolved, settings, observations, return_mean, member_batch_size is not None)
     out = _by_lead(lr, run) if resolved.lead_times or LEAD in lr.dims else _downscale_one(lr, run)
-    if observations is not None:  # what a resumed store must have been guided by
-        out.attrs["observations_digest"] = f"dask-token:{dask.base.tokenize(observations)}"
+    if observations is not None:  # what a resumed store must have been guided by (values
+        # loaded first: a token of a lazily opened file would not be reproducible)
+        token = dask.base.tokenize(observations.compute())
+        out.attrs["observations_digest"] = f"dask-token:{token}"
     return out
 
 
