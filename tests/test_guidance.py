@@ -54,9 +54,10 @@ def test_guided_samples_follow_the_exact_posterior_of_gaussian_data(sample) -> N
     """Unit-normal data, whose exact denoiser is D(x, σ) = x / (1 + σ²): for a station on a
     grid point observing y with error σ_y, the posterior is N(y / (1 + σ_y²), σ_y² /
     (1 + σ_y²)), and the guided samples (ζ = 1) have that mean and spread; far from the
-    stations they equal the unguided samples bit for bit. The guidance term is integrated to
-    first order (Heun's corrector is unguided): with 16 steps the spread at y = 2.5 is
-    0.34 (Euler) and 0.55 (Heun), with 128 steps 0.438 and 0.453, against the exact 0.447."""
+    stations they equal the unguided samples bit for bit. Both samplers follow the guided
+    slope (Heun's corrector included): the mean is within 0.01 at any step count; the
+    spread at y = 2.5 converges with the steps, 0.34 (Euler) and 0.54 (Heun) with 16, 0.438
+    and 0.455 with 128, against the exact 0.447."""
     n = 4000
     sigmas = edm_sigmas(128, dtype=torch.float64)
     gens = [torch.Generator().manual_seed(k) for k in range(n)]
@@ -73,7 +74,7 @@ def test_guided_samples_follow_the_exact_posterior_of_gaussian_data(sample) -> N
     for c, y in ((0, -2.0), (1, 2.5)):
         at = guided[:, c, 4, 0].numpy()
         mean, std = y / 1.25, np.sqrt(0.25 / 1.25)
-        assert abs(at.mean() - mean) < 4 * std / np.sqrt(n) + 0.025
+        assert abs(at.mean() - mean) < 4 * std / np.sqrt(n) + 0.01
         assert at.std() == pytest.approx(std, rel=0.05)
     assert plain[:, 1, 4, 0].std() == pytest.approx(1.0, rel=0.05)
     torch.testing.assert_close(guided[..., :, 5:], plain[..., :, 5:], rtol=0, atol=0)

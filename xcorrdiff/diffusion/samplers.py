@@ -157,9 +157,10 @@ def euler(
     guidance : callable, optional
         ``G(denoised, sigma) -> (batch,)``, an approximate ``−log p(y | x)``, e.g.
         :class:`~xcorrdiff.diffusion.guidance.StationGuidance`: each step adds the
-        likelihood's score to the ODE, ``x ← x − (σ̂ − σ_next) σ̂ ∇ₓ G(D(x, σ̂), σ̂)``
-        (diffusion posterior sampling; the first denoiser call of the step then runs with
-        gradients). ``None``: no guidance, unchanged sampling.
+        likelihood's score to the ODE's slope, ``dx/dσ = (x − D)/σ + σ ∇ₓ G(D(x, σ), σ)``
+        (diffusion posterior sampling; every denoiser call then runs with gradients, Heun's
+        corrector included, so both samplers keep their order). ``None``: no guidance,
+        unchanged sampling.
 
     Returns
     -------
@@ -271,6 +272,22 @@ def _check_inputs(
         )
 
 
+def _slope(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigma: torch.Tensor,
+    guidance: Guidance | None,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``D(x, σ)`` and ``dx/dσ`` there: ``(x − D)/σ``, plus ``σ ∇ₓG`` (the likelihood's
+    score) with guidance."""
+    if guidance is None:
+        denoised = denoiser(x, sigma).to(dtype)
+        return denoised, (x - denoised) / sigma
+    denoised, pull = _guided_denoise(denoiser, x, sigma, guidance, dtype)
+    return denoised, (x - denoised) / sigma + sigma * pull
+
+
 def _guided_denoise(
     denoiser: Denoiser, x: torch.Tensor, sigma: torch.Tensor, guidance: Guidance, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -323,20 +340,15 @@ def _sample(
             x = x + (sigma_hat**2 - sigma**2).sqrt() * s_noise * eps
 
         # Euler step.
-        if guidance is None:
-            denoised = denoiser(x, sigma_hat).to(dtype)
-        else:
-            denoised, pull = _guided_denoise(denoiser, x, sigma_hat, guidance, dtype)
-        d = (x - denoised) / sigma_hat
+        denoised, d = _slope(denoiser, x, sigma_hat, guidance, dtype)
         x_next = x + (sigma_next - sigma_hat) * d
 
         # Second-order correction.
         if second_order and levels[i + 1] > 0:
-            denoised_next = denoiser(x_next, sigma_next).to(dtype)
-            d_next = (x_next - denoised_next) / sigma_next
+            _, d_next = _slope(denoiser, x_next, sigma_next, guidance, dtype)
             x_next = x + (sigma_next - sigma_hat) * (0.5 * d + 0.5 * d_next)
 
-        x = x_next if guidance is None else x_next - (sigma_hat - sigma_next) * sigma_hat * pull
+        x = x_next
         if callback is not None:
             callback({"i": i, "x": x, "sigma": sigma, "sigma_hat": sigma_hat, "denoised": denoised})
     return x
