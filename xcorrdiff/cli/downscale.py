@@ -150,6 +150,21 @@ def _downscale(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_guidance(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--observations",
+        type=path,
+        default=None,
+        help="station observations (station dim, lat/lon) to guide the sampler toward",
+    )
+    p.add_argument(
+        "--guidance-scale",
+        type=nonnegative_float,
+        default=1.0,
+        help="weight of the observations' log-likelihood (default 1: Bayesian)",
+    )
+
+
 def add_downscale(subparsers: Any) -> Handler:
     p = subcommand(
         subparsers,
@@ -204,18 +219,7 @@ def add_downscale(subparsers: Any) -> Handler:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None)
     p.add_argument("--return-mean", action="store_true", help="also write the regression mean")
-    p.add_argument(
-        "--observations",
-        type=path,
-        default=None,
-        help="station observations (station dim, lat/lon) to guide the sampler toward",
-    )
-    p.add_argument(
-        "--guidance-scale",
-        type=nonnegative_float,
-        default=1.0,
-        help="weight of the observations' log-likelihood (default 1: Bayesian)",
-    )
+    _add_guidance(p)
     p.add_argument(
         "--mode",
         choices=["w-", "w"],
