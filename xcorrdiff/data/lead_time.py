@@ -88,12 +88,11 @@ def flatten_leads(
     initialisation-major, and the label of each sample."""
     ordered = ds.sortby([TIME, LEAD]).transpose(TIME, LEAD, ...)
     labels = lead_labels(ordered[LEAD].values, lead_times)
-    n_time, n_lead = ordered.sizes[TIME], ordered.sizes[LEAD]
     valid = valid_time(ordered).values.reshape(-1).astype("datetime64[ns]")
     flat = ordered.stack(sample=(TIME, LEAD)).drop_vars(["sample", TIME, LEAD])
     flat = flat.rename(sample=TIME).assign_coords({TIME: valid})
     order = [d for d in ds.dims if d != LEAD]
-    return flat.transpose(*order), np.tile(labels, n_time).reshape(n_time * n_lead)
+    return flat.transpose(*order), np.tile(labels, ordered.sizes[TIME])
 
 
 def map_leads(

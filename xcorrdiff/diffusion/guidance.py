@@ -16,8 +16,8 @@ observations' error standard deviations (all in normalized units), :math:`H` the
 observation operator and :math:`\zeta` the guidance scale. The variance adds the error of the
 denoised estimate itself, :math:`\sigma^2/(1 + \sigma^2)` for unit-variance data (as in
 ΠGDM, Song et al. 2023), so that the pull is weak while the state is mostly noise and
-:math:`\zeta = 1` is the Bayesian weighting; the sampler then moves each step by
-:math:`-(\hat\sigma - \sigma_{next})\,\hat\sigma\,\nabla_x G` after its ODE step.
+:math:`\zeta = 1` is the Bayesian weighting; the samplers add :math:`\sigma\,\nabla_x G`
+to the ODE's slope at every denoiser evaluation.
 
 :math:`H` is bilinear interpolation at the stations' fractional grid indices
 (:func:`xcorrdiff.data.points.locate_points`): four corners and weights per station. A

@@ -365,19 +365,31 @@ def _denoiser(
     )
 
 
-def _guidance(
+def _station_tensors(
     observations: np.ndarray | None,
     geometry: np.ndarray | None,
+    settings: Settings,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The block's observations ``(time, 2, C_out, S)`` and corners ``(3, 4, S)`` on the
+    device, moved once per block (None without guidance)."""
+    if observations is None or geometry is None or settings.guidance_scale <= 0:
+        return None
+    obs = torch.from_numpy(np.ascontiguousarray(observations)).to(device)
+    return obs, torch.from_numpy(geometry).to(device)
+
+
+def _guidance(
+    stations: tuple[torch.Tensor, torch.Tensor] | None,
     times: torch.Tensor,
     mu: torch.Tensor,
     scale: torch.Tensor | None,
     settings: Settings,
 ) -> StationGuidance | None:
     """The DPS potential for the batch's rows (None without observations)."""
-    if observations is None or geometry is None or settings.guidance_scale <= 0:
+    if stations is None:
         return None
-    obs = torch.from_numpy(np.ascontiguousarray(observations)).to(mu.device)[times]
-    place = torch.from_numpy(geometry).to(mu.device)
+    obs, place = stations[0][times], stations[1]
     return StationGuidance(
         rows=place[0].long(), cols=place[1].long(), weights=place[2], values=obs[:, 0],
         sigma=obs[:, 1], mean=mu, scale=scale, strength=settings.guidance_scale,
@@ -423,6 +435,7 @@ def sample_block(
     mean_t = torch.from_numpy(np.ascontiguousarray(mean, np.float32)).to(device)
     scale = _residual_scale(model, device)
     grid = _patch_grid(model, settings)
+    stations = _station_tensors(observations, geometry, settings, device)
 
     def work(batch: slice) -> None:
         times = torch.tensor([t for t, _ in rows[batch]], device=device)
@@ -439,7 +452,7 @@ def sample_block(
         frame = (tuple(condition.shape[2:]), settings.origin)
         x = initial_state(generators, (n_out, *shape), sigmas, frame=frame)
         sample = euler if settings.sampler == "euler" else heun
-        guide = _guidance(observations, geometry, times, mu, scale, settings)
+        guide = _guidance(stations, times, mu, scale, settings)
         residual = sample(
             denoiser, x, sigmas, generators=generators, s_churn=settings.s_churn, frame=frame,
             guidance=guide,
@@ -450,8 +463,7 @@ def sample_block(
         for k, (t, m) in enumerate(rows[batch]):
             out[m, t] = values[k]
 
-    guided = observations is not None and settings.guidance_scale > 0
-    with torch.no_grad() if guided else torch.inference_mode():  # guidance needs autograd
+    with torch.no_grad() if stations is not None else torch.inference_mode():  # autograd
         run_in_batches(
             len(rows),
             settings.member_batch_size,

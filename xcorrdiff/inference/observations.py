@@ -36,19 +36,13 @@ DEFAULT_ERROR = 0.1
 @dataclass(frozen=True)
 class StationData:
     """Observations on the model's grid, normalized: ``values`` ``(time, C_out, S)`` (NaN:
-    missing or not an observed variable), ``sigma`` ``(time, C_out, S)``, and the corners
-    ``rows``, ``cols``, ``weights`` ``(4, S)`` of bilinear interpolation."""
+    missing or not an observed variable), ``sigma`` ``(time, C_out, S)``, and ``geometry``
+    ``(3, 4, S)`` float64: the rows, columns and weights of each station's four bilinear
+    corners (one task argument)."""
 
     values: np.ndarray
     sigma: np.ndarray
-    rows: np.ndarray
-    cols: np.ndarray
-    weights: np.ndarray
-
-    @property
-    def geometry(self) -> np.ndarray:
-        """``(3, 4, S)`` float64: rows, cols and weights stacked (one task argument)."""
-        return np.stack([self.rows, self.cols, self.weights]).astype(np.float64)
+    geometry: np.ndarray
 
 
 def _station_dim(obs: xr.Dataset) -> str:
@@ -128,13 +122,11 @@ def prepare_observations(
             f"observation errors must be positive where there are observations; "
             f"{int(bad.sum())} are zero, negative or NaN"
         )
-    corners = where.corners()
+    corners = np.asarray(where.corners(), dtype=np.float64)  # (4, 3, S)
     return StationData(
         values=values,
         sigma=np.where(np.isnan(values), 1.0, sigma),
-        rows=np.stack([c[0] for c in corners]),
-        cols=np.stack([c[1] for c in corners]),
-        weights=np.stack([c[2] for c in corners]),
+        geometry=corners.transpose(1, 0, 2),
     )
 
 

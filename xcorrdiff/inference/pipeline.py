@@ -159,8 +159,9 @@ def downscale(
         convertible units) or already on the HR grid. A single time without a ``time``
         dimension works too. A lead-time-aware model takes forecasts on ``(time,
         lead_time, ...)`` and returns ``(member, time, lead_time, y, x)`` with a
-        ``valid_time`` (:mod:`xcorrdiff.data.lead_time`). Dask-backed input gives dask-backed output (one task per
-        ``time`` chunk); numpy-backed input is computed at once.
+        ``valid_time`` (:mod:`xcorrdiff.data.lead_time`). Dask-backed input gives
+        dask-backed output (one task per ``time`` chunk); numpy-backed input is computed at
+        once.
     model : CorrDiffModel or path-like, optional
         A model with a diffusion network, or the directory of a saved one. Default: the
         model of :func:`xcorrdiff.set_options`.
