@@ -188,3 +188,21 @@ def test_cli_downscale_with_observations(
     )
     assert main([*args, "--out", str(tmp_path / "bad.zarr"), "--observations",
                  str(tmp_path / "obs.nc"), "--guidance-scale", "0"]) == 2  # fmt: skip
+
+
+def test_observation_values_and_errors_are_checked(
+    case: tuple[xr.Dataset, xr.Dataset, xr.Dataset],
+) -> None:
+    lr, _, obs = case
+    model = tiny_model()
+    with pytest.raises(TypeError, match=r"observations must be an xarray\.Dataset of station"):
+        downscale(lr, model, 2, **KW, observations=obs["t2m"])  # type: ignore[arg-type]
+    errors = xr.zeros_like(obs["t2m"]).assign_attrs(units="K")
+    with pytest.raises(ValueError, match="observation errors must be positive where there are"):
+        downscale(lr, model, 2, **KW, observations=obs[["t2m"]].assign(t2m_error=errors))
+    no_time = lr.isel(time=0, drop=True)
+    with (
+        pytest.warns(UserWarning, match="keyed by position"),
+        pytest.raises(ValueError, match="observations have a 'time' dimension but the input"),
+    ):
+        downscale(no_time, model, 2, **KW, observations=obs)

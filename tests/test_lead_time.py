@@ -147,3 +147,28 @@ def test_lead_time_misuse_is_refused(model: xcorrdiff.CorrDiffModel) -> None:
         downscale(lr, plain, 1)
     with pytest.raises(ValueError, match=r"lr has lead times .* but hr has \[\]"):
         lr.corrdiff.fit(hr.isel(lead_time=0, drop=True), progress=False)
+
+
+def test_lead_time_network_refuses_bad_labels_and_arguments() -> None:
+    from xcorrdiff.nn import SongUNetPosLtEmbd
+
+    kw = {"img_resolution": 8, "out_channels": 2, "model_channels": 8, "channel_mult": [1],
+          "attn_resolutions": [], "num_blocks": 1}  # fmt: skip
+    net = SongUNetPosLtEmbd(in_channels=2 + 4 + 2, lead_time_channels=2, lead_time_steps=3, **kw)
+    x, noise = torch.zeros(2, 2, 8, 8), torch.zeros(2)
+    with pytest.raises(ValueError, match="lead_time_label is required by SongUNetPosLtEmbd"):
+        net(x, noise)
+    with pytest.raises(ValueError, match=r"lead_time_label \[0, 3\] is out of range; expected "):
+        net(x, noise, lead_time_label=torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match=r"lead_time_channels=0 is invalid"):
+        SongUNetPosLtEmbd(in_channels=6, lead_time_channels=0, **kw)
+    with pytest.raises(ValueError, match=r"prob_channels=\[5\] is invalid"):
+        SongUNetPosLtEmbd(in_channels=8, lead_time_channels=2, prob_channels=[5], **kw)
+    with pytest.raises(ValueError, match=r"in_channels 5 must include the 6 grid and lead-time"):
+        SongUNetPosLtEmbd(in_channels=5, lead_time_channels=2, **kw)
+
+
+def test_forecasts_without_an_initialisation_time_are_refused() -> None:
+    lr, _ = forecasts(2)
+    with pytest.raises(ValueError, match=r"'lead_time' dimension but no 'time' \(initialisation\)"):
+        lead_times_of(lr.isel(time=0, drop=True))

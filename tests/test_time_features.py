@@ -120,3 +120,14 @@ def test_a_model_with_time_features_computes_them_when_downscaling(tmp_path: Pat
     assert not np.array_equal(a, b)
     with pytest.raises(ValueError, match=r"time features \['cos_zenith', 'hour_of_day'\]"):
         model.save(tmp_path / "pkg", format="earth2studio")
+
+
+def test_bad_times_and_grids_are_refused() -> None:
+    with pytest.raises(TypeError, match="time values of type str are not dates"):
+        cos_zenith(np.array(["2020-01-01"], dtype=object), [0.0], [0.0])
+    grid = xr.Dataset(coords={"y": np.arange(3), "x": np.arange(4)})
+    time = xr.DataArray(np.array(["2020-01-01"], dtype="datetime64[ns]"), dims="time")
+    with pytest.raises(ValueError, match=r"include 'cos_zenith', which needs the HR grid's"):
+        time_features(time, grid, ("cos_zenith",), grid_dims=("y", "x"))
+    hours = time_features(time, grid, ("hour_of_day",), grid_dims=("y", "x"))  # no lat/lon needed
+    assert hours["hour_cos"].shape == (1, 3, 4)
