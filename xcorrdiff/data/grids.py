@@ -1,21 +1,32 @@
-"""Grids for regridding: finding latitude/longitude, describing source and target grids,
-and checking that a target lies within its source.
+"""Grids: finding latitude/longitude, when two grids are one, describing source and target
+grids for regridding, and checking that a target lies within its source.
 
-Shared by the backends of :mod:`xcorrdiff.data.regrid`. Latitude and longitude are found by
-name (``lat``/``latitude``, ``lon``/``longitude``, WRF's ``XLAT``/``XLONG``, NEMO's
-``nav_lat``/``nav_lon``) or by CF attributes (``standard_name``, ``units`` such as
-``degrees_north``).
+Latitude and longitude are found by name (``lat``/``latitude``, ``lon``/``longitude``, WRF's
+``XLAT``/``XLONG``, NEMO's ``nav_lat``/``nav_lon``) or by CF attributes (``standard_name``,
+``units`` such as ``degrees_north``).
+
+**One grid, one rule.** Coordinates computed on two machines (another BLAS, no AVX-512) or
+read from two files differ in their last bits. Two grids are the same grid when they have the
+same shape and every coordinate they share agrees within :func:`coordinate_tolerance`: 16
+units in the last place of the coarser dtype at the coordinates' magnitude, or a 10⁻⁵
+fraction of the grid spacing, whichever is larger. Every place that puts model output next to
+user data asks :func:`grid_mismatch` (or :func:`same_grid`) and then carries the model's
+coordinates; a grid that differs by more is regridded or refused with both values shown,
+never labelled as the model's grid.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+import contextlib
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import xarray as xr
 from cf_xarray.criteria import coordinate_criteria
+
+T = TypeVar("T", xr.Dataset, xr.DataArray)
 
 __all__ = [
     "SourceGrid",
@@ -23,9 +34,16 @@ __all__ = [
     "bbox_text",
     "cell_bounds",
     "check_inside",
+    "check_same_grid",
+    "coordinate_mismatch",
+    "coordinate_period",
+    "coordinate_tolerance",
+    "coordinates_agree",
+    "grid_mismatch",
     "latlon_names",
     "prepare_source",
     "prepare_target",
+    "same_grid",
     "target_cells_inside",
     "target_points_inside",
     "wrap_longitude",
@@ -37,6 +55,11 @@ _NAMES = {
 }
 _CF_UNITS = {"latitude": "degrees_north", "longitude": "degrees_east"}
 TOLERANCE_DEG = 1e-6
+#: Coordinates agreeing within this many units in the last place (of the coarser dtype, at
+#: the coordinates' magnitude) are equal ...
+ULPS = 16
+#: ... and so are coordinates agreeing within this fraction of the grid spacing.
+SPACING_FRACTION = 1e-5
 
 # --- finding latitude and longitude ------------------------------------------------------
 
@@ -101,6 +124,159 @@ def latlon_names(obj: xr.Dataset | xr.DataArray, *, role: str = "obj") -> tuple[
             )
         names.append(found[0])
     return names[0], names[1]
+
+
+# --- one grid, one rule ------------------------------------------------------------------
+
+
+def _spacing(values: np.ndarray) -> float:
+    """The grid spacing of ``values``: the largest median step along any of its axes."""
+    steps = [
+        float(np.nanmedian(np.abs(np.diff(values, axis=axis))))
+        for axis in range(values.ndim)
+        if values.shape[axis] > 1
+    ]
+    return max(steps, default=0.0)
+
+
+def coordinate_tolerance(a: Any, b: Any) -> float:
+    """How far apart two versions of one coordinate may lie and still be the same.
+
+    ``ULPS`` (16) units in the last place of the coarser of the two dtypes (integers count
+    as float64) at the larger magnitude, or ``SPACING_FRACTION`` (1e-5) of the grid spacing
+    of ``a``, whichever is larger. The first absorbs rounding (another CPU, a float32 file);
+    the second, coordinates computed another way (a projection library, ``linspace`` versus
+    ``arange``), while staying far below any real shift of the grid.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    floats = [x.dtype for x in (a, b) if np.issubdtype(x.dtype, np.floating)]
+    eps = max((float(np.finfo(d).eps) for d in floats), default=float(np.finfo(np.float64).eps))
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    scale = max(float(np.nanmax(np.abs(x), initial=0.0)) for x in (a64, b64))
+    return max(ULPS * eps * scale, SPACING_FRACTION * _spacing(a64))
+
+
+def _difference(a: np.ndarray, b: np.ndarray, period: float | None) -> np.ndarray:
+    diff = a.astype(np.float64) - b.astype(np.float64)
+    if period is not None:  # longitudes: 350 and -10 are one meridian
+        diff = np.mod(diff + period / 2, period) - period / 2
+    return np.where(np.isnan(a) & np.isnan(b), 0.0, np.abs(diff))
+
+
+def _numeric(values: np.ndarray) -> bool:
+    return values.dtype.kind in "iuf"
+
+
+def coordinates_agree(a: Any, b: Any, *, period: float | None = None) -> bool:
+    """Whether two coordinate arrays are one coordinate by the rule of this module.
+
+    Same shape, and every value within :func:`coordinate_tolerance` (``period``: a
+    longitude's 360, so that the two sides of the seam agree); non-numeric coordinates must
+    be equal.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        return False
+    if not (_numeric(a) and _numeric(b)):
+        return bool(np.array_equal(a, b))
+    return bool(np.all(_difference(a, b, period) <= coordinate_tolerance(a, b)))
+
+
+def _pairs(
+    obj: xr.Dataset | xr.DataArray, grid: xr.Dataset, dims: Sequence[Hashable]
+) -> list[tuple[Hashable, Hashable, float | None]]:
+    """``(name in obj, name in grid, period)`` of the grid's coordinates that obj has too:
+    latitude, longitude and the coordinates of ``dims`` (fields stored as coordinates, such
+    as orography, are data, not grid)."""
+    pairs: list[tuple[Hashable, Hashable, float | None]] = []
+    with contextlib.suppress(ValueError):  # no latitude/longitude on one side: not compared
+        mine, theirs = latlon_names(obj, role="obj"), latlon_names(grid, role="grid")
+        pairs += [(mine[0], theirs[0], None), (mine[1], theirs[1], 360.0)]
+    taken = {name for _, name, _ in pairs}
+    # The dimensions' own coordinates (projection x/y, indices...).
+    pairs += [(d, d, None) for d in dims if d in grid.coords and d in obj.coords and d not in taken]
+    return pairs
+
+
+def coordinate_period(name: Hashable, var: xr.DataArray) -> float | None:
+    """360 for a longitude (by name or CF attributes), else None."""
+    return 360.0 if _is_axis(name, var, "longitude") else None
+
+
+def coordinate_mismatch(
+    a: Any, b: Any, *, names: tuple[Hashable, Hashable], period: float | None = None
+) -> str | None:
+    """Why coordinate ``a`` (named ``names[0]``) is not ``b`` (``names[1]``) by the rule of
+    this module, with the two values where they differ most; None when they agree."""
+    a, b = np.asarray(a), np.asarray(b)
+    if coordinates_agree(a, b, period=period):
+        return None
+    if a.shape != b.shape or not (_numeric(a) and _numeric(b)):
+        return f"its {names[0]!r} {a.shape} differs from the grid's {names[1]!r} {b.shape}"
+    diff = _difference(a, b, period)
+    where = np.unravel_index(int(np.nanargmax(diff)), diff.shape)
+    return (
+        f"its {names[0]!r} differs from the grid's {names[1]!r} by up to "
+        f"{float(diff[where]):.6g} (at index {tuple(int(i) for i in where)}: "
+        f"{a[where].item()!r} versus {b[where].item()!r}; tolerance {coordinate_tolerance(a, b):.3g})"
+    )
+
+
+def grid_mismatch(
+    obj: xr.Dataset | xr.DataArray, grid: xr.Dataset, dims: Sequence[Hashable]
+) -> str | None:
+    """Why ``obj`` is not on ``grid``, or None when it is, by the rule of this module.
+
+    Compared: the sizes of ``dims``, then latitude and longitude (found by name or CF
+    attributes on both sides, longitudes modulo 360) and the coordinates of ``dims``, where
+    ``obj`` has them too. A coordinate ``obj`` lacks is not compared.
+
+    Returns
+    -------
+    str or None
+        The first difference, with the two values where they differ most.
+    """
+    sizes = {d: obj.sizes.get(d) for d in dims}
+    if any(sizes[d] != grid.sizes[d] for d in dims):
+        return f"its sizes {sizes} are not the grid's {dict(grid.sizes)}"
+    for mine, theirs, period in _pairs(obj, grid, dims):
+        if set(obj[mine].dims) != set(grid[theirs].dims):
+            return f"its {mine!r} lies on {obj[mine].dims}, the grid's {theirs!r} on {grid[theirs].dims}"
+        a = obj[mine].transpose(*grid[theirs].dims).values
+        found = coordinate_mismatch(a, grid[theirs].values, names=(mine, theirs), period=period)
+        if found is not None:
+            return found
+    return None
+
+
+def same_grid(obj: xr.Dataset | xr.DataArray, grid: xr.Dataset, dims: Sequence[Hashable]) -> bool:
+    """Whether ``obj`` lies on ``grid`` (see :func:`grid_mismatch`)."""
+    return grid_mismatch(obj, grid, dims) is None
+
+
+def check_same_grid(
+    obj: T,
+    grid: xr.Dataset,
+    dims: Sequence[Hashable],
+    *,
+    role: str,
+    hint: str,
+    grid_role: str = "the model's grid",
+) -> T:
+    """``obj`` labelled with ``grid``'s coordinates, when it lies on that grid.
+
+    Raises
+    ------
+    ValueError
+        Naming ``role`` and ``grid_role``, the coordinate that differs with its two values,
+        and ``hint``.
+    """
+    mismatch = grid_mismatch(obj, grid, dims)
+    if mismatch is not None:
+        raise ValueError(f"{role} is not on {grid_role}: {mismatch}; {hint}")
+    return obj.assign_coords(
+        {name: coord for name, coord in grid.coords.items() if set(coord.dims) <= set(obj.dims)}
+    )
 
 
 # --- grid descriptions -----------------------------------------------------------------

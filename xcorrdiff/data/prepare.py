@@ -22,6 +22,7 @@ import pandas as pd
 import xarray as xr
 
 from xcorrdiff.data.conventions import check_calendars, standardize
+from xcorrdiff.data.grids import same_grid
 from xcorrdiff.data.regrid import latlon_names, regrid
 from xcorrdiff.data.time_features import time_features as time_feature_channels
 from xcorrdiff.data.units import convert_units
@@ -228,22 +229,15 @@ def _span(times: pd.Index) -> str:
     return f"from {times[0]} to {times[-1]}" if len(times) else "(none)"
 
 
-def _on_grid(ds: xr.Dataset, grid: xr.Dataset, y_dim: str, x_dim: str) -> bool:
-    """Whether ``ds`` already lies on ``grid`` (same spatial dims, sizes and lat/lon)."""
-    if any(d not in ds.dims or ds.sizes[d] != grid.sizes[d] for d in (y_dim, x_dim)):
-        return False
-    try:
-        grid_lat, grid_lon = latlon_names(grid, role="grid")
-    except ValueError:
-        return True  # no lat/lon to compare: same dims and sizes
-    try:
-        lat, lon = latlon_names(ds, role="lr")
-    except ValueError:
-        return True
-    return bool(
-        np.allclose(ds[lat].values, grid[grid_lat].values)
-        and np.allclose(ds[lon].values, grid[grid_lon].values)
-    )
+def _on_model_grid(ds: xr.Dataset, grid: xr.Dataset, dims: tuple[str, str]) -> xr.Dataset | None:
+    """``ds`` labelled with ``grid``'s coordinates when it already lies on that grid (by the
+    one rule of :mod:`xcorrdiff.data.grids`), else None (it is to be regridded). Other
+    fields stored as coordinates on the grid (orography, masks) are dropped: the model's
+    invariants are the ones it uses."""
+    if not same_grid(ds, grid, dims):
+        return None
+    extra = [n for n, c in ds.coords.items() if n not in grid.coords and set(c.dims) & set(dims)]
+    return ds.drop_vars(extra).assign_coords(dict(grid.coords.items()))
 
 
 def _normalize(ds: xr.Dataset, normalizer: Any) -> xr.Dataset:
@@ -322,11 +316,10 @@ def prepare_condition(
                 f"grid_dims={tuple(grid_dims)!r} are not dimensions of the grid, which has "
                 f"{[str(d) for d in grid.dims]}"
             )
-    if not _on_grid(ds, grid, y_dim, x_dim):
-        ds = regrid(ds, grid, regrid_method)
-    else:
-        ds = ds.assign_coords(dict(grid.coords.items()))
+    on_grid = _on_model_grid(ds, grid, grid_dims)
+    ds = regrid(ds, grid, regrid_method) if on_grid is None else on_grid
     if invariants is not None and len(invariants.data_vars):
+        ds = ds.drop_vars([n for n in invariants.data_vars if n in ds.variables])
         static = invariants.drop_vars(
             [c for c in invariants.coords if c not in ds.coords and c not in invariants.dims]
         )

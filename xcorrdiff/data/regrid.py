@@ -40,6 +40,7 @@ from xcorrdiff.data.grids import (
     latlon_names,
     prepare_source,
     prepare_target,
+    same_grid,
     target_cells_inside,
     target_points_inside,
 )
@@ -216,6 +217,9 @@ def regrid(
             f"own dims), got latitude on dims {target_grid.lat.dims} (curvilinear); use "
             "method='bilinear', or call xesmf.Regridder yourself with cell corners"
         )
+    on_target = _on_target(source, target_grid)
+    if on_target is not None:
+        return on_target
     lat, lon = latlon_names(source, role="source")
     if backend != "xesmf" and is_curvilinear(source, lat, lon):
         result = regrid_curvilinear(source, lat, lon, target_grid, method)
@@ -232,6 +236,19 @@ def regrid(
     result = result.drop_vars([source_grid.lat, source_grid.lon], errors="ignore")
     result = result.assign_coords(target_grid.coords)
     return _restore_dtypes(result, source)
+
+
+def _on_target(
+    source: xr.Dataset | xr.DataArray, target: TargetGrid
+) -> xr.Dataset | xr.DataArray | None:
+    """``source`` labelled with the target's coordinates when it already lies on the target
+    grid (the one rule of :mod:`xcorrdiff.data.grids`): regridding onto itself is the
+    identity, not an interpolation. None otherwise."""
+    dims = (target.lat.dims[0], target.lon.dims[0]) if target.is_rectilinear else target.lat.dims
+    grid = xr.Dataset(coords=target.coords)
+    if not set(dims) <= set(source.dims) or not same_grid(source, grid, dims):
+        return None
+    return source.assign_coords(target.coords)
 
 
 def _restore_dtypes(

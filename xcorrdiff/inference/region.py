@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from xcorrdiff.data.regrid import latlon_names
+from xcorrdiff.data.grids import coordinate_tolerance, latlon_names
 
 __all__ = ["check_region", "resolve_region"]
 
@@ -29,8 +29,24 @@ def _box(grid: xr.Dataset, region: Mapping[str, Any], dims: tuple[str, str]) -> 
     lat = grid[lat_name].broadcast_like(grid[lon_name]).transpose(*dims).values
     lon = grid[lon_name].broadcast_like(grid[lat_name]).transpose(*dims).values
     (lat_lo, lat_hi), (lon_lo, lon_hi) = region["lat"], region["lon"]
-    lon = lon_lo + np.mod(lon - lon_lo, 360.0)  # the box's longitude convention
-    return (lat >= lat_lo) & (lat <= lat_hi) & (lon <= lon_hi)
+    lat_tol, lon_tol = coordinate_tolerance(lat, lat), coordinate_tolerance(lon, lon)
+    lon = lon_lo - lon_tol + np.mod(lon - lon_lo + lon_tol, 360.0)  # the box's convention
+    return (lat >= lat_lo - lat_tol) & (lat <= lat_hi + lat_tol) & (lon <= lon_hi + lon_tol)
+
+
+def _widened(index: Any, start: Any, stop: Any) -> tuple[Any, Any]:
+    """Float labels moved outward by the grid tolerance of :mod:`xcorrdiff.data.grids`, so
+    that a label computed elsewhere (the user's copy of the grid, off in its last bits)
+    still selects its grid point."""
+    values = np.asarray(index.values)
+    if values.dtype.kind != "f" or values.size < 2:
+        return start, stop
+    tol = coordinate_tolerance(values, values)
+    sign = 1.0 if values[-1] > values[0] else -1.0
+    return (
+        None if start is None else float(start) - sign * tol,
+        None if stop is None else float(stop) + sign * tol,
+    )
 
 
 def _slices(grid: xr.Dataset, region: Mapping[str, Any], dims: tuple[str, str]) -> list[int]:
@@ -42,7 +58,8 @@ def _slices(grid: xr.Dataset, region: Mapping[str, Any], dims: tuple[str, str]) 
                 f"region[{dim!r}]={chosen!r} is invalid; expected a slice of {dim!r} labels, "
                 f"e.g. region={{{dim!r}: slice(a, b)}}"
             )
-        index = grid.indexes[dim].slice_indexer(chosen.start, chosen.stop, chosen.step)
+        start, stop = _widened(grid.indexes[dim], chosen.start, chosen.stop)
+        index = grid.indexes[dim].slice_indexer(start, stop, chosen.step)
         positions = np.arange(grid.sizes[dim])[index]
         if positions.size == 0 or (index.step not in (None, 1)):
             raise ValueError(

@@ -132,6 +132,7 @@ def align_pair(
             f"{tuple(d for d in forecast.dims if d != member_dim)}"
         )
     obs = match_units(forecast, obs, "forecast", "obs")
+    obs = _snap_labels(forecast, obs)
     try:
         f_aligned, o_aligned = xr.align(forecast, obs, join="inner", copy=False)
     except ValueError as exc:
@@ -153,7 +154,61 @@ def align_pair(
             f"{name!r}: forecast {d} = {_describe(forecast, d)}, obs {d} = {_describe(obs, d)}; "
             "select overlapping times/points or fix the coordinates"
         )
-    return f_aligned, o_aligned
+    return f_aligned, _same_coordinates(f_aligned, o_aligned, name)
+
+
+def _float_coordinates(forecast: xr.DataArray, obs: xr.DataArray) -> list[Hashable]:
+    return [
+        n
+        for n, c in obs.coords.items()
+        if n in forecast.coords and "f" in (c.dtype.kind, forecast[n].dtype.kind)
+    ]
+
+
+def _snap_labels(forecast: xr.DataArray, obs: xr.DataArray) -> xr.DataArray:
+    """``obs`` with the forecast's labels on the float dimensions where the two agree to
+    rounding (the one grid rule of :mod:`xcorrdiff.data.grids`), so that aligning them
+    neither drops a point nor pairs two different ones."""
+    from xcorrdiff.data.grids import coordinate_tolerance
+
+    snapped = {}
+    for name in _float_coordinates(forecast, obs):
+        if name not in obs.dims or name not in forecast.indexes:
+            continue
+        index, mine = forecast.indexes[name], np.asarray(obs[name].values)
+        tolerance = coordinate_tolerance(index.values, mine)
+        try:
+            where = index.get_indexer(mine, method="nearest", tolerance=tolerance)
+        except (ValueError, TypeError):  # not monotonic, or not comparable: align as is
+            continue
+        labels = np.where(where >= 0, index.values[where], mine)
+        if not np.array_equal(labels, mine):
+            snapped[name] = (name, labels, obs[name].attrs)
+    return obs.assign_coords(snapped) if snapped else obs
+
+
+def _same_coordinates(forecast: xr.DataArray, obs: xr.DataArray, name: str) -> xr.DataArray:
+    """``obs`` carrying the forecast's other float coordinates (latitude, longitude...) when
+    they agree to rounding; refused, with both values, when they do not."""
+    from xcorrdiff.data.grids import coordinate_mismatch, coordinate_period
+
+    same = {}
+    for coord in _float_coordinates(forecast, obs):
+        mine, theirs = obs[coord], forecast[coord]
+        if coord in obs.dims or mine.dims != theirs.dims:
+            continue
+        period = coordinate_period(coord, theirs)
+        mismatch = coordinate_mismatch(
+            mine.values, theirs.values, names=(coord, coord), period=period
+        )
+        if mismatch is not None:
+            raise ValueError(
+                f"obs variable {name!r} is not on the forecast's grid: {mismatch}, the "
+                "grid's being the forecast's. Regrid obs onto the forecast's grid first "
+                "(obs.corrdiff.regrid(forecast)), or score the forecast at the obs points"
+            )
+        same[coord] = theirs.variable
+    return obs.assign_coords(same) if same else obs
 
 
 def match_units(
