@@ -167,3 +167,69 @@ def test_functions_are_short_and_modules_small() -> None:
                 long_functions.append((module, node.name, _body_lines(node)))
     assert not long_functions, f"function bodies over 80 lines: {long_functions}"
     assert not big_modules, f"modules over 600 lines: {big_modules}"
+
+
+# --- docs/architecture.md names only code that exists -------------------------------------
+
+DOC = PACKAGE.parent / "docs" / "architecture.md"
+#: Names on the page that are not ours (numpy's, a file of a model directory).
+FOREIGN = {"SeedSequence", "config.json"}
+
+
+def _defined() -> dict[str, set[str]]:
+    """Every name defined at module level, and every class's attributes, by module/class."""
+    names: dict[str, set[str]] = {"": set()}
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            targets: list[str] = []
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                targets = [node.name]
+            elif isinstance(node, ast.Assign | ast.AnnAssign):
+                for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                    targets += [n.id for n in ast.walk(t) if isinstance(n, ast.Name)]
+            names.setdefault(module, set()).update(targets)
+            names[""].update(targets)
+            if isinstance(node, ast.ClassDef):
+                members = names.setdefault(node.name, set())
+                for item in node.body:
+                    if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+                        members.add(item.name)
+                    elif isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                        members.add(item.target.id)
+    return names
+
+
+def _references() -> list[str]:
+    import re
+
+    text = DOC.read_text()
+    fenced = re.findall(r"```\n(.*?)```", text, flags=re.S)
+    prose = re.sub(r"```\n.*?```", "", text, flags=re.S)
+    refs = [t.split("(")[0].strip() for t in re.findall(r"`([^`\n]+)`", prose)]
+    for block in fenced:  # module paths and Class.method in the data-flow picture
+        refs += re.findall(r"\b(?:\w+/)+\w+\.\w+|\b[A-Z]\w+\.\w+", block)
+    return [r for r in refs if r and r not in FOREIGN]
+
+
+def _exists(ref: str, defined: dict[str, set[str]]) -> bool:
+    root = PACKAGE.parent
+    if ref.endswith("/") or ref.endswith(".py"):
+        return (PACKAGE / ref).exists() or (root / ref).exists()
+    if ref.startswith("xcorrdiff"):
+        module, _, attr = ref.partition(".")
+        return not attr or attr in defined.get(module, set()) or attr in defined["xcorrdiff"]
+    head, _, attr = ref.rpartition(".")
+    if not head:
+        return ref in defined[""]
+    module = "xcorrdiff." + head.replace("/", ".")
+    return attr in defined.get(module, set()) or attr in defined.get(head, set())
+
+
+def test_the_architecture_page_names_only_code_that_exists() -> None:
+    defined = _defined()
+    defined["xcorrdiff"] |= {"downscale", "downscale_to_zarr"}  # lazy names of the package
+    refs = _references()
+    assert len(refs) > 80  # the page was read
+    missing = sorted({r for r in refs if not _exists(r, defined)})
+    assert missing == [], f"docs/architecture.md names code that does not exist: {missing}"

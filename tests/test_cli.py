@@ -73,7 +73,11 @@ def test_existing_output_is_refused_and_mode_w_replaces_only_our_stores(
     [
         ("nan", (), r"NaN/inf values in \{'t2m': 2\}"),
         ("missing", (), r"lacks the model's input variables \['tcwv'\]"),
-        ("lr", ("--members", "0"), r"argument --members: expected an integer >= 1, got '0'"),
+        (
+            "lr",
+            ("--members", "0"),
+            r"argument --n-ensemble/--members: expected an integer >= 1, got '0'",
+        ),
         ("lr", ("--times", "1999-01-01/1999-02-01"), r"selects no time"),
     ],
 )

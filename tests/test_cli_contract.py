@@ -154,9 +154,34 @@ MISUSES: list[tuple[str, list[str], str]] = [
     ),
     ("mode-unknown", ["--out", "o.zarr", "--mode", "a"], r"--mode: invalid choice: 'a'"),
     (
+        "region-garbled",
+        ["--out", "o.zarr", "--region", "y=0-64"],
+        r"--region: expected NAME=A:B\[,NAME=C:D\]",
+    ),
+    (
+        "region-open-box",
+        ["--out", "o.zarr", "--region", "lat=44:,lon=5:8"],
+        r"--region: a lat/lon box needs both ends of each",
+    ),
+    (
+        "region-unknown-dim",
+        ["--out", "o.zarr", "--region", "row=0:10"],
+        r"region has keys \['row'\]; expected slices of the grid's dimensions",
+    ),
+    (
+        "fill-unknown",
+        ["--out", "o.zarr", "--fill-missing", "zero"],
+        r"--fill-missing: invalid choice: 'zero'",
+    ),
+    (
         "resume-and-mode-w",
         ["--out", "o.zarr", "--resume", "--mode", "w"],
-        r"--resume and --mode w contradict",
+        r"--resume and --overwrite \(--mode w\) contradict",
+    ),
+    (
+        "resume-and-overwrite",
+        ["--out", "o.zarr", "--resume", "--overwrite"],
+        r"--resume and --overwrite \(--mode w\) contradict",
     ),
     (
         "unknown-option",
@@ -178,7 +203,11 @@ MISUSES: list[tuple[str, list[str], str]] = [
     ("out-is-input", ["--out", "lr.nc", "--mode", "w"], r"--out='lr.nc' is the input 'lr.nc'"),
     ("out-is-model", ["--out", "model", "--mode", "w"], r"--out='model' is the input 'model'"),
     ("out-folder-missing", ["--out", "missing/o.zarr"], r"the folder .*missing does not exist"),
-    ("out-exists", ["--out", "foreign"], r"--out 'foreign' already exists; .*--resume.*--mode w"),
+    (
+        "out-exists",
+        ["--out", "foreign"],
+        r"--out 'foreign' already exists; .*--resume.*--overwrite",
+    ),
     (
         "out-foreign-mode-w",
         ["--out", "foreign", "--mode", "w"],

@@ -266,7 +266,10 @@ def test_packaged_demo_model_loads_by_name() -> None:
 def test_cli_members_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--members", "0", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert "xcorrdiff demo: error: argument --members: expected an integer >= 2, got '0'" in err
+    assert (
+        "xcorrdiff demo: error: argument --n-ensemble/--members: expected an integer >= 2, got '0'"
+        in err
+    )
     assert len(err.splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
 

@@ -357,8 +357,11 @@ def test_nan_in_input_names_variable_and_count(model: CorrDiffModel) -> None:
         ({"patch_shape": (15, 16)}, r"divisible by 2"),
         ({"patch_shape": (16, 16), "overlap": 16}, r"overlap=16 must be smaller"),
         ({"overlap": 4}, r"overlap=4 needs patch_shape"),
-        ({"dtype": "bfloat16"}, r"needs a CUDA device"),
-        ({"dtype": "int8"}, r"dtype='int8' is invalid"),
+        ({"precision": "bfloat16"}, r"precision='bfloat16' .*needs a CUDA device"),
+        ({"precision": "int8"}, r"precision='int8' is invalid"),
+        ({"s_churn": True}, r"s_churn=True is invalid"),
+        ({"return_mean": 1}, r"return_mean=1 is invalid; expected True or False"),
+        ({"fill_missing": "zero"}, r"fill_missing='zero' is invalid; expected one of"),
         ({"seed": -1}, r"seed=-1 is invalid"),
     ],
 )
@@ -377,3 +380,17 @@ def test_input_not_a_dataset(model: CorrDiffModel) -> None:
 def test_heun_default_churn_constant() -> None:
     assert pytest.approx(1.8) == xcorrdiff.inference.api.DEFAULT_HEUN_CHURN * 18
     assert math.isclose(xcorrdiff.inference.api.DEFAULT_STEPS["euler"], 12)
+
+
+def test_dtype_is_a_deprecated_spelling_of_precision(model: CorrDiffModel) -> None:
+    lr, _ = tiny_data(1)
+    with pytest.warns(DeprecationWarning, match="dtype= is deprecated; pass precision="):
+        ens = _run(lr, model, dtype="float32")
+    assert ens.attrs["precision"] == "float32"
+    with (
+        pytest.raises(ValueError, match=r"dtype='int8' is invalid"),
+        pytest.warns(DeprecationWarning),
+    ):
+        _run(lr, model, dtype="int8")
+    with pytest.raises(ValueError, match="disagree"), pytest.warns(DeprecationWarning):
+        _run(lr, model, dtype="float32", precision="bfloat16")

@@ -105,8 +105,29 @@ def _ens() -> tuple[xr.DataArray, xr.DataArray]:
     return ens, obs
 
 
+def _shifted_truth() -> tuple[xr.Dataset, xr.Dataset]:
+    """A tiny ensemble on 2-D lat/lon and a truth whose latitudes are half a cell off."""
+    lat = np.add.outer(np.arange(3.0), np.zeros(4)) + 45.0
+    lon = np.add.outer(np.zeros(3), np.arange(4.0)) + 7.0
+    coords = {"lat": (("y", "x"), lat), "lon": (("y", "x"), lon)}
+    ens = xr.Dataset({"t2m": (("member", "y", "x"), np.zeros((2, 3, 4)), {"units": "K"})}, coords)
+    truth = ens.isel(member=0, drop=True).assign_coords(lat=(("y", "x"), lat + 0.5))
+    return ens, truth
+
+
 def _w(values: list[float]) -> xr.DataArray:
     return xr.DataArray(np.asarray(values, dtype=float), dims="member")
+
+
+def _obs(c: Ctx, **changes: Any) -> xr.Dataset:
+    """Two stations on the tiny model's grid observing t2m at the input's times."""
+    times = c.lr["time"].values
+    obs = xr.Dataset(
+        {"t2m": (("time", "station"), np.full((times.size, 2), 280.0), {"units": "K"})},
+        coords={"time": times, "station": ["a", "b"], "lat": ("station", [45.0, 45.2]),
+                "lon": ("station", [7.0, 7.3])},
+    )  # fmt: skip
+    return obs.assign(**changes)
 
 
 def _mdlus(c: Ctx, args: dict[str, Any]) -> Path:
@@ -137,7 +158,7 @@ CASES: list[tuple[str, str, Callable[[Ctx], Any], type[BaseException], str]] = [
     ("overlap-without-patch", "overlap without patches", lambda c: downscale(c.lr, c.model_dir, overlap=4, **KW), E, r"overlap=4 needs patch_shape"),
     ("member-batch-zero", "member batch below 1", lambda c: downscale(c.lr, c.model_dir, member_batch_size=0, **KW), E, r"member_batch_size=0 is invalid"),
     ("device-invalid", "unknown device", lambda c: downscale(c.lr, c.model_dir, **{**KW, "device": "tpu"}), E, r"device='tpu' is invalid"),
-    ("reduced-precision-on-cpu", "bfloat16 inference on the CPU", lambda c: downscale(c.lr, c.model_dir, dtype="bfloat16", **KW), E, r"needs a CUDA device"),
+    ("reduced-precision-on-cpu", "bfloat16 inference on the CPU", lambda c: downscale(c.lr, c.model_dir, precision="bfloat16", **KW), E, r"needs a CUDA device"),
     ("plausibility-flag", "check_plausibility not a bool", lambda c: downscale(c.lr, c.model_dir, check_plausibility="no", **KW), E, r"check_plausibility='no' is invalid; expected True or False"),
     # --- downscale input
     ("input-not-a-dataset", "a DataArray or array instead of a Dataset", lambda c: downscale(c.lr["t2m"], c.model_dir, **KW), TypeError, r"lr must be an xarray.Dataset, got DataArray"),
@@ -161,7 +182,7 @@ CASES: list[tuple[str, str, Callable[[Ctx], Any], type[BaseException], str]] = [
     ("model-file-missing", "a file of the model missing", lambda c: ((c.model_dir / "grid_hr.nc").unlink(), load_model(c.model_dir)), FileNotFoundError, r"grid_hr.nc is missing"),
     ("model-path-outside", "a config naming a file outside the model", lambda c: load_model(c.edit_model(lambda d: d["grid"].update(file="../lr.nc"))), E, r"'\.\./lr\.nc' is not a plain file name inside the directory"),
     ("model-network-too-large", "a network size beyond the machine", lambda c: load_model(c.edit_model(lambda d: d["networks"]["diffusion"]["kwargs"].update(model_channels=4096, channel_mult=[64, 64, 64]))), E, r"would take .* more than the .* allowed"),
-    ("model-network-out-of-bounds", "a network argument out of bounds", lambda c: load_model(c.edit_model(lambda d: d["networks"]["regression"]["kwargs"].update(num_blocks=10**6))), E, r"num_blocks=1000000 is invalid; expected an integer from 1 to 64"),
+    ("model-network-out-of-bounds", "a network argument out of bounds", lambda c: load_model(c.edit_model(lambda d: d["networks"]["regression"]["kwargs"].update(num_blocks=10**6))), E, r"num_blocks=1000000 is invalid; expected an integer in \[1, 64\]"),
     ("model-network-not-its-weights", "a network that does not match its weights", lambda c: load_model(c.edit_model(lambda d: d["networks"]["regression"]["kwargs"].update(model_channels=8))), E, r"does not match the tensors of regression.safetensors"),
     ("model-save-over-foreign", "saving a model over a foreign folder", lambda c: tiny_model().save(c.work / "foreign", overwrite=True), FileExistsError, r"holds \['thesis.tex'\], which xcorrdiff did not write"),
     ("model-save-exists", "saving over an existing model unasked", lambda c: tiny_model().save(c.model_dir), FileExistsError, r"already exists; pass overwrite=True"),
@@ -195,7 +216,12 @@ CASES: list[tuple[str, str, Callable[[Ctx], Any], type[BaseException], str]] = [
     ("train-transform-domain", "a transform the data leave the domain of", lambda c: fit_regression(c.train_lr, c.train_hr, config=c.config(output_transforms={"u10m": "fourth_root"}), output_variables=["u10m"], progress=False), E, r"the 'fourth_root' transform needs values >= 0"),
     ("train-bounds-units", "bounds in units of another quantity", lambda c: fit_regression(c.train_lr, c.train_hr, config=c.config(output_bounds={"u10m": ("3 K", None)}), output_variables=["u10m"], progress=False), E, r"cannot convert units for variable 'u10m' from 'kelvin'"),
     ("guidance-scale", "a guidance scale that is not positive", lambda c: downscale(c.lr, c.model_dir, observations=xr.Dataset(), guidance_scale=-1.0, **KW), E, r"guidance_scale=-1.0 is invalid; expected a positive number"),
-    ("observations-unknown-variable", "observations of a variable the model does not output", lambda c: downscale(c.lr, c.model_dir, observations=xr.Dataset({"tp": ("station", [1.0])}, coords={"lat": ("station", [0.0]), "lon": ("station", [0.0])}), **KW), E, r"observations hold \['tp'\] variables the model does not output"),
+    ("observations-unknown-variable", "observations of a variable the model does not output", lambda c: downscale(c.lr, c.model_dir, observations=xr.Dataset({"tp": ("station", [1.0])}, coords={"lat": ("station", [0.0]), "lon": ("station", [0.0])}), **KW), E, r"observations hold variables \['tp'\] that are not outputs of the model; the model outputs \['t2m', 'u10m'\]"),
+    ("observations-celsius-labelled-kelvin", "observation values in degC labelled K", lambda c: downscale(c.lr, c.model_dir, observations=_obs(c, t2m=_obs(c).t2m - 273.15), **KW), E, r"observations variable 't2m' has values from 6.85 to 6.85 K, outside the physical range .*Celsius numbers labelled 'K'"),
+    ("observations-other-times", "observations on none of the input's times", lambda c: downscale(c.lr, c.model_dir, observations=_obs(c).assign_coords(time=_obs(c).time + np.timedelta64(3, "D")), **KW), E, r"observations have 3 times from 2000-01-04.* none of them a time of the input \(3 times from 2000-01-01"),
+    ("observations-duplicate-conflict", "two stations at one point with different values", lambda c: downscale(c.lr, c.model_dir, observations=_obs(c).assign_coords(lat=("station", [45.0, 45.0]), lon=("station", [7.0, 7.0])).assign(t2m=(("time", "station"), [[280.0, 283.0]] * 3, {"units": "K"})), **KW), E, r"stations 'a' and 'b' lie at the same point \(45.00000, 7.00000\) with different 't2m': 280.0 versus 283.0"),
+    ("observations-error-not-a-difference", "an observation error in units of another quantity", lambda c: downscale(c.lr, c.model_dir, observations=_obs(c, t2m_error=("station", [0.3, 0.3], {"units": "m"})), **KW), E, r"cannot convert units for variable 't2m_error' from 'm'"),
+    ("verify-truth-on-another-grid", "a truth on a grid shifted from the ensemble's", lambda c: xcorrdiff.verify.crps(*_shifted_truth()), E, r"obs variable 't2m' is not on the forecast's grid: its 'lat' differs"),
     ("lead-time-plain-model", "forecasts with lead times for a model without them", lambda c: downscale(c.lr.expand_dims(lead_time=[np.timedelta64(6, "h")]), c.model_dir, **KW), E, r"lr has a 'lead_time' dimension but the model is not lead-time-aware"),
     ("train-lead-time-truth", "forecast inputs with a truth without lead times", lambda c: fit_regression(c.train_lr.expand_dims(lead_time=[np.timedelta64(0, "h")]), c.train_hr, config=c.config(), output_variables=["t2m"], progress=False), E, r"lr has lead times \['0 days 00:00:00'\] but hr has \[\]"),
     ("region-outside-grid", "a region box outside the model's grid", lambda c: downscale(c.lr, c.model_dir, region={"lat": (-80.0, -79.0), "lon": (0.0, 1.0)}, **KW), E, r"holds no point of the model's grid"),

@@ -130,7 +130,10 @@ def test_observation_errors_weigh_the_pull(case: tuple[xr.Dataset, xr.Dataset, x
 def test_bad_observations_are_refused(case: tuple[xr.Dataset, xr.Dataset, xr.Dataset]) -> None:
     lr, _, obs = case
     model = tiny_model()
-    with pytest.raises(ValueError, match=r"observations hold \['tp'\] variables the model"):
+    with pytest.raises(
+        ValueError,
+        match=r"observations hold variables \['tp'\] that are not outputs of the model; the model outputs \['t2m', 'u10m'\]",
+    ):
         downscale(lr, model, 2, **KW, observations=obs.rename(t2m="tp"))
     with pytest.raises(ValueError, match=r"guidance_scale=0 is invalid"):
         downscale(lr, model, 2, **KW, observations=obs, guidance_scale=0)
@@ -166,7 +169,7 @@ def test_guided_stores_resume_only_with_the_same_observations(
     with pytest.raises(ValueError, match="observations_digest: store has"):
         downscale_to_zarr(lr, tmp_path / "g.zarr", model, 2, **{**kw, "observations": moved},
                           resume=True)  # fmt: skip
-    with pytest.raises(ValueError, match=r"guidance_scale: store has 2\.0, this call None"):
+    with pytest.raises(ValueError, match=r"guidance_scale: store has 2\.0, this call 0\.0"):
         downscale_to_zarr(lr, tmp_path / "g.zarr", model, 2, **KW, resume=True)
 
 
@@ -206,3 +209,60 @@ def test_observation_values_and_errors_are_checked(
         pytest.raises(ValueError, match="observations have a 'time' dimension but the input"),
     ):
         downscale(no_time, model, 2, **KW, observations=obs)
+
+
+# --- observations as users bring them: never silently wrong ---------------------------------
+
+
+def test_errors_are_differences(case: tuple[xr.Dataset, xr.Dataset, xr.Dataset]) -> None:
+    """0.3 in degC is an error of 0.3 K (not 273.45 K, which switched guidance off); an error
+    without units is a number in its variable's units."""
+    lr, _, obs = case
+    model = tiny_model()
+
+    def guided(error: xr.DataArray) -> xr.Dataset:
+        return downscale(lr, model, 2, **KW, observations=obs.assign(t2m_error=error))
+
+    kelvin = guided(xr.full_like(obs.t2m, 0.3).assign_attrs(units="K"))
+    for units in ("degC", "delta_degC", None):
+        error = xr.full_like(obs.t2m, 0.3).assign_attrs({} if units is None else {"units": units})
+        xr.testing.assert_equal(guided(error)[list(OUTPUTS)], kelvin[list(OUTPUTS)])
+    unguided = downscale(lr, model, 2, **KW)
+    assert _misfit(kelvin, obs) < 0.8 * _misfit(unguided, obs)
+
+
+def test_duplicate_stations_merge_when_they_agree(
+    case: tuple[xr.Dataset, xr.Dataset, xr.Dataset],
+) -> None:
+    lr, _, obs = case
+    model = tiny_model()
+    once = downscale(lr, model, 2, **KW, observations=obs)
+    twice = xr.concat(
+        [obs, obs.isel(station=[3, 5]).assign_coords(station=["D3", "D5"])], "station"
+    )
+    xr.testing.assert_equal(downscale(lr, model, 2, **KW, observations=twice)[list(OUTPUTS)],
+                            once[list(OUTPUTS)])  # fmt: skip
+    holes = twice.copy(deep=True)
+    holes["t2m"][{"station": 3}] = np.nan  # the duplicate fills it
+    xr.testing.assert_equal(downscale(lr, model, 2, **KW, observations=holes)[list(OUTPUTS)],
+                            once[list(OUTPUTS)])  # fmt: skip
+    conflicting = twice.copy(deep=True)
+    conflicting["u10m"][{"station": -1}] += 5.0
+    with pytest.raises(ValueError, match=r"stations 'S5' and 'D5' lie at the same point"):
+        downscale(lr, model, 2, **KW, observations=conflicting)
+
+
+def test_implausible_or_misdated_observations_are_refused(
+    case: tuple[xr.Dataset, xr.Dataset, xr.Dataset],
+) -> None:
+    lr, _, obs = case
+    model = tiny_model()
+    celsius = obs.assign(t2m=obs.t2m - 273.15)  # still labelled K
+    with pytest.raises(ValueError, match=r"observations variable 't2m' has values .* Celsius"):
+        downscale(lr, model, 2, **KW, observations=celsius)
+    assert downscale(lr, model, 2, **KW, observations=celsius, check_plausibility=False) is not None
+    dated = obs.assign_coords(time=obs.time + np.timedelta64(1, "D"))
+    with pytest.raises(ValueError, match=r"none of them a time of the input"):
+        downscale(lr, model, 2, **KW, observations=dated)
+    partly = obs.isel(time=[0])  # one of the two times: used where it is
+    assert downscale(lr, model, 2, **KW, observations=partly).attrs["guidance_scale"] == 1.0

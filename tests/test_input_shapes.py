@@ -132,3 +132,90 @@ def test_a_global_source_keeps_its_first_and_last_longitude_in_place() -> None:
     target = xr.Dataset(coords={"lat": ("point", [0.0] * 6), "lon": ("point", points)})
     out = regrid(source, target)["t"].values
     np.testing.assert_allclose(out, [1.0, 4.0, 2.5, 4.0, 1.0, 1.0])
+
+
+# --- coarse input that stops short of the HR grid, or has no values over the sea ---------
+
+
+def _coarse_curvilinear() -> tuple[xr.Dataset, xr.Dataset]:
+    """4×4 block means of the HR truth on the HR grid's own projection: the coarse cell
+    centres stop 1.5 HR cells short of the HR grid's edge."""
+    _, hr = tiny_data(1)
+    coarse = hr[["t2m"]].coarsen(y=4, x=4).mean()
+    coarse = coarse.assign_coords(lat=hr["lat"].coarsen(y=4, x=4).mean(),
+                                  lon=hr["lon"].coarsen(y=4, x=4).mean())  # fmt: skip
+    return coarse.drop_vars(["y", "x", "orography", "land_sea_mask"], errors="ignore"), hr
+
+
+@pytest.mark.parametrize("method", ["bilinear", "nearest"])
+def test_a_curvilinear_source_fills_its_outer_ring_only_when_asked(method: str) -> None:
+    coarse, hr = _coarse_curvilinear()
+    with pytest.raises(ValueError, match=r"lie outside.*edge='nearest'"):
+        regrid(coarse, hr, method)  # type: ignore[arg-type]
+    filled = regrid(coarse, hr, method, edge="nearest")["t2m"]  # type: ignore[arg-type]
+    assert np.isfinite(filled.values).all()
+    inner = (slice(None), slice(2, -2), slice(2, -2))
+    strict = regrid(coarse, hr.isel(y=slice(2, -2), x=slice(2, -2)), method)["t2m"]  # type: ignore[arg-type]
+    np.testing.assert_allclose(filled.values[inner], strict.values, rtol=1e-6)
+    corner = float(filled.isel(time=0, y=0, x=0))
+    assert corner == pytest.approx(float(coarse["t2m"].isel(time=0, y=0, x=0)), rel=1e-6)
+    far = hr.assign_coords(lat=hr["lat"] + 1.0)
+    with pytest.raises(ValueError, match="lie outside"):
+        regrid(coarse, far, method, edge="nearest")  # type: ignore[arg-type]
+
+
+def test_a_rectilinear_source_fills_within_one_cell_only_when_asked() -> None:
+    source = xr.Dataset(
+        {"t": (("lat", "lon"), np.arange(9.0).reshape(3, 3), {"units": "K"})},
+        coords={"lat": [10.0, 11.0, 12.0], "lon": [0.0, 1.0, 2.0]},
+    )
+    target = xr.Dataset(coords={"lat": [11.0, 12.6], "lon": [-0.4, 1.0]})
+    with pytest.raises(ValueError, match=r"outside the source domain.*edge='nearest'"):
+        regrid(source, target)
+    np.testing.assert_array_equal(regrid(source, target, edge="nearest")["t"].values,
+                                  [[3.0, 4.0], [6.0, 7.0]])  # fmt: skip
+    with pytest.raises(ValueError, match="outside the source domain"):
+        regrid(source, xr.Dataset(coords={"lat": [13.5], "lon": [1.0]}), edge="nearest")
+    with pytest.raises(ValueError, match=r"edge='nearest' applies to method='bilinear'"):
+        regrid(source, target, "conservative", edge="nearest")
+
+
+def _land_only(lr: xr.Dataset) -> xr.Dataset:
+    """No values west of 6.9°E (the sea of a land-only reanalysis)."""
+    return lr.where(lr["lon"] > 6.9)
+
+
+def test_land_only_input_is_refused_with_the_fill_option_named(model) -> None:
+    lr, _ = tiny_data(2)
+    with pytest.raises(ValueError, match=r"NaN/inf values.*fill_missing='nearest'"):
+        downscale(_land_only(lr), model, **KW)  # type: ignore[arg-type]
+
+
+def test_land_only_input_downscales_with_fill_missing(model) -> None:
+    from xcorrdiff.data import fill_nearest
+
+    lr, _ = tiny_data(2)
+    sea = _land_only(lr)
+    ens = downscale(sea, model, **KW, fill_missing="nearest")  # type: ignore[arg-type]
+    assert ens.attrs["fill_missing"] == "nearest"
+    assert all(np.isfinite(ens[v].values).all() for v in ens.data_vars)
+    _same(ens, downscale(fill_nearest(sea), model, **KW))  # type: ignore[arg-type]
+    lazy = downscale(sea.chunk(time=1), model, **KW, fill_missing="nearest")  # type: ignore[arg-type]
+    _same(lazy.compute(), ens)
+    full = downscale(lr, model, **KW, fill_missing="nearest")  # nothing missing: unchanged
+    _same(full, downscale(lr, model, **KW))  # type: ignore[arg-type]
+
+
+def test_fill_nearest_takes_the_nearest_valid_cell() -> None:
+    from xcorrdiff.data import fill_nearest
+
+    values = np.array([[np.nan, 1.0, np.nan, np.nan], [np.nan, np.nan, np.nan, 3.0]])
+    ds = xr.Dataset(
+        {"t": (("time", "lat", "lon"), np.stack([values, np.full_like(values, np.nan)]))},
+        coords={"lat": [0.0, 1.0], "lon": [0.0, 1.0, 2.0, 3.0]},
+    )
+    out = fill_nearest(ds)["t"].values
+    np.testing.assert_array_equal(out[0], [[1.0, 1.0, 1.0, 3.0], [1.0, 1.0, 3.0, 3.0]])
+    assert np.isnan(out[1]).all()  # a field with no valid cell stays NaN (and is refused)
+    lazy = fill_nearest(ds.chunk(time=1, lon=2))
+    np.testing.assert_array_equal(lazy["t"].values, out)

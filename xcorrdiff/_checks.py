@@ -4,8 +4,9 @@ precision names.
 Each check names the argument, what it received and what it expected. Nothing here imports
 torch at module level, so the torch-free layers (``verify``) may use it too.
 
-* Device: ``None`` (or its old spelling ``"auto"``) means CUDA when available, else the
-  CPU, everywhere; an explicit CUDA device on a machine without CUDA is an error.
+* Device: ``None`` means the option ``device`` (:func:`xcorrdiff.set_options`) when set,
+  else (as its old spelling ``"auto"``) CUDA when available, else the CPU, everywhere; an
+  explicit CUDA device on a machine without CUDA is an error.
 * Precision: one vocabulary, ``"float32"``, ``"bfloat16"``, ``"float16"``; the short names
   ``"fp32"``, ``"bf16"``, ``"fp16"`` and torch dtypes are normalized to it here.
 """
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PRECISIONS",
     "autocast",
+    "check_bool",
     "check_choice",
     "check_int",
     "check_positive",
@@ -40,20 +42,31 @@ PRECISIONS: tuple[str, ...] = ("float32", "bfloat16", "float16")
 _PRECISION_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
-def check_int(name: str, value: object, *, minimum: int = 0, maximum: int | None = None) -> int:
-    """``value`` as an ``int`` when it is an integer (not a bool) in ``[minimum, maximum]``."""
+def check_int(
+    name: str, value: object, *, minimum: int = 0, maximum: int | None = None, hint: str = ""
+) -> int:
+    """``value`` as an ``int`` when it is an integer (not a bool) in ``[minimum, maximum]``;
+    else a ``ValueError`` naming ``name``, the value and the range, then ``hint``."""
     ok = isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
     if ok and int(value) >= minimum and (maximum is None or int(value) <= maximum):  # type: ignore[call-overload]
         return int(value)  # type: ignore[call-overload]
     expected = (
         f"an integer >= {minimum}" if maximum is None else f"an integer in [{minimum}, {maximum}]"
     )
-    raise ValueError(f"{name}={value!r} is invalid; expected {expected}")
+    raise ValueError(f"{name}={value!r} is invalid; expected {expected}{hint}")
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``value`` when it is ``True`` or ``False`` (not ``0``/``1`` or another truthy object)."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    raise ValueError(f"{name}={value!r} is invalid; expected True or False")
 
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
     """``value`` when it is a finite number above zero (or at least zero)."""
-    number = value if isinstance(value, numbers.Real) and not isinstance(value, bool) else None
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+    number = value if real else None
     if number is not None and math.isfinite(number) and (number >= 0 if allow_zero else number > 0):
         return value
     expected = "a finite number >= 0" if allow_zero else "a finite number > 0"
@@ -80,7 +93,10 @@ def nonfinite_counts(values: np.ndarray, names: Sequence[str], *, axis: int = 1)
 
 
 def resolve_device(device: Any = None, *, local_rank: int | None = None) -> torch.device:
-    """The ``torch.device`` for ``device``: ``None``/``"auto"`` → CUDA when available, else CPU.
+    """The ``torch.device`` for ``device``: ``None`` → the option ``device`` of
+    :func:`xcorrdiff.set_options` when set; ``None`` then (or ``"auto"``) → CUDA when
+    available, else CPU. Every place that takes ``device=`` resolves it here, so the option
+    holds for loading, training, the regression mean and downscaling alike.
 
     With ``local_rank`` (a distributed run), ``None`` and ``"cuda"`` mean ``cuda:local_rank``.
 
@@ -91,6 +107,10 @@ def resolve_device(device: Any = None, *, local_rank: int | None = None) -> torc
     """
     import torch
 
+    from xcorrdiff.options import OPTIONS
+
+    if device is None:
+        device = OPTIONS["device"]
     if device is None or device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and local_rank is not None and torch.cuda.is_available():

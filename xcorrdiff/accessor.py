@@ -1,23 +1,42 @@
 """The ``.corrdiff`` accessor: thin facades that validate, delegate and return labeled results.
 
 Each method is a few lines; the work lives in ``xcorrdiff.data``, ``xcorrdiff.verify`` and
-the pipeline modules. The accessor's ``__init__`` only stores the object.
+the pipeline modules. The accessor's ``__init__`` only stores the object. ``downscale`` and
+``downscale_to_zarr`` are the functions of :mod:`xcorrdiff.inference.api` themselves, bound
+to the Dataset: the same arguments, spelled out in one place, the same documentation.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
 
 import xarray as xr
 
-if TYPE_CHECKING:
-    import os
-    from collections.abc import Sequence
+from xcorrdiff.inference import api as _api  # light: the pipeline loads on the first call
+from xcorrdiff.train import api as _train_api  # light: the stages load on the first call
 
-    from xcorrdiff.data.regrid import RegridBackend, RegridMethod
-    from xcorrdiff.model import CorrDiffModel
+if TYPE_CHECKING:
+    from collections.abc import Hashable, Sequence
+
+    from xcorrdiff.data.regrid import RegridBackend, RegridEdge, RegridMethod
 
 T = TypeVar("T", xr.Dataset, xr.DataArray)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _method(fn: Callable[Concatenate[xr.Dataset, P], R]) -> Callable[Concatenate[Any, P], R]:
+    """``fn`` as an accessor method: called with the accessor's Dataset first; ``fn``'s name,
+    docstring and signature (``help``, IDEs and the docs show every argument after the
+    first), and its types for type checkers."""
+
+    @functools.wraps(fn)
+    def method(self: Any, *args: P.args, **kwargs: P.kwargs) -> R:
+        return fn(self._obj, *args, **kwargs)
+
+    return method
 
 
 class _CorrDiffAccessor(Generic[T]):
@@ -32,6 +51,7 @@ class _CorrDiffAccessor(Generic[T]):
         method: RegridMethod = "bilinear",
         *,
         backend: RegridBackend | None = None,
+        edge: RegridEdge = "raise",
     ) -> T:
         """Regrid onto the grid carried by ``target``; see :func:`xcorrdiff.data.regrid.regrid`.
 
@@ -46,6 +66,9 @@ class _CorrDiffAccessor(Generic[T]):
         backend
             ``None`` (xarray interpolation, or xarray-regrid for conservative), or
             ``"xesmf"`` when xesmf is installed.
+        edge
+            ``"raise"`` (default) refuses target points outside the source;
+            ``"nearest"`` fills those within one source cell of its edge from the edge.
 
         Returns
         -------
@@ -58,7 +81,7 @@ class _CorrDiffAccessor(Generic[T]):
         """
         from xcorrdiff.data.regrid import regrid
 
-        return regrid(self._obj, target, method, backend=backend)
+        return regrid(self._obj, target, method, backend=backend, edge=edge)
 
     # --- verification -------------------------------------------------------------------
 
@@ -121,32 +144,53 @@ class _CorrDiffAccessor(Generic[T]):
         )
 
     def brier_score(
-        self, obs: xr.Dataset | xr.DataArray, threshold: float | Sequence[float], **options: Any
+        self,
+        obs: xr.Dataset | xr.DataArray,
+        threshold: float | Sequence[float],
+        *,
+        member_dim: str = "member",
+        dim: str | list[str] | tuple[str, ...] | None = None,
+        fair: bool = False,
+        weights: xr.DataArray | None = None,
     ) -> T:
         """Brier score of ``x >= threshold``; see :func:`xcorrdiff.verify.brier_score`."""
         from xcorrdiff.verify import brier_score
 
-        return brier_score(self._obj, obs, threshold, **options)
+        return brier_score(
+            self._obj, obs, threshold, member_dim=member_dim, dim=dim, fair=fair, weights=weights
+        )
 
     def fss(
         self,
         obs: xr.Dataset | xr.DataArray,
         threshold: float | Sequence[float],
         window: int | Sequence[int],
-        **options: Any,
+        *,
+        member_dim: str = "member",
+        spatial_dims: Sequence[Hashable] = ("y", "x"),
+        dim: str | list[str] | tuple[str, ...] | None = None,
     ) -> T:
         """Fractions skill score; see :func:`xcorrdiff.verify.fss`."""
         from xcorrdiff.verify import fss
 
-        return fss(self._obj, obs, threshold, window, **options)
+        return fss(
+            self._obj, obs, threshold, window, member_dim=member_dim, spatial_dims=spatial_dims,
+            dim=dim,
+        )  # fmt: skip
 
     def reliability(
-        self, obs: xr.Dataset | xr.DataArray, threshold: float | Sequence[float], **options: Any
+        self,
+        obs: xr.Dataset | xr.DataArray,
+        threshold: float | Sequence[float],
+        *,
+        member_dim: str = "member",
+        dim: str | list[str] | tuple[str, ...] | None = None,
+        bins: int | Sequence[float] = 10,
     ) -> xr.Dataset:
         """Reliability diagram of ``x >= threshold``; see :func:`xcorrdiff.verify.reliability`."""
         from xcorrdiff.verify import reliability
 
-        return reliability(self._obj, obs, threshold, **options)
+        return reliability(self._obj, obs, threshold, member_dim=member_dim, dim=dim, bins=bins)
 
     def at_stations(self, stations: xr.Dataset | xr.DataArray) -> T:
         """Bilinear values at the stations' points; see :func:`xcorrdiff.verify.at_stations`."""
@@ -185,40 +229,11 @@ class _CorrDiffAccessor(Generic[T]):
 class CorrDiffDatasetAccessor(_CorrDiffAccessor[xr.Dataset]):
     """``ds.corrdiff``: downscaling and verification methods on a Dataset."""
 
-    def fit(self, hr: xr.Dataset, **options: Any) -> CorrDiffModel:
-        """Train a CorrDiff model from this (LR) Dataset to ``hr``: :func:`xcorrdiff.train.fit`.
-
-        The LR data may be on a coarse grid: training runs the prepare step of inference
-        (units → regrid onto the HR grid → invariants → normalize). ``options`` are those of
-        :func:`xcorrdiff.train.fit` (``invariants``, ``config``, ``input_variables``,
-        ``output_variables``, ``regrid_method``, ``progress``).
-
-        Examples
-        --------
-        >>> model = lr.corrdiff.fit(hr, config=xcorrdiff.TrainConfig(preset="tiny"))  # doctest: +SKIP
-        """
-        from xcorrdiff.train import fit
-
-        return fit(self._obj, hr, **options)
-
-    def downscale(
-        self,
-        model: CorrDiffModel | str | os.PathLike[str] | None = None,
-        n_ensemble: int = 32,
-        **options: Any,
-    ) -> xr.Dataset:
-        """Generate an HR ensemble ``(member, time, y, x)``: :func:`xcorrdiff.downscale`.
-
-        ``options`` are those of :func:`xcorrdiff.downscale` (``seed``, ``sampler``,
-        ``num_steps``, ``patch_shape``, ``device``, ``return_mean``...).
-
-        Examples
-        --------
-        >>> ens = lr.corrdiff.downscale(model, n_ensemble=16, seed=0)  # doctest: +SKIP
-        """
-        from xcorrdiff.inference.api import downscale
-
-        return downscale(self._obj, model, n_ensemble, **options)
+    # The training and downscaling functions themselves (every argument spelled out once, in
+    # xcorrdiff.train.api and xcorrdiff.inference.api), called with this Dataset first.
+    fit = _method(_train_api.fit)
+    downscale = _method(_api.downscale)
+    downscale_to_zarr = _method(_api.downscale_to_zarr)
 
 
 @xr.register_dataarray_accessor("corrdiff")

@@ -10,6 +10,7 @@ The training settings are :class:`xcorrdiff.train.TrainConfig`.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -18,6 +19,10 @@ from xcorrdiff._checks import check_choice, check_int, check_positive
 EmbeddingType = Literal["positional", "fourier", "zero"]
 GridType = Literal["sinusoidal", "sinusoidal_octave", "learnable", "linear", "none"]
 SamplerName = Literal["euler", "heun"]
+
+#: Field metadata of a setting that may change between a run and its resumption (a
+#: training checkpoint, a zarr store): not part of their fingerprints.
+RUNTIME_ONLY: Mapping[str, bool] = {"runtime_only": True}
 
 
 @dataclass(frozen=True, kw_only=True)

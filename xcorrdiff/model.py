@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from xcorrdiff._checks import check_choice, resolve_device
+from xcorrdiff._checks import check_choice, check_int, resolve_device
 from xcorrdiff._files import publish_dir
 from xcorrdiff._model_dir import (
     FORMAT,
@@ -46,22 +46,18 @@ from xcorrdiff._model_dir import (
     read_config,
     write_files,
 )
+from xcorrdiff._version import __version__
 from xcorrdiff.config import SamplerConfig
 from xcorrdiff.data.convert import array_to_dataset, dataset_to_array, to_tensor
 from xcorrdiff.data.lead_time import map_leads
 from xcorrdiff.data.normalize import Normalizer
 from xcorrdiff.data.prepare import VariableSpec, prepare_condition
 from xcorrdiff.data.time_features import check_time_features, feature_channels
-from xcorrdiff.diffusion.conditioning import build_condition, patched_regression_mean
+from xcorrdiff.diffusion.conditioning import mean_of_inputs
 from xcorrdiff.diffusion.patching import PatchGrid, regression_grid
+from xcorrdiff.options import OPTIONS
 
 __all__ = ["CorrDiffModel", "load_model"]
-
-
-def _version() -> str:
-    from xcorrdiff._version import __version__
-
-    return __version__
 
 
 class CorrDiffModel:
@@ -291,7 +287,13 @@ class CorrDiffModel:
             time_features=self.time_features,
         )
 
-    def regression_mean(self, lr: xr.Dataset, *, batch_size: int = 8) -> xr.Dataset:
+    def regression_mean(
+        self,
+        lr: xr.Dataset,
+        *,
+        batch_size: int = 8,
+        device: str | torch.device | None = None,
+    ) -> xr.Dataset:
         """The regression network's conditional mean μ, in physical units on the HR grid.
 
         Parameters
@@ -301,6 +303,10 @@ class CorrDiffModel:
             ``(time, lead_time, ...)`` for a lead-time-aware model.
         batch_size : int, default 8
             Times per forward pass.
+        device : str or torch.device, optional
+            Where to compute (the model moves there, as with :meth:`to`). Default: the
+            option ``device`` of :func:`xcorrdiff.set_options` when set, else where the
+            model is.
 
         Returns
         -------
@@ -308,8 +314,9 @@ class CorrDiffModel:
             The output variables on ``(time, y, x)`` with their units (``(time, lead_time,
             y, x)`` and a ``valid_time`` for a lead-time-aware model).
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r} is invalid; expected an integer >= 1")
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+        if device is not None or OPTIONS["device"] is not None:
+            self.to(device)
         if self.lead_times:
             return map_leads(lr, self.lead_times, lambda sub, k: self._mean(sub, batch_size, k))
         return self._mean(lr, batch_size, None)
@@ -327,8 +334,7 @@ class CorrDiffModel:
                 block = np.asarray(array[start : start + batch_size])
                 x = to_tensor(block, device=device)
                 labels = None if lead is None else torch.full((x.shape[0],), lead, device=device)
-                whole = build_condition(x, lead_time=labels)
-                mu = patched_regression_mean(self.regression, whole, n_out, self.regression_grid())
+                mu = mean_of_inputs(self.regression, x, n_out, self.regression_grid(), labels)
                 chunks.append(mu.cpu().numpy())
         mean = np.concatenate(chunks, axis=0) if chunks else np.zeros((0, n_out, *self.shape))
         out = array_to_dataset(
@@ -378,8 +384,8 @@ class CorrDiffModel:
         return ds.assign(masked)
 
     def to(self, device: str | torch.device | None) -> CorrDiffModel:
-        """Move both networks to ``device`` (in place; ``None``: CUDA when available, else
-        the CPU); returns ``self``."""
+        """Move both networks to ``device`` (in place; ``None``: the option ``device``, else
+        CUDA when available, else the CPU); returns ``self``."""
         device = resolve_device(device)
         self.regression.to(device)
         if self.diffusion is not None:
@@ -393,7 +399,7 @@ class CorrDiffModel:
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "xcorrdiff_version": _version(),
+            "xcorrdiff_version": __version__,
             "input_variables": [v.to_dict() for v in self.input_variables],
             "output_variables": [v.to_dict() for v in self.output_variables],
             "invariants": [
@@ -582,7 +588,8 @@ def load_model(
         :func:`xcorrdiff.tutorial.make_synthetic` data (128×128, factor 8) by
         ``examples/train_demo_model.py`` (write ``"./demo"`` for a local folder of that name).
     device : str or torch.device, optional
-        Where the networks go; default CUDA when available, else the CPU.
+        Where the networks go; default: the option ``device``, else CUDA when available,
+        else the CPU.
 
     Returns
     -------

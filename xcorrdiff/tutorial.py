@@ -104,6 +104,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from xcorrdiff._checks import check_int
 from xcorrdiff._synthetic import checks, fields, layout
 from xcorrdiff._synthetic.domain import Domain, DomainSpec, build_domain
 from xcorrdiff._synthetic.physics import (
@@ -118,6 +119,7 @@ from xcorrdiff._synthetic.physics import (
     white_noise,
 )
 from xcorrdiff._synthetic.weather import LR_VARIABLES, WeatherParams, make_weather
+from xcorrdiff.data.grids import coordinates_agree
 
 __all__ = ["invariants", "make_synthetic", "oracle_ensemble", "oracle_mean"]
 
@@ -205,8 +207,8 @@ def make_synthetic(
     >>> lr.t2m.dims, lr.t2m.attrs["units"]
     (('time', 'lat', 'lon'), 'K')
     """
-    n_times = checks.check_int("n_times", n_times, 1)
-    seed = checks.check_int("seed", seed, 0)
+    n_times = check_int("n_times", n_times, minimum=1)
+    seed = check_int("seed", seed)
     spec = checks.check_spec(
         hr_shape, factor, center, domain_seed, grid_spacing, lr_spacing, margin
     )
@@ -319,8 +321,7 @@ def _lr_inputs(lr: xr.Dataset) -> tuple[Domain, PhysicsParams, dict[str, Any], n
             )
         arrays[name] = var.transpose("time", "lat", "lon").data
     for axis, values in (("lat", domain.lr_lat), ("lon", domain.lr_lon)):
-        got = np.asarray(lr[axis].values)
-        if got.shape != values.shape or not np.allclose(got, values, atol=1e-6):
+        if not coordinates_agree(lr[axis].values, values):  # the one grid rule
             raise ValueError(
                 f"lr[{axis!r}] differs from the recipe's LR grid ({values.size} values from "
                 f"{values[0]:g} to {values[-1]:g}); the oracle needs the full, unsubsetted LR grid"
@@ -425,14 +426,14 @@ def oracle_ensemble(
     >>> dict(ens.sizes)
     {'member': 3, 'time': 2, 'y': 32, 'x': 32}
     """
-    n_ensemble = checks.check_int("n_ensemble", n_ensemble, 1)
-    seed = checks.check_int("seed", seed, 0)
+    n_ensemble = check_int("n_ensemble", n_ensemble, minimum=1)
+    seed = check_int("seed", seed)
     sizes = {"member": 1, "time": 64, **(chunks or {})}
     unknown = set(sizes) - {"member", "time"}
     if unknown:
         raise ValueError(f"chunks may set 'member' and 'time' only, got {sorted(unknown)}")
-    member_chunk = checks.check_int("chunks['member']", sizes["member"], 1)
-    time_chunk = checks.check_int("chunks['time']", sizes["time"], 1)
+    member_chunk = check_int("chunks['member']", sizes["member"], minimum=1)
+    time_chunk = check_int("chunks['time']", sizes["time"], minimum=1)
     domain, physics, arrays, times = _lr_inputs(lr)
     model = noise_model(domain, physics)
     keys = _time_keys(times)

@@ -12,15 +12,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from xcorrdiff._checks import check_int
 from xcorrdiff._synthetic.domain import DomainSpec, default_lr_spacing
-
-
-def check_int(name: str, value: Any, minimum: int, hint: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}{hint}")
-    return int(value)
 
 
 def check_real(name: str, value: Any, low: float, high: float, unit: str = "") -> float:
@@ -49,8 +42,8 @@ def check_spec(
         check_int(
             f"hr_shape[{i}]",
             n,
-            minimum,
-            f"; the HR domain must span at least 16 cells and 2 LR cells (2 * factor = "
+            minimum=minimum,
+            hint=f"; the HR domain must span at least 16 cells and 2 LR cells (2 * factor = "
             f"{2 * factor:g}): use a larger hr_shape or a smaller factor",
         )
         for i, n in enumerate(hr_shape)
@@ -79,10 +72,10 @@ def check_spec(
         hr_shape=(shape[0], shape[1]),
         factor=factor,
         center=(lat0, lon0),
-        domain_seed=check_int("domain_seed", domain_seed, 0),
+        domain_seed=check_int("domain_seed", domain_seed),
         grid_spacing=grid_spacing,
         lr_spacing=lr_spacing,
-        margin=check_int("margin", margin, 1, " LR cells"),
+        margin=check_int("margin", margin, minimum=1, hint=" (LR cells)"),
     )
 
 

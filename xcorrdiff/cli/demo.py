@@ -11,7 +11,7 @@ __all__ = ["add_demo"]
 
 EXAMPLES = """examples:
   xcorrdiff demo                                   # 32 members, 1 held-out time
-  xcorrdiff demo --out demo-output --overwrite --n-times 4 --members 16
+  xcorrdiff demo --out demo-output --overwrite --n-times 4 --n-ensemble 16
   xcorrdiff demo --model my_model --no-figures     # a model trained on the synthetic domain
 """
 
@@ -22,9 +22,9 @@ def _demo(args: argparse.Namespace) -> int:
     run_demo(
         args.out,
         model=args.model,
-        n_ensemble=args.members,
+        n_ensemble=args.n_ensemble,
         n_times=args.n_times,
-        num_steps=args.steps,
+        num_steps=args.num_steps,
         seed=args.seed,
         overwrite=args.overwrite,
         figures=not args.no_figures,
@@ -53,6 +53,7 @@ def add_demo(subparsers: Any) -> Handler:
         "--out", type=path, default="xcorrdiff-demo", help="output folder (default xcorrdiff-demo)"
     )
     p.add_argument(
+        "--n-ensemble",
         "--members",
         type=integer(2),
         default=DEFAULT_MEMBERS,
@@ -65,7 +66,11 @@ def add_demo(subparsers: Any) -> Handler:
         help=f"held-out times (default {DEFAULT_TIMES})",
     )
     p.add_argument(
-        "--steps", type=integer(1), default=None, help="sampler steps (default: the model's)"
+        "--num-steps",
+        "--steps",
+        type=integer(1),
+        default=None,
+        help="sampler steps (default: the model's)",
     )
     p.add_argument("--seed", type=integer(0), default=0, help="seed of the members and the oracle")
     p.add_argument(

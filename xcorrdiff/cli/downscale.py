@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from typing import Any
 
@@ -14,17 +15,20 @@ from xcorrdiff.cli.options import (
     open_dataset,
     pair,
     path,
+    region,
     subcommand,
 )
 
 __all__ = ["add_downscale"]
 
 EXAMPLES = """examples:
-  xcorrdiff downscale era5.nc --model my_model --members 32 --out ens.zarr
+  xcorrdiff downscale era5.nc --model my_model --n-ensemble 32 --out ens.zarr
   xcorrdiff downscale cmip6.zarr --model my_model --out ens.zarr --times 2050-01/2050-12 \\
       --patch-shape 64x64 --time-chunk 4 --workers 2
   xcorrdiff downscale era5.nc --model my_model --out ens.zarr --resume   # after a kill
   xcorrdiff downscale era5.nc --model my_model --out ens.zarr --observations stations.nc
+  xcorrdiff downscale era5_land.nc --model my_model --out ens.zarr --fill-missing nearest \\
+      --region lat=44:46,lon=5:8
 """
 
 
@@ -73,48 +77,20 @@ class _TqdmCallback:
         self.callback = Callback(start_state=start_state, posttask=posttask, finish=finish)
 
 
-def _downscale_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "time_chunk": args.time_chunk,
-        "resume": args.resume,
-        "overwrite": args.mode == "w",
-        "recompute_changed": args.recompute_changed,
-        "check_plausibility": not args.no_plausibility_check,
-        "seed": args.seed,
-        "sampler": args.sampler,
-        "num_steps": args.steps,
-        "s_churn": args.churn,
-        "patch_shape": args.patch_shape,
-        "overlap": args.overlap,
-        "member_batch_size": args.member_batch_size,
-        "device": args.device,
-        "dtype": args.dtype,
-        "return_mean": args.return_mean,
-        **(
-            {}
-            if args.observations is None
-            else {
-                "observations": open_dataset(args.observations, "--observations").load(),
-                "guidance_scale": args.guidance_scale,
-            }
-        ),
-    }
-
-
 def _downscale(args: argparse.Namespace) -> int:
-    if args.resume and args.mode == "w":
-        raise CommandError("--resume and --mode w contradict each other; pass one of them")
+    if args.resume and args.overwrite:
+        raise CommandError("--resume and --overwrite (--mode w) contradict each other; pass one")
     from xcorrdiff.inference.ownership import check_store_path
 
     out = check_store_path(args.out, protected=[args.input, args.model], argument="--out")
-    if (out.exists() or out.is_symlink()) and not (args.mode == "w" or args.resume):
+    if (out.exists() or out.is_symlink()) and not (args.overwrite or args.resume):
         raise CommandError(
             f"--out {args.out!r} already exists; choose another path, pass --resume to "
-            "continue an interrupted run, or --mode w to replace a store xcorrdiff wrote"
+            "continue an interrupted run, or --overwrite to replace a store xcorrdiff wrote"
         )
     import dask
 
-    from xcorrdiff.inference.api import downscale_to_zarr
+    from xcorrdiff.inference.api import OPTIONS, downscale_to_zarr
     from xcorrdiff.inference.handles import get_model, resolve_model
     from xcorrdiff.inference.store import done_chunks
 
@@ -124,16 +100,19 @@ def _downscale(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, TypeError) as exc:
         raise CommandError(f"--model: {exc}") from exc
     lr = _select_times(open_dataset(args.input, "INPUT", time_chunk=args.time_chunk), args.times)
+    # Each option's flag is its name with dashes; a flag not given is left out, so the
+    # function's default holds.
+    options = {name: value for name, value in vars(args).items() if name in OPTIONS}
+    if "observations" in options:
+        options["observations"] = open_dataset(options["observations"], "--observations").load()
     progress = _TqdmCallback(disable=args.quiet)
     try:
         with dask.config.set(scheduler="threads", num_workers=args.workers), progress.callback:
             run = downscale_to_zarr(
-                lr if "time" in lr.dims else lr.expand_dims("time"),
-                out,
-                model,
-                args.members,
-                **_downscale_options(args),
-            )
+                lr if "time" in lr.dims else lr.expand_dims("time"), out, model,
+                time_chunk=args.time_chunk, resume=args.resume, overwrite=args.overwrite,
+                recompute_changed=args.recompute_changed, **options,
+            )  # fmt: skip
     except OSError as exc:
         if out.exists() and done_chunks(out):
             exc.strerror = (
@@ -150,19 +129,47 @@ def _downscale(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_guidance(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--observations",
-        type=path,
-        default=None,
+def _add_request(p: argparse.ArgumentParser) -> None:
+    """The flags of the request: each named after its argument of ``downscale`` (older
+    spellings kept as aliases), left out of the namespace unless given."""
+    add = functools.partial(p.add_argument, default=argparse.SUPPRESS)
+    add("--n-ensemble", "--members", type=integer(1), help="ensemble size (default 32)")
+    add("--seed", type=integer(0), help="seed of the members' random streams (default 0)")
+    add("--sampler", choices=["euler", "heun"], help="default: the model's own sampler settings")
+    add(
+        "--num-steps", "--steps", type=integer(1),
+        help="sampler steps (default: the model's, 12 Euler; 18 Heun)",
+    )  # fmt: skip
+    add("--s-churn", "--churn", type=nonnegative_float, help="EDM churn (default per sampler)")
+    add("--patch-shape", type=pair, help="patch size YxX (default: the whole domain)")
+    add("--overlap", type=integer(0), help="patch overlap in pixels")
+    add(
+        "--region", type=region,
+        help="generate only a box: y=A:B,x=C:D (labels of the grid's dims) or lat=S:N,lon=W:E",
+    )  # fmt: skip
+    add(
+        "--observations", type=path,
         help="station observations (station dim, lat/lon) to guide the sampler toward",
-    )
-    p.add_argument(
-        "--guidance-scale",
-        type=nonnegative_float,
-        default=1.0,
+    )  # fmt: skip
+    add(
+        "--guidance-scale", type=nonnegative_float,
         help="weight of the observations' log-likelihood (default 1: Bayesian)",
-    )
+    )  # fmt: skip
+    add(
+        "--fill-missing", choices=["nearest"],
+        help="fill NaN input from the nearest valid cell (land-only input)",
+    )  # fmt: skip
+    add("--return-mean", action="store_true", help="also write the regression mean")
+    add(
+        "--no-plausibility-check", dest="check_plausibility", action="store_false",
+        help="accept inputs far outside the training range or physical bounds (experts)",
+    )  # fmt: skip
+    add("--member-batch-size", type=integer(1))
+    add("--device", help="cpu, cuda, cuda:N (default: auto)")
+    add(
+        "--precision", "--dtype", choices=["float32", "bfloat16", "float16"],
+        help="network precision (default float32; reduced precision needs CUDA)",
+    )  # fmt: skip
 
 
 def add_downscale(subparsers: Any) -> Handler:
@@ -182,33 +189,14 @@ def add_downscale(subparsers: Any) -> Handler:
         "--out",
         required=True,
         type=path,
-        help="output zarr store (must not exist, unless --resume)",
+        help="output zarr store (must not exist, unless --resume or --overwrite)",
     )
-    p.add_argument("--members", type=integer(1), default=32, help="ensemble size (default 32)")
-    p.add_argument(
-        "--sampler",
-        choices=["euler", "heun"],
-        default=None,
-        help="default: the model's own sampler settings",
-    )
-    p.add_argument(
-        "--steps",
-        type=integer(1),
-        default=None,
-        help="sampler steps (default: the model's, 12 Euler; 18 Heun)",
-    )
-    p.add_argument(
-        "--churn", type=nonnegative_float, default=None, help="EDM s_churn (default per sampler)"
-    )
-    p.add_argument("--seed", type=integer(0), default=0)
+    _add_request(p)
     p.add_argument(
         "--times",
         default=None,
         help="a time (or day, month) or an ISO 8601 range START/END, e.g. 2021-01-01/2021-01-31",
     )
-    p.add_argument("--patch-shape", type=pair, default=None, help="patch size YxX")
-    p.add_argument("--overlap", type=integer(0), default=None, help="patch overlap in pixels")
-    p.add_argument("--member-batch-size", type=integer(1), default=None)
     p.add_argument(
         "--time-chunk",
         type=integer(1),
@@ -216,15 +204,17 @@ def add_downscale(subparsers: Any) -> Handler:
         help="times per task and zarr chunk (default 1)",
     )
     p.add_argument("--workers", type=integer(1), default=1, help="dask threads (default 1)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None)
-    p.add_argument("--return-mean", action="store_true", help="also write the regression mean")
-    _add_guidance(p)
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out if xcorrdiff wrote it (never anything else)",
+    )
     p.add_argument(
         "--mode",
         choices=["w-", "w"],
-        default="w-",
-        help="'w' replaces an existing --out if xcorrdiff wrote it (never anything else)",
+        action=_ModeAction,
+        dest="overwrite",
+        help="old spelling of --overwrite: 'w' replaces, 'w-' (default) refuses",
     )
     p.add_argument(
         "--resume",
@@ -236,10 +226,12 @@ def add_downscale(subparsers: Any) -> Handler:
         action="store_true",
         help="with --resume: recompute finished chunks whose input values changed",
     )
-    p.add_argument(
-        "--no-plausibility-check",
-        action="store_true",
-        help="accept inputs far outside the training range or physical bounds (experts)",
-    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return _downscale
+
+
+class _ModeAction(argparse.Action):
+    """``--mode w`` sets ``overwrite``; ``--mode w-`` leaves it False."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        setattr(namespace, self.dest, values == "w")

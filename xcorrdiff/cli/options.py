@@ -16,6 +16,7 @@ __all__ = [
     "open_dataset",
     "pair",
     "path",
+    "region",
     "subcommand",
 ]
 
@@ -67,6 +68,29 @@ def pair(text: str) -> tuple[int, int]:
     if len(values) != 2 or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected YxX with positive sides, got {text!r}")
     return values[0], values[1]
+
+
+def region(text: str) -> dict[str, Any]:
+    """``y=A:B,x=C:D`` (labels of the grid's dims, either end may be empty) as slices, or
+    ``lat=S:N,lon=W:E`` as a latitude/longitude box: ``downscale``'s ``region``."""
+    bounds: dict[str, tuple[float | None, float | None]] = {}
+    try:
+        for item in text.split(","):
+            name, _, span = item.partition("=")
+            low, sep, high = span.partition(":")
+            if not name.strip() or not sep:
+                raise ValueError(item)
+            bounds[name.strip()] = (float(low) if low else None, float(high) if high else None)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=A:B[,NAME=C:D] (e.g. y=0:64000,x=:32000 or lat=44:46,lon=5:8), "
+            f"got {text!r}"
+        ) from None
+    if set(bounds) == {"lat", "lon"}:
+        if any(v is None for pair in bounds.values() for v in pair):
+            raise argparse.ArgumentTypeError(f"a lat/lon box needs both ends of each, got {text!r}")
+        return dict(bounds)
+    return {name: slice(*pair) for name, pair in bounds.items()}
 
 
 def open_dataset(source: str, argument: str, *, time_chunk: int | None = None) -> Any:

@@ -71,7 +71,7 @@ def _setting(args: argparse.Namespace, run: dict[str, Any], key: str) -> Any:
 
 
 def _train_config(args: argparse.Namespace, run: dict[str, Any], checkpoints: str) -> Any:
-    from xcorrdiff.train import TrainConfig
+    from xcorrdiff.train.config import TrainConfig
 
     settings = dict(run.get("train", {}))
     for key in ("preset", "seed", "device"):
@@ -100,7 +100,7 @@ def _train(args: argparse.Namespace) -> int:
         )
     checkpoints = args.checkpoint_dir or os.fspath(target.with_name(target.name + ".checkpoints"))
     config = _train_config(args, run, checkpoints)
-    from xcorrdiff.train import fit
+    from xcorrdiff.train.api import fit
 
     model = fit(
         open_dataset(lr_path, "LR"),

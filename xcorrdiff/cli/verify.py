@@ -28,7 +28,7 @@ __all__ = ["add_verify", "score_table"]
 
 EXAMPLES = """examples:
   xcorrdiff verify ensemble.zarr truth.nc
-  xcorrdiff verify ensemble.zarr truth.zarr --format csv --output scores.csv
+  xcorrdiff verify ensemble.zarr truth.zarr --format csv --out scores.csv
   xcorrdiff verify ensemble.zarr truth.nc --variables t2m,precip --figures figures/
   xcorrdiff verify ensemble.zarr truth.nc --area-weights --format json
   xcorrdiff verify ensemble.zarr truth.nc --threshold precip=1,10 --windows 1,9,33
@@ -220,10 +220,10 @@ def _verify(args: argparse.Namespace) -> int:
     ens, truth = ens[names].chunk({"member": -1}), truth[names]
     rows = score_table(ens, truth, names, weights, thresholds, tuple(windows))
     text = _format(rows, args.format)
-    if args.output is None:
+    if args.out is None:
         sys.stdout.write(text)
     else:
-        write_text_atomic(Path(args.output), text)
+        write_text_atomic(Path(args.out), text)
     if args.figures is not None:
         _figures(Path(args.figures), ens, truth, thresholds, windows)
     return 0
@@ -255,7 +255,11 @@ def add_verify(subparsers: Any) -> Handler:
     p.add_argument("--variables", default=None, help="comma-separated (default: all shared)")
     p.add_argument("--format", choices=["text", "csv", "json"], default="text")
     p.add_argument(
-        "--output", type=path, default=None, help="write the table here (default stdout)"
+        "--out",
+        "--output",
+        type=path,
+        default=None,
+        help="write the table here (default stdout)",
     )
     p.add_argument("--figures", type=path, default=None, help="folder for the PNG figures")
     p.add_argument(

@@ -9,6 +9,7 @@ import importlib
 from typing import Any
 
 from xcorrdiff.data.convert import array_to_dataset, dataset_to_array, to_tensor
+from xcorrdiff.data.fill import fill_nearest
 from xcorrdiff.data.normalize import Normalizer, VariableStats
 from xcorrdiff.data.regrid import RegridBackend, RegridMethod, latlon_names, regrid
 from xcorrdiff.data.units import convert_units, parse_units, unit_conversion
@@ -29,6 +30,7 @@ __all__ = [
     "convert_units",
     "dataset_to_array",
     "extract_sample_patches",
+    "fill_nearest",
     "latlon_names",
     "parse_units",
     "regrid",

@@ -15,7 +15,10 @@ triangle of the projection is a triangle on the sphere — and triangulated once
 
 The weights form a sparse ``(target, source)`` matrix built once and applied per chunk
 with :func:`xarray.apply_ufunc` (lazy on dask). A target point outside the source's
-triangulated area raises an error instead of turning into NaN. Conservative remapping
+triangulated area raises an error instead of turning into NaN; ``edge="nearest"`` (opt-in)
+gives the points within one source cell of the source's edge the nearest source point's
+value instead, as the outer ring of a coarse-to-fine pair on the same projection needs
+(coarse cell centres stop half a coarse cell short of the fine grid's edge). Conservative remapping
 needs cell corners, which 2-D centres alone do not give: it is refused with a message.
 """
 
@@ -29,7 +32,7 @@ import scipy.sparse
 import xarray as xr
 from scipy.spatial import Delaunay, cKDTree
 
-from xcorrdiff.data.grids import TargetGrid, bbox_text
+from xcorrdiff.data.grids import EDGE_HINT, TargetGrid, bbox_text
 
 __all__ = ["is_curvilinear", "regrid_curvilinear"]
 
@@ -77,12 +80,30 @@ def _source_points(lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.nda
     return xyz, center
 
 
+def _outside(
+    xyz: np.ndarray, targets: np.ndarray, outside: np.ndarray, edge: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The target points outside the triangulation that ``edge="nearest"`` fills (within one
+    source cell of the nearest source point), their nearest source points, and the points
+    still outside."""
+    if edge != "nearest" or not outside.any():
+        return np.zeros(0, np.int64), outside
+    tree = cKDTree(xyz)
+    cell = float(np.median(tree.query(xyz, k=2)[0][:, 1]))  # a source cell's side (chord)
+    distance, nearest = tree.query(targets[outside])
+    within = distance <= cell * (1 + 1e-6)
+    still = outside.copy()
+    still[np.flatnonzero(outside)[within]] = False
+    return nearest[within], still
+
+
 def _weights(
     source_lat: np.ndarray,
     source_lon: np.ndarray,
     target_lat: np.ndarray,
     target_lon: np.ndarray,
     method: str,
+    edge: str = "raise",
 ) -> scipy.sparse.csr_matrix:
     """Sparse ``(n_target, n_source)`` interpolation weights."""
     xyz, center = _source_points(source_lat, source_lon)
@@ -91,25 +112,26 @@ def _weights(
     hull = Delaunay(_gnomonic(xyz, center))
     projected = _gnomonic(targets, center)
     simplex = np.where(targets @ center > 0, hull.find_simplex(projected, tol=1e-9), -1)
-    outside = simplex < 0
+    ring, outside = _outside(xyz, targets, simplex < 0, edge)
     if outside.any():
         raise ValueError(
             f"target grid extends outside the curvilinear source's coverage: "
             f"{int(outside.sum())} of {n_target} target points lie outside. Target "
             f"{bbox_text(target_lat, target_lon)}; source {bbox_text(source_lat, source_lon)}. "
-            "Crop the target to the source domain (e.g. downscale(region=...)) or supply a "
-            "larger source"
+            f"Crop the target to the source domain (e.g. downscale(region=...)) or supply a "
+            f"larger source{EDGE_HINT}"
         )
     if method == "nearest":
         _, cols = cKDTree(xyz).query(targets)
         rows, values = np.arange(n_target), np.ones(n_target)
     else:
-        transform = hull.transform[simplex]
-        partial = np.einsum("nij,nj->ni", transform[:, :2], projected - transform[:, 2])
+        inside = np.flatnonzero(simplex >= 0)
+        transform = hull.transform[simplex[inside]]
+        partial = np.einsum("nij,nj->ni", transform[:, :2], projected[inside] - transform[:, 2])
         bary = np.concatenate([partial, 1 - partial.sum(axis=1, keepdims=True)], axis=1)
-        rows = np.repeat(np.arange(n_target), 3)
-        cols = hull.simplices[simplex].ravel()
-        values = bary.ravel()
+        rows = np.concatenate([np.repeat(inside, 3), np.flatnonzero(simplex < 0)])
+        cols = np.concatenate([hull.simplices[simplex[inside]].ravel(), ring])
+        values = np.concatenate([bary.ravel(), np.ones(ring.size)])
     return scipy.sparse.csr_matrix((values, (rows, cols)), shape=(n_target, n_source))
 
 
@@ -129,6 +151,7 @@ def regrid_curvilinear(
     lon: Hashable,
     target: TargetGrid,
     method: str,
+    edge: str = "raise",
 ) -> xr.Dataset | xr.DataArray:
     """``source`` (2-D ``lat``/``lon``) on the target grid; see the module docstring."""
     if method == "conservative":
@@ -150,6 +173,7 @@ def regrid_curvilinear(
         t_lat.astype(np.float64),
         t_lon.astype(np.float64),
         method,
+        edge,
     )
 
     def one(var: xr.DataArray) -> xr.DataArray:

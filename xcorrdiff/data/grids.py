@@ -29,6 +29,7 @@ from cf_xarray.criteria import coordinate_criteria
 T = TypeVar("T", xr.Dataset, xr.DataArray)
 
 __all__ = [
+    "EDGE_HINT",
     "SourceGrid",
     "TargetGrid",
     "bbox_text",
@@ -60,6 +61,12 @@ TOLERANCE_DEG = 1e-6
 ULPS = 16
 #: ... and so are coordinates agreeing within this fraction of the grid spacing.
 SPACING_FRACTION = 1e-5
+#: How to regrid onto a target whose outer ring the source's cell centres stop short of.
+EDGE_HINT = (
+    ", or pass edge='nearest' to regrid() to take the target points within one source "
+    "cell of the source's edge from the edge (before downscaling: "
+    "lr.corrdiff.regrid(model.grid, edge='nearest'), then downscale that)"
+)
 
 # --- finding latitude and longitude ------------------------------------------------------
 
@@ -468,22 +475,34 @@ def check_inside(
             f"{outside.size} target {what} lie outside. Target {bbox_text(lat, lon)}; "
             f"source {source_box} (longitudes in the source's convention"
             f"{', global' if source.is_global_lon else ''}). Crop the target to the source "
-            "domain or supply a larger source"
+            f"domain or supply a larger source{EDGE_HINT if what == 'points' else ''}"
         )
 
 
-def target_points_inside(source: SourceGrid, target: TargetGrid) -> tuple[np.ndarray, np.ndarray]:
-    """Target latitudes and longitudes (in the source's convention), checked and clipped."""
-    lat = np.asarray(target.lat.values, dtype=np.float64)
-    lon = wrap_longitude(np.asarray(target.lon.values, dtype=np.float64), source.lon_values[0])
+def target_points_inside(
+    source: SourceGrid, target: TargetGrid, edge: str = "raise"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Target latitudes and longitudes (in the source's convention), checked and clipped.
+
+    ``edge="nearest"`` accepts points up to one source cell beyond the source's edge; they
+    are clipped onto it, so they take the values of the edge (the nearest source points
+    along the axis they leave it by).
+    """
     lat_range = (float(source.lat_values[0]), float(source.lat_values[-1]))
     lon_range = (float(source.lon_values[0]), float(source.lon_values[-1]))
+    dlat, dlon = (
+        (_spacing(source.lat_values), _spacing(source.lon_values)) if edge == "nearest" else (0, 0)
+    )
+    lat_check = (lat_range[0] - dlat, lat_range[1] + dlat)
+    lon_check = (lon_range[0] - dlon, lon_range[1] + dlon)
+    lat = np.asarray(target.lat.values, dtype=np.float64)
+    lon = wrap_longitude(np.asarray(target.lon.values, dtype=np.float64), lon_check[0])
     if target.is_rectilinear:
-        lat_check, lon_check = np.meshgrid(lat, lon, indexing="ij")
+        lat_grid, lon_grid = np.meshgrid(lat, lon, indexing="ij")
     else:
-        lat_check, lon_check = lat, lon
+        lat_grid, lon_grid = lat, lon
     check_inside(
-        source, lat_check, lon_check, what="points", lat_range=lat_range, lon_range=lon_range
+        source, lat_grid, lon_grid, what="points", lat_range=lat_check, lon_range=lon_check
     )
     # Points within the tolerance of an edge would interpolate to NaN: clip them onto it.
     return np.clip(lat, *lat_range), np.clip(lon, *lon_range)

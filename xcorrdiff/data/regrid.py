@@ -33,6 +33,7 @@ from typing import Literal, get_args, overload
 import numpy as np
 import xarray as xr
 
+from xcorrdiff._checks import check_choice
 from xcorrdiff.data.curvilinear import is_curvilinear, regrid_curvilinear
 from xcorrdiff.data.grids import (
     SourceGrid,
@@ -46,13 +47,15 @@ from xcorrdiff.data.grids import (
 )
 from xcorrdiff.data.regrid_xesmf import regrid_xesmf
 
-__all__ = ["RegridBackend", "RegridMethod", "latlon_names", "regrid"]
+__all__ = ["RegridBackend", "RegridEdge", "RegridMethod", "latlon_names", "regrid"]
 
 RegridMethod = Literal["bilinear", "nearest", "conservative"]
 RegridBackend = Literal["xarray", "xarray-regrid", "xesmf"]
+RegridEdge = Literal["raise", "nearest"]
 
 _METHODS: tuple[str, ...] = get_args(RegridMethod)
 _BACKENDS: tuple[str, ...] = get_args(RegridBackend)
+_EDGES: tuple[str, ...] = get_args(RegridEdge)
 _BACKEND_METHODS: dict[str, tuple[str, ...]] = {
     "xarray": ("bilinear", "nearest"),
     "xarray-regrid": ("conservative",),
@@ -63,9 +66,9 @@ _BACKEND_METHODS: dict[str, tuple[str, ...]] = {
 
 
 def _regrid_interp(
-    source: SourceGrid, target: TargetGrid, method: str
+    source: SourceGrid, target: TargetGrid, method: str, edge: str
 ) -> xr.Dataset | xr.DataArray:
-    lat, lon = target_points_inside(source, target)
+    lat, lon = target_points_inside(source, target, edge)
     indexers = {
         source.lat: xr.DataArray(lat, dims=target.lat.dims),
         source.lon: xr.DataArray(lon, dims=target.lon.dims),
@@ -121,6 +124,7 @@ def regrid(
     method: RegridMethod = ...,
     *,
     backend: RegridBackend | None = ...,
+    edge: RegridEdge = ...,
 ) -> xr.Dataset: ...
 
 
@@ -131,6 +135,7 @@ def regrid(
     method: RegridMethod = ...,
     *,
     backend: RegridBackend | None = ...,
+    edge: RegridEdge = ...,
 ) -> xr.DataArray: ...
 
 
@@ -140,6 +145,7 @@ def regrid(
     method: RegridMethod = "bilinear",
     *,
     backend: RegridBackend | None = None,
+    edge: RegridEdge = "raise",
 ) -> xr.Dataset | xr.DataArray:
     """Regrid ``source`` onto the grid carried by ``target``.
 
@@ -161,6 +167,12 @@ def regrid(
         ``None`` picks ``"xarray"`` (interpolation) for bilinear/nearest and
         ``"xarray-regrid"`` for conservative. ``"xesmf"`` uses ESMF when :mod:`xesmf`
         imports.
+    edge
+        Target points outside the source's domain: ``"raise"`` (default) refuses them;
+        ``"nearest"`` fills those within one source cell of the source's edge from the
+        nearest edge point (bilinear and nearest, the default backends): the outer ring of
+        a coarse-to-fine pair on the same grid, where the coarse cell centres stop half a
+        coarse cell short of the fine grid's edge. Farther points are still refused.
 
     Returns
     -------
@@ -206,6 +218,12 @@ def regrid(
             f"backend {backend!r} does not provide method {method!r}; it provides "
             f"{list(_BACKEND_METHODS[backend])}. Leave backend=None to pick one by method"
         )
+    check_choice("edge", edge, _EDGES)
+    if edge == "nearest" and (method == "conservative" or backend == "xesmf"):
+        raise ValueError(
+            f"edge='nearest' applies to method='bilinear' or 'nearest' with the default "
+            f"backend, got method={method!r}, backend={backend!r}"
+        )
     if not isinstance(source, xr.Dataset | xr.DataArray):
         raise TypeError(
             f"source must be an xarray Dataset or DataArray, got {type(source).__name__}"
@@ -222,7 +240,7 @@ def regrid(
         return on_target
     lat, lon = latlon_names(source, role="source")
     if backend != "xesmf" and is_curvilinear(source, lat, lon):
-        result = regrid_curvilinear(source, lat, lon, target_grid, method)
+        result = regrid_curvilinear(source, lat, lon, target_grid, method, edge)
         return _restore_dtypes(result.assign_coords(target_grid.coords), source)
     source_grid = prepare_source(source)
 
@@ -231,7 +249,7 @@ def regrid(
     elif backend == "xarray-regrid":
         result = _regrid_conservative(source_grid, target_grid)
     else:
-        result = _regrid_interp(source_grid, target_grid, method)
+        result = _regrid_interp(source_grid, target_grid, method, edge)
 
     result = result.drop_vars([source_grid.lat, source_grid.lon], errors="ignore")
     result = result.assign_coords(target_grid.coords)

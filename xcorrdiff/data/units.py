@@ -197,7 +197,7 @@ def _water_equivalent_scale(source: pint.Unit, target: pint.Unit) -> float | Non
 
 
 def _convert_dataarray(
-    da: xr.DataArray, target: str, name: Hashable, water_equivalent: bool
+    da: xr.DataArray, target: str, name: Hashable, water_equivalent: bool, difference: bool
 ) -> xr.DataArray:
     source = da.attrs.get("units")
     if source is None:
@@ -208,6 +208,8 @@ def _convert_dataarray(
     scale, offset = unit_conversion(
         str(source), target, name=name, water_equivalent=water_equivalent
     )
+    if difference:  # a difference of temperatures has no offset: 0.3 degC is 0.3 K
+        offset = 0.0
     if not np.issubdtype(da.dtype, np.floating):
         if not np.issubdtype(da.dtype, np.number) or np.issubdtype(da.dtype, np.complexfloating):
             raise TypeError(
@@ -227,7 +229,11 @@ def _convert_dataarray(
 
 @overload
 def convert_units(
-    obj: xr.Dataset, target_units: Mapping[Hashable, str], *, water_equivalent: bool = ...
+    obj: xr.Dataset,
+    target_units: Mapping[Hashable, str],
+    *,
+    water_equivalent: bool = ...,
+    difference: bool = ...,
 ) -> xr.Dataset: ...
 
 
@@ -237,6 +243,7 @@ def convert_units(
     target_units: str | Mapping[Hashable, str],
     *,
     water_equivalent: bool = ...,
+    difference: bool = ...,
 ) -> xr.DataArray: ...
 
 
@@ -245,6 +252,7 @@ def convert_units(
     target_units: str | Mapping[Hashable, str],
     *,
     water_equivalent: bool = False,
+    difference: bool = False,
 ) -> xr.Dataset | xr.DataArray:
     """Convert variables to the units a model expects.
 
@@ -259,6 +267,9 @@ def convert_units(
     water_equivalent
         Allow mass per area ↔ liquid-water depth (density 1000 kg m-3), e.g.
         ``kg m-2 s-1`` → ``mm h-1`` for precipitation; see :func:`unit_conversion`.
+    difference
+        The values are differences (errors, standard deviations, increments): converted by
+        the scale alone, without the offset (``0.3 degC`` is ``0.3 K``, not ``273.45 K``).
 
     Returns
     -------
@@ -285,13 +296,15 @@ def convert_units(
     """
     if isinstance(obj, xr.DataArray):
         if isinstance(target_units, str):
-            return _convert_dataarray(obj, target_units, obj.name, water_equivalent)
+            return _convert_dataarray(obj, target_units, obj.name, water_equivalent, difference)
         if obj.name not in target_units:
             raise KeyError(
                 f"target_units has no entry for DataArray {obj.name!r}; got units for "
                 f"{sorted(map(str, target_units))}. Pass a units string, or name the array"
             )
-        return _convert_dataarray(obj, target_units[obj.name], obj.name, water_equivalent)
+        return _convert_dataarray(
+            obj, target_units[obj.name], obj.name, water_equivalent, difference
+        )
     if not isinstance(obj, xr.Dataset):
         raise TypeError(f"obj must be an xarray Dataset or DataArray, got {type(obj).__name__}")
     if isinstance(target_units, str):
@@ -306,7 +319,7 @@ def convert_units(
             f"dataset; available data variables: {sorted(map(str, obj.data_vars))}"
         )
     converted = {
-        name: _convert_dataarray(obj[name], units, name, water_equivalent)
+        name: _convert_dataarray(obj[name], units, name, water_equivalent, difference)
         for name, units in target_units.items()
     }
     return obj.assign(converted)

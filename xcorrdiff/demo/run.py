@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import xarray as xr
 
-from xcorrdiff._checks import check_int
+from xcorrdiff._checks import check_int, resolve_device
 from xcorrdiff._files import publish_dir
 from xcorrdiff.data.grids import check_same_grid
 from xcorrdiff.demo.figures import write_figures
@@ -195,22 +195,12 @@ class DemoResult:
 
 def _load(model: CorrDiffModel | str | os.PathLike[str], device: str | None) -> CorrDiffModel:
     """The model on its device: a given model stays where it is; a loaded one goes to
-    ``device`` (default CUDA when available, else the CPU)."""
-    import torch
-
+    ``device`` (default: the option ``device``, else CUDA when available, else the CPU)."""
     from xcorrdiff.model import CorrDiffModel, load_model
 
     if isinstance(model, CorrDiffModel):
         return model
-    target = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        kind = torch.device(target).type
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            f"device={device!r} is invalid; expected 'cpu', 'cuda' or 'cuda:N'"
-        ) from exc
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was requested but CUDA is not available; use 'cpu'")
+    target = resolve_device(device)
     if model == "demo":
         if not (DEMO_MODEL_DIR / "config.json").is_file():
             raise FileNotFoundError(

@@ -2,7 +2,7 @@
 
 * :mod:`~xcorrdiff.diffusion.conditioning` — :class:`Condition` and its functions
   (:func:`build_condition`, :func:`crop_condition`, :func:`unfold_condition`), the
-  :class:`Denoiser` the samplers call, :func:`regression_mean`.
+  :class:`Denoiser` the samplers call, :func:`regression_mean`, :func:`mean_of_inputs`.
 * :mod:`~xcorrdiff.diffusion.schedules` — :func:`edm_sigmas`.
 * :mod:`~xcorrdiff.diffusion.samplers` — :func:`euler`, :func:`heun`, :func:`initial_state`,
   :func:`draw_latents`.
@@ -22,6 +22,7 @@ from xcorrdiff.diffusion.conditioning import (
     build_condition,
     crop_condition,
     denoise,
+    mean_of_inputs,
     patched_regression_mean,
     regression_mean,
     unfold_condition,
@@ -53,6 +54,7 @@ __all__ = [
     "heun",
     "initial_state",
     "masked_mean",
+    "mean_of_inputs",
     "patched_regression_mean",
     "random_patch_offsets",
     "regression_grid",

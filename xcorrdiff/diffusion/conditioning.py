@@ -47,6 +47,7 @@ __all__ = [
     "build_condition",
     "crop_condition",
     "denoise",
+    "mean_of_inputs",
     "patched_regression_mean",
     "regression_mean",
     "unfold_condition",
@@ -256,6 +257,22 @@ def patched_regression_mean(
         return regression_mean(net, condition, out_channels)
     rows = unfold_condition(condition, grid, global_inputs=True)
     return grid.fold(regression_mean(net, rows, out_channels))
+
+
+def mean_of_inputs(
+    net: Any,
+    inputs: torch.Tensor,
+    out_channels: int,
+    grid: PatchGrid | None,
+    lead_time: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """μ ``(rows, out_channels, H, W)`` of normalized inputs ``(rows, C_in, H, W)`` on the
+    whole domain (with lead-time labels for a lead-time-aware network): the one computation
+    of the regression mean that training, :meth:`CorrDiffModel.regression_mean` and the
+    downscaling pipeline share."""
+    return patched_regression_mean(
+        net, build_condition(inputs, lead_time=lead_time), out_channels, grid
+    )
 
 
 class Denoiser:

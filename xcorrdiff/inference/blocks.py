@@ -28,15 +28,17 @@ from xcorrdiff.diffusion import (
     euler,
     heun,
     initial_state,
-    patched_regression_mean,
+    mean_of_inputs,
 )
 from xcorrdiff.inference.handles import ModelRef, model_on, worker_device
+from xcorrdiff.inference.request import DownscaleRequest
+from xcorrdiff.inference.settings import FILL_HINT
 from xcorrdiff.model import CorrDiffModel
 from xcorrdiff.nn import SongUNetPosEmbd
 
 __all__ = [
     "Settings",
-    "caller_threads",
+    "caller",
     "mean_block",
     "member_seed",
     "sample_block",
@@ -135,38 +137,24 @@ def member_seed(seed: int, time_key: int, member: int, lead: int | None = None) 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything a block needs besides the model (small and picklable)."""
+    """Everything a block needs besides the model (small and picklable): the call's
+    request and what the model makes of it."""
 
-    sampler: str
-    #: Where the sampler settings came from: ``"model"`` or ``"argument (...)"``.
-    sampler_source: str
-    num_steps: int
-    s_churn: float
-    sigma_min: float
-    sigma_max: float
-    rho: float
-    seed: int
-    n_ensemble: int
-    member_batch_size: int
-    patch_shape: tuple[int, int] | None
-    overlap: int
-    device: str
-    dtype: str
+    request: DownscaleRequest
     condition_variables: tuple[str, ...]
-    n_outputs: int
     output_names: tuple[str, ...]
-    #: ``(host, pid, torch threads)`` of the process that built the graph (see
-    #: :func:`caller_threads`); ``None`` leaves each thread's count as it is.
-    caller_threads: tuple[str, int, int] | None = None
+    #: ``(host, pid)`` of the process that built the graph (see :func:`_use_caller_threads`);
+    #: ``None`` leaves each thread's torch thread count as it is.
+    caller: tuple[str, int] | None = None
     #: What the model expects of each input channel (the first channels of a condition);
     #: ``None`` skips the plausibility check.
     ranges: tuple[ExpectedRange, ...] | None = None
-    #: ``(y0, y1, x0, x1)``: generate only this sub-rectangle of the model's grid.
-    region: tuple[int, int, int, int] | None = None
-    #: ζ, the weight of the station observations' log-likelihood (0: no guidance).
-    guidance_scale: float = 0.0
     #: The lead-time label of every sample of a lead-time-aware model, else None.
     lead_label: int | None = None
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.output_names)
 
     def lead(self, n: int, device: torch.device) -> torch.Tensor | None:
         """The lead-time labels of ``n`` samples (None for other models)."""
@@ -177,19 +165,20 @@ class Settings:
     @property
     def origin(self) -> tuple[int, int]:
         """Top-left pixel of the generated rectangle in the model's grid."""
-        return (0, 0) if self.region is None else (self.region[0], self.region[2])
+        region = self.request.domain.region
+        return (0, 0) if region is None else (region[0], region[2])
 
     def out_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
         """Shape of the generated rectangle of a grid of ``shape``."""
-        if self.region is None:
+        if self.request.domain.region is None:
             return shape
-        y0, y1, x0, x1 = self.region
+        y0, y1, x0, x1 = self.request.domain.region
         return (y1 - y0, x1 - x0)
 
 
-def caller_threads() -> tuple[str, int, int]:
-    """This process's identity and the calling thread's torch intra-op thread count."""
-    return (socket.gethostname(), os.getpid(), torch.get_num_threads())
+def caller() -> tuple[str, int]:
+    """This process's identity."""
+    return (socket.gethostname(), os.getpid())
 
 
 def _use_caller_threads(settings: Settings) -> None:
@@ -201,10 +190,10 @@ def _use_caller_threads(settings: Settings) -> None:
     reductions (results then differ in the last bit depending on which thread ran a
     block). Blocks run elsewhere (distributed workers) keep their own process's count.
     """
-    if settings.caller_threads is None:
+    if settings.caller is None:
         return
-    host, pid, threads = settings.caller_threads
-    if (pid, host) == (os.getpid(), socket.gethostname()) and torch.get_num_threads() != threads:
+    threads = settings.request.runtime.threads
+    if settings.caller == caller() and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 
 
@@ -214,7 +203,7 @@ def _check_finite(condition: np.ndarray, names: Sequence[str]) -> None:
         return
     raise ValueError(
         f"the input has NaN/inf values after regridding onto the HR grid: {bad} (variable: "
-        "count); fill them (e.g. ds.interpolate_na) or drop those times before downscaling"
+        f"count); {FILL_HINT}"
     )
 
 
@@ -296,22 +285,23 @@ def mean_block(condition: np.ndarray, ref: ModelRef, settings: Settings) -> np.n
     _check_finite(condition, settings.condition_variables)
     _check_ranges(condition, settings.ranges)
     _use_caller_threads(settings)
-    device = worker_device(settings.device)
+    runtime = settings.request.runtime
+    device = worker_device(runtime.device)
     model = model_on(ref, device)
     out = np.empty((condition.shape[0], settings.n_outputs, *condition.shape[2:]), np.float32)
     grid = model.regression_grid()
 
     def work(rows: slice) -> None:
         x = torch.from_numpy(np.ascontiguousarray(condition[rows], np.float32)).to(device)
-        with autocast(device, settings.dtype):
-            whole = build_condition(x, lead_time=settings.lead(x.shape[0], device))
-            mean = patched_regression_mean(model.regression, whole, settings.n_outputs, grid)
+        with autocast(device, runtime.precision):
+            lead = settings.lead(x.shape[0], device)
+            mean = mean_of_inputs(model.regression, x, settings.n_outputs, grid, lead)
         out[rows] = mean.float().cpu().numpy()
 
     with torch.inference_mode():
         run_in_batches(
             condition.shape[0],
-            settings.member_batch_size,
+            runtime.member_batch_size,
             work,
             device=device,
             key=("regression", condition.shape[1:]),
@@ -322,9 +312,10 @@ def mean_block(condition: np.ndarray, ref: ModelRef, settings: Settings) -> np.n
 
 def _patch_grid(model: CorrDiffModel, settings: Settings) -> PatchGrid | None:
     shape = settings.out_shape(model.shape)
-    if settings.patch_shape is not None:
-        return PatchGrid(shape, settings.patch_shape, settings.overlap, blend="taper")
-    if settings.region is not None or model.conditioning.get("global_lowres", True):
+    domain = settings.request.domain
+    if domain.patch_shape is not None:
+        return PatchGrid(shape, domain.patch_shape, domain.overlap, blend="taper")
+    if domain.region is not None or model.conditioning.get("global_lowres", True):
         # One patch over the generated rectangle: the sampler appends the global input
         # (identity-resized on the whole domain).
         return PatchGrid(shape, shape, 0)
@@ -373,7 +364,7 @@ def _station_tensors(
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The block's observations ``(time, 2, C_out, S)`` and corners ``(3, 4, S)`` on the
     device, moved once per block (None without guidance)."""
-    if observations is None or geometry is None or settings.guidance_scale <= 0:
+    if observations is None or geometry is None or settings.request.guidance.guidance_scale <= 0:
         return None
     obs = torch.from_numpy(np.ascontiguousarray(observations)).to(device)
     return obs, torch.from_numpy(geometry).to(device)
@@ -392,7 +383,7 @@ def _guidance(
     obs, place = stations[0][times], stations[1]
     return StationGuidance(
         rows=place[0].long(), cols=place[1].long(), weights=place[2], values=obs[:, 0],
-        sigma=obs[:, 1], mean=mu, scale=scale, strength=settings.guidance_scale,
+        sigma=obs[:, 1], mean=mu, scale=scale, strength=settings.request.guidance.guidance_scale,
     )  # fmt: skip
 
 
@@ -414,16 +405,18 @@ def sample_block(
     (:mod:`xcorrdiff.diffusion.guidance`).
     """
     _use_caller_threads(settings)
-    device = worker_device(settings.device)
+    request = settings.request
+    sampling, runtime = request.sampling, request.runtime
+    device = worker_device(runtime.device)
     model = model_on(ref, device)
     assert model.diffusion is not None  # checked by downscale
-    n_times, n_members = condition.shape[0], settings.n_ensemble
+    n_times, n_members = condition.shape[0], request.ensemble.n_ensemble
     n_cond, n_out = condition.shape[1], settings.n_outputs
     sigmas = edm_sigmas(
-        settings.num_steps,
-        sigma_min=settings.sigma_min,
-        sigma_max=settings.sigma_max,
-        rho=settings.rho,
+        sampling.num_steps,
+        sigma_min=sampling.sigma_min,
+        sigma_max=sampling.sigma_max,
+        rho=sampling.rho,
         net=model.diffusion,
         device=device,
     )
@@ -441,20 +434,22 @@ def sample_block(
         times = torch.tensor([t for t, _ in rows[batch]], device=device)
         generators = [
             torch.Generator(device=device).manual_seed(
-                member_seed(settings.seed, int(time_keys[t]), m, settings.lead_label)
+                member_seed(request.ensemble.seed, int(time_keys[t]), m, settings.lead_label)
             )
             for t, m in rows[batch]
         ]
         mu = mean_t[times]
         lead = settings.lead(len(times), device)
-        denoiser = _denoiser(model, grid, settings.dtype, cond_t[times], mu, settings.origin, lead)
+        denoiser = _denoiser(
+            model, grid, runtime.precision, cond_t[times], mu, settings.origin, lead
+        )
         mu = mu[..., y0 : y0 + h, x0 : x0 + w]
         frame = (tuple(condition.shape[2:]), settings.origin)
         x = initial_state(generators, (n_out, *shape), sigmas, frame=frame)
-        sample = euler if settings.sampler == "euler" else heun
+        sample = euler if sampling.sampler == "euler" else heun
         guide = _guidance(stations, times, mu, scale, settings)
         residual = sample(
-            denoiser, x, sigmas, generators=generators, s_churn=settings.s_churn, frame=frame,
+            denoiser, x, sigmas, generators=generators, s_churn=sampling.s_churn, frame=frame,
             guidance=guide,
         )  # fmt: skip
         if scale is not None:
@@ -466,7 +461,7 @@ def sample_block(
     with torch.no_grad() if stations is not None else torch.inference_mode():  # autograd
         run_in_batches(
             len(rows),
-            settings.member_batch_size,
+            runtime.member_batch_size,
             work,
             device=device,
             key=("sampling", (n_cond, *condition.shape[2:])),

@@ -37,8 +37,7 @@ diffusion-based generative models. NeurIPS.
 from __future__ import annotations
 
 import dataclasses
-import os
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import dask
@@ -47,11 +46,11 @@ import numpy as np
 import torch
 import xarray as xr
 
-from xcorrdiff.data.conventions import standardize
 from xcorrdiff.data.convert import array_to_dataset, dataset_to_array
-from xcorrdiff.data.lead_time import LEAD, map_leads
+from xcorrdiff.data.lead_time import LEAD, lead_labels, map_leads
 from xcorrdiff.inference.blocks import (
     Settings,
+    caller,
     mean_block,
     sample_block,
     time_keys,
@@ -61,17 +60,16 @@ from xcorrdiff.inference.handles import (
     resolve_model,
 )
 from xcorrdiff.inference.memory import check_memory
-from xcorrdiff.inference.observations import StationData, check_guidance, prepare_observations
-from xcorrdiff.inference.region import check_region, resolve_region
+from xcorrdiff.inference.observations import StationData, prepare_observations
+from xcorrdiff.inference.request import DownscaleRequest, make_request
 from xcorrdiff.inference.settings import (
     MEMBER,
     TIME,
-    SamplerName,
     check_input,
-    diffusion_factor,
-    downscale_settings,
+    input_ranges,
     model_of,
     network_config,
+    prepare_input,
 )
 from xcorrdiff.model import CorrDiffModel
 
@@ -93,178 +91,32 @@ def _output_attrs(model: CorrDiffModel) -> dict[Hashable, dict[str, Any]]:
     return attrs
 
 
-def _provenance(ref: ModelRef, settings: Settings, version: str) -> dict[str, Any]:
-    patch = (
-        f"{settings.patch_shape[0]}x{settings.patch_shape[1]}"
-        if settings.patch_shape is not None
-        else "whole domain"
-    )
+def _provenance(request: DownscaleRequest, version: str) -> dict[str, Any]:
+    """The output's attributes: what it is, and every field of the request."""
     return {
         "title": "CorrDiff downscaled ensemble",
         "Conventions": "CF-1.8",
         "source": f"xcorrdiff {version}: CorrDiff regression + residual diffusion",
         "xcorrdiff_version": version,
-        "model_id": ref.model_id,
-        "model_hash": f"sha256:{ref.digest}",
-        "sampler": settings.sampler,
-        "sampler_source": settings.sampler_source,
-        "num_steps": settings.num_steps,
-        "s_churn": settings.s_churn,
-        "sigma_min": settings.sigma_min,
-        "sigma_max": settings.sigma_max,
-        "rho": settings.rho,
-        "seed": settings.seed,
-        "n_ensemble": settings.n_ensemble,
-        "patch_shape": patch,
-        "overlap": settings.overlap,
+        **request.attrs(),
         "random_streams": (
             "member m at time t: torch.Generator seeded with np.random.SeedSequence("
             "[seed, t_ns_hi, t_ns_lo, m]).generate_state(1, np.uint64)"
             + (
                 ""
-                if settings.lead_label is None
+                if request.lead_labels is None
                 else "; lead-time label appended, t the valid time"
             )
         ),
     }
 
 
-def downscale(
-    lr: xr.Dataset,
-    model: CorrDiffModel | str | os.PathLike[str] | ModelRef | None = None,
-    n_ensemble: int = 32,
-    *,
-    seed: int = 0,
-    sampler: SamplerName | None = None,
-    num_steps: int | None = None,
-    s_churn: float | None = None,
-    patch_shape: Sequence[int] | None = None,
-    overlap: int | None = None,
-    member_batch_size: int | None = None,
-    device: str | torch.device | None = None,
-    dtype: str | torch.dtype | None = None,
-    return_mean: bool = False,
-    check_plausibility: bool = True,
-    region: Mapping[str, Any] | None = None,
-    observations: xr.Dataset | None = None,
-    guidance_scale: float = 1.0,
-) -> xr.Dataset:
-    """Generate an ensemble of HR fields from LR inputs with a CorrDiff model.
-
-    Parameters
-    ----------
-    lr : xarray.Dataset
-        Low-resolution inputs with CF ``units``: the model's input variables on
-        ``(time, lat, lon)`` (any rectilinear grid covering the model's domain, any
-        convertible units) or already on the HR grid. A single time without a ``time``
-        dimension works too. A lead-time-aware model takes forecasts on ``(time,
-        lead_time, ...)`` and returns ``(member, time, lead_time, y, x)`` with a
-        ``valid_time`` (:mod:`xcorrdiff.data.lead_time`). Dask-backed input gives
-        dask-backed output (one task per ``time`` chunk); numpy-backed input is computed at
-        once.
-    model : CorrDiffModel or path-like, optional
-        A model with a diffusion network, or the directory of a saved one. Default: the
-        model of :func:`xcorrdiff.set_options`.
-    n_ensemble : int, default 32
-        Number of members (>= 1).
-    seed : int, default 0
-        Seed of the members' random streams (see the module docstring).
-    sampler : {"euler", "heun"}, optional
-        Default: the model's own sampler settings (``model.sampler``). An explicit value
-        overrides them and the output's ``sampler_source`` attribute says so.
-        ``"euler"``: first-order steps of the probability-flow ODE (deterministic given the
-        initial noise). ``"heun"``: second-order steps with churn (EDM Algorithm 2).
-    num_steps : int, optional
-        Denoising steps. Default: the model's ``sampler.num_steps`` when the sampler is the
-        model's (12 Euler for models trained with xcorrdiff), else :data:`DEFAULT_STEPS`
-        (12 Euler, 18 Heun).
-    s_churn : float, optional
-        EDM churn; default 0 for Euler and ``0.1 * num_steps`` for Heun.
-    patch_shape : (int, int), optional
-        Sample patch by patch (multi-diffusion) with patches of this size; any domain size,
-        rectangular patches; sides divisible by the network's downsampling factor. Default:
-        the whole domain at once.
-    overlap : int, optional
-        Pixels shared by neighbouring patches, blended with raised-cosine weights; default
-        a quarter of the smaller patch side.
-    member_batch_size : int, optional
-        Samples (time, member pairs) per network batch; default ``min(n_ensemble, 16)``.
-        The largest size tried: a batch that runs out of device memory is retried at half
-        the size, which then holds for later chunks (the samples do not change: each has
-        its own random stream).
-    device : str or torch.device, optional
-        Default: the option ``device``, else CUDA when available, else the CPU.
-    dtype : {"float32", "bfloat16", "float16"}, optional
-        Network precision; reduced precision (autocast) needs CUDA. Default float32.
-    return_mean : bool, default False
-        Add the regression mean as ``<variable>_mean`` on ``(time, y, x)``.
-    check_plausibility : bool, default True
-        Refuse inputs more than 50 training standard deviations from the training mean, or
-        outside the physical bounds of their quantity (absolute temperatures, speeds): such
-        values are fill values or unit mistakes, and the networks turn them into NaN or
-        nonsense (:mod:`xcorrdiff.data.plausibility`). ``False`` lets an expert pass them;
-        NaN/inf inputs are always refused.
-    region : mapping, optional
-        Generate only a sub-rectangle of the model's grid: ``{"y": slice(a, b), "x":
-        slice(c, d)}`` (labels of the grid's dimensions) or ``{"lat": (south, north),
-        "lon": (west, east)}``. The regression mean is computed on the whole domain and
-        cut; the members equal a whole-domain run's on the region up to the patch layout
-        (:mod:`xcorrdiff.inference.region`).
-    observations : xarray.Dataset, optional
-        Station values to guide the sampler toward (diffusion posterior sampling,
-        :mod:`xcorrdiff.diffusion.guidance`): a ``station`` dim with 1-D ``lat``/``lon``,
-        some output variables in convertible units on the input's times (or without time),
-        optional ``<name>_error`` standard deviations
-        (:mod:`xcorrdiff.inference.observations`). ``None`` (default): unguided, exactly as
-        without the argument.
-    guidance_scale : float, default 1.0
-        ζ, the weight of the observations' log-likelihood (1: the Bayesian posterior under
-        the Gaussian approximation of :mod:`xcorrdiff.diffusion.guidance`; larger pulls
-        harder).
-
-    Returns
-    -------
-    xarray.Dataset
-        The output variables on ``(member, time, y, x)`` of the model's HR grid (its ``y``,
-        ``x``, ``lat``, ``lon``), float32, with ``units``/``long_name`` and provenance in
-        ``attrs`` (model id and hash, sampler, steps, churn, seed, library version).
-
-    Raises
-    ------
-    ValueError
-        No model; a regression-only model; bad arguments; NaN/inf or implausible values in
-        numpy-backed input (in dask-backed input when computed); units that do not convert;
-        an input grid that does not cover the model's domain; repeated time stamps.
-    KeyError
-        Input variables missing (all are listed).
-
-    Examples
-    --------
-    >>> ens = lr.corrdiff.downscale(model, n_ensemble=16, seed=1)  # doctest: +SKIP
-    >>> ens.corrdiff.crps(hr)  # doctest: +SKIP
-    """
-    ref, resolved = _diffusion_model(model)
-    settings = downscale_settings(
-        resolved, n_ensemble=n_ensemble, seed=seed, sampler=sampler, num_steps=num_steps,
-        s_churn=s_churn, patch_shape=patch_shape, overlap=overlap,
-        member_batch_size=member_batch_size, device=device, dtype=dtype,
-        check_plausibility=check_plausibility,
-    )  # fmt: skip
-    settings = dataclasses.replace(
-        settings, region=resolve_region(resolved.grid, resolved.grid_dims, region)
-    )
-    check_region(settings.region, settings.patch_shape, diffusion_factor(resolved))
-    settings = dataclasses.replace(
-        settings, guidance_scale=check_guidance(observations, guidance_scale, settings.region)
-    )
-    lr = standardize(lr, role="lr")
-    run = _Run(ref, resolved, settings, observations, return_mean, member_batch_size is not None)
-    out = _by_lead(lr, run) if resolved.lead_times or LEAD in lr.dims else _downscale_one(lr, run)
-    if observations is not None:  # what a resumed store must have been guided by (values
-        # loaded first: a token of a lazily opened file would not be reproducible)
-        token = dask.base.tokenize(observations.compute())
-        out.attrs["observations_digest"] = f"dask-token:{token}"
-    return out
+def run_downscale(lr: xr.Dataset, model: Any, options: Mapping[str, Any]) -> xr.Dataset:
+    """:func:`~xcorrdiff.inference.api.downscale` with its ``options`` (by name)."""
+    ref, resolved = diffusion_model(model)
+    request = make_request(ref, resolved, options)
+    observations = options.get("observations")
+    return run_request(prepare_input(lr, resolved, request), ref, resolved, request, observations)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,31 +125,51 @@ class _Run:
 
     ref: ModelRef
     model: CorrDiffModel
-    settings: Settings
+    request: DownscaleRequest
     observations: xr.Dataset | None
-    return_mean: bool
-    explicit_batch: bool
+    lead_label: int | None = None
+
+
+def run_request(
+    lr: xr.Dataset,
+    ref: ModelRef,
+    model: CorrDiffModel,
+    request: DownscaleRequest,
+    observations: xr.Dataset | None,
+) -> xr.Dataset:
+    """:func:`downscale` of a built request on an input made ready by :func:`prepare_input`."""
+    run = _Run(ref, model, request, observations)
+    return _by_lead(lr, run) if model.lead_times or LEAD in lr.dims else _downscale_one(lr, run)
 
 
 def _downscale_one(lr: xr.Dataset, run: _Run) -> xr.Dataset:
-    """:func:`downscale` of checked settings on a standardized ``lr`` without lead times."""
+    """:func:`downscale` of a checked request on a standardized ``lr`` without lead times."""
     from xcorrdiff._version import __version__
 
-    ref, model, settings, observations = run.ref, run.model, run.settings, run.observations
-    check_input(lr, model, settings.ranges)
+    ref, model, request, observations = run.ref, run.model, run.request, run.observations
+    ranges = input_ranges(model, request.inputs.check_plausibility)
+    check_input(lr, model, ranges)
     single = TIME not in lr.dims
     condition = model.prepare(lr.expand_dims(TIME) if single else lr)
     array, lazy = _condition_array(condition, model)
-    settings = _fit_memory(settings, model, array, lazy, run.explicit_batch)
+    request = _fit_memory(request, model, array, lazy)
+    settings = Settings(
+        request=request, condition_variables=tuple(model.condition_variables),
+        output_names=tuple(model.output_names), caller=caller(), ranges=ranges,
+        lead_label=run.lead_label,
+    )  # fmt: skip
     times = condition[TIME].values if TIME in condition.coords else None
     keys = da.from_array(time_keys(times, array.shape[0]), chunks=(array.chunks[0],))
-    stations = None if observations is None else prepare_observations(observations, model, times)
+    stations = None
+    if observations is not None:
+        stations = prepare_observations(
+            observations, model, times, check_plausibility=request.inputs.check_plausibility
+        )
     mean, samples = _graph(array, keys, ref, settings, stations)
-    out = _label(model, settings, condition, samples, mean if run.return_mean else None)
-    out.attrs = _provenance(ref, settings, __version__)
+    out = _label(model, settings, condition, samples, mean if request.return_mean else None)
+    out.attrs = _provenance(request, __version__)
     if stations is not None:
         out.attrs.update(guidance="DPS (Chung et al. 2023) toward station observations",
-                         guidance_scale=settings.guidance_scale,
                          n_stations=int(stations.values.shape[-1]))  # fmt: skip
     if single:
         out = out.isel({TIME: 0})
@@ -314,15 +186,17 @@ def _by_lead(lr: xr.Dataset, run: _Run) -> xr.Dataset:
             f"lr has a {LEAD!r} dimension but the model is not lead-time-aware; select one "
             f"lead (lr.sel({LEAD}=...)) or train a model on forecasts"
         )
+    labels = lead_labels(lr[LEAD].values, run.model.lead_times) if LEAD in lr.dims else ()
+    request = run.request.replace(lead_labels=tuple(int(k) for k in labels))
 
     def one(sub: xr.Dataset, label: int) -> xr.Dataset:
-        lead = dataclasses.replace(run.settings, lead_label=label)
-        return _downscale_one(sub, dataclasses.replace(run, settings=lead))
+        return _downscale_one(sub, dataclasses.replace(run, request=request, lead_label=label))
 
     return map_leads(lr, run.model.lead_times, one).transpose(MEMBER, TIME, LEAD, ...)
 
 
-def _diffusion_model(model: Any) -> tuple[ModelRef, CorrDiffModel]:
+def diffusion_model(model: Any) -> tuple[ModelRef, CorrDiffModel]:
+    """The model reference and the model, refused without a diffusion network."""
     ref = resolve_model(model)
     resolved = model_of(ref)
     if resolved.diffusion is None:
@@ -345,24 +219,25 @@ def _condition_array(condition: xr.Dataset, model: CorrDiffModel) -> tuple[da.Ar
 
 
 def _fit_memory(
-    settings: Settings, model: CorrDiffModel, array: da.Array, lazy: bool, explicit: bool
-) -> Settings:
-    """The settings with a member batch size that fits the device's memory."""
+    request: DownscaleRequest, model: CorrDiffModel, array: da.Array, lazy: bool
+) -> DownscaleRequest:
+    """The request with a member batch size that fits the device's memory."""
+    runtime = request.runtime
     batch = check_memory(
         diffusion_config=network_config(model.diffusion),
         regression_config=network_config(model.regression),
-        sample_shape=settings.patch_shape or model.shape,
+        sample_shape=request.domain.patch_shape or model.shape,
         grid_shape=model.shape,
-        n_outputs=settings.n_outputs,
-        n_ensemble=settings.n_ensemble,
+        n_outputs=len(model.output_variables),
+        n_ensemble=request.ensemble.n_ensemble,
         times_held=max(array.chunks[0], default=1),
-        member_batch_size=settings.member_batch_size,
-        explicit_batch=explicit,
-        device=torch.device(settings.device),
-        dtype=settings.dtype,
+        member_batch_size=runtime.member_batch_size,
+        explicit_batch=runtime.explicit_batch,
+        device=torch.device(runtime.device),
+        dtype=runtime.precision,
         eager=not lazy,
     ).member_batch_size
-    return dataclasses.replace(settings, member_batch_size=batch)
+    return request.replace("runtime", member_batch_size=batch)
 
 
 def _graph(
@@ -375,7 +250,7 @@ def _graph(
     """The regression means ``(time, c, y, x)`` and samples ``(member, time, c, y, x)``."""
     handle = dask.delayed(ref, name=f"xcorrdiff-model-{ref.digest[:16]}-{id(ref):x}")
     token = dask.base.tokenize(array.name, ref.digest, settings, stations)
-    n_out, n_ensemble = settings.n_outputs, settings.n_ensemble
+    n_out, n_ensemble = settings.n_outputs, settings.request.ensemble.n_ensemble
     mean = da.blockwise(
         mean_block, "tcyx", array, "tkyx", handle, None,
         settings=settings, new_axes={"c": n_out}, concatenate=True, dtype=np.float32,
@@ -393,8 +268,9 @@ def _graph(
         meta=np.empty((0, 0, 0, 0, 0), np.float32), name=f"xcorrdiff-sample-{token}",
         adjust_chunks={"y": h, "x": w},
     )  # fmt: skip
-    if settings.region is not None:
-        y0, y1, x0, x1 = settings.region
+    region = settings.request.domain.region
+    if region is not None:
+        y0, y1, x0, x1 = region
         mean = mean[..., y0:y1, x0:x1]
     return mean, samples
 
@@ -412,12 +288,13 @@ def _label(
     normalizer = model.output_normalizer
     physical = normalizer.denormalize_array(samples, names, channel_axis=-3)
     attrs = _output_attrs(model)
-    grid = model.grid
-    if settings.region is not None:
-        y0, y1, x0, x1 = settings.region
+    grid, region = model.grid, settings.request.domain.region
+    if region is not None:
+        y0, y1, x0, x1 = region
         grid = grid.isel({y_dim: slice(y0, y1), x_dim: slice(x0, x1)})
+    members = np.arange(settings.request.ensemble.n_ensemble)
     coords: dict[Hashable, Any] = {
-        MEMBER: (MEMBER, np.arange(settings.n_ensemble), {"long_name": "ensemble member"}),
+        MEMBER: (MEMBER, members, {"long_name": "ensemble member"}),
         **dict(grid.coords.items()),
     }
     if TIME in condition.coords:
@@ -432,4 +309,4 @@ def _label(
             out[f"{name}_mean"] = mean_ds[name].assign_attrs(
                 {**attrs[name], "long_name": f"regression mean of {attrs[name]['long_name']}"}
             )
-    return model.finish(out, region=settings.region)
+    return model.finish(out, region=region)

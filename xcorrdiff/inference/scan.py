@@ -19,6 +19,7 @@ import numpy as np
 import xarray as xr
 
 from xcorrdiff.data.plausibility import ExpectedRange
+from xcorrdiff.inference.settings import FILL_HINT
 
 __all__ = ["ChunkScan", "check_scans", "grid_digest", "scan_input"]
 
@@ -113,10 +114,7 @@ def check_scans(
                 first.setdefault(name, str(times[start]))
     if bad:
         where = ", ".join(f"{n!r} from time chunk starting {t}" for n, t in first.items())
-        raise ValueError(
-            f"lr has NaN/inf values in {bad} (variable: count; {where}); fill them (e.g. "
-            "lr.interpolate_na(...)) or drop those times before downscaling"
-        )
+        raise ValueError(f"lr has NaN/inf values in {bad} (variable: count; {where}); {FILL_HINT}")
     if ranges is None:
         return
     for expected in ranges:

@@ -62,28 +62,6 @@ __all__ = [
 
 #: Global attribute of the store saying whether every chunk is written.
 STATUS_ATTR = "xcorrdiff_status"
-#: Request keys that must match for a store to be resumed (they change the numbers).
-_CHECKED = (
-    "model_hash",
-    "variables",
-    "n_ensemble",
-    "seed",
-    "sampler",
-    "num_steps",
-    "s_churn",
-    "sigma_min",
-    "sigma_max",
-    "rho",
-    "patch_shape",
-    "overlap",
-    "dtype",
-    "time_chunk",
-    "n_times",
-    "time_digest",
-    "input_grid_digest",
-    "guidance_scale",
-    "observations_digest",
-)
 #: Private fault injection for tests: a task raises once the store has this many chunks.
 _FAIL_ENV = "XCORRDIFF_TEST_FAIL_AFTER_CHUNKS"
 
@@ -103,55 +81,48 @@ def _time_digest(times: np.ndarray) -> str:
 
 
 def request_record(
-    ens: xr.Dataset, *, time_chunk: int, dtype: str, input_grid_digest: str
+    ens: xr.Dataset, fingerprint: Mapping[str, Any], *, time_chunk: int, input_grid_digest: str
 ) -> dict[str, Any]:
     """The request a store is written for, as JSON-able values.
 
     Parameters
     ----------
     ens : xarray.Dataset
-        The lazy ensemble of :func:`~xcorrdiff.inference.api.downscale` (its provenance attrs
-        and ``time`` coordinate are read).
+        The lazy ensemble of :func:`~xcorrdiff.inference.api.downscale` (its variables,
+        provenance attrs and ``time`` coordinate are read).
+    fingerprint : mapping
+        :meth:`~xcorrdiff.inference.request.DownscaleRequest.fingerprint` of the call: every
+        setting that changes the numbers.
     time_chunk : int
         Times per task and per zarr chunk.
-    dtype : str
-        Network precision of the run.
     input_grid_digest : str
         Fingerprint of the input's coordinates (:func:`~xcorrdiff.inference.scan.grid_digest`).
 
     Returns
     -------
     dict
-        The keys of ``_CHECKED`` plus informative ones (first and last time, library
-        version, model id) and ``arrays``, every array the store holds.
+        The fingerprint and the store's own settings (variables, time chunk, time stamps,
+        input grid), the names of all these under ``"checked"`` (what a resumed run must
+        match, by rule), and informative keys (first and last time, library version,
+        model id) with ``arrays``, every array the store holds.
     """
-    attrs = ens.attrs
     times = ens["time"].values
-    return {
-        "model_hash": attrs["model_hash"],
-        "model_id": attrs["model_id"],
+    checked = {
+        **fingerprint,
         "variables": sorted(map(str, ens.data_vars)),
-        "arrays": sorted(map(str, ens.variables)),
-        "n_ensemble": int(attrs["n_ensemble"]),
-        "seed": int(attrs["seed"]),
-        "sampler": attrs["sampler"],
-        "num_steps": int(attrs["num_steps"]),
-        "s_churn": float(attrs["s_churn"]),
-        "sigma_min": float(attrs["sigma_min"]),
-        "sigma_max": float(attrs["sigma_max"]),
-        "rho": float(attrs["rho"]),
-        "patch_shape": attrs["patch_shape"],
-        "overlap": int(attrs["overlap"]),
-        "dtype": dtype,
         "time_chunk": int(time_chunk),
         "n_times": len(times),
         "time_digest": _time_digest(times),
         "input_grid_digest": input_grid_digest,
-        "guidance_scale": attrs.get("guidance_scale"),  # None: unguided
-        "observations_digest": attrs.get("observations_digest"),
+    }
+    return {
+        **checked,
+        "checked": list(checked),
+        "arrays": sorted(map(str, ens.variables)),
         "first_time": str(times[0]),
         "last_time": str(times[-1]),
-        "xcorrdiff_version": attrs["xcorrdiff_version"],
+        "model_id": ens.attrs.get("model_id"),
+        "xcorrdiff_version": ens.attrs["xcorrdiff_version"],
     }
 
 
@@ -174,7 +145,7 @@ def check_request(path: str | os.PathLike[str], request: Mapping[str, Any]) -> N
     ------
     ValueError
         The store has no completed setup, or its recorded request differs from ``request``
-        in any key that changes the numbers (all differing keys are named).
+        in any key ``request`` lists as checked (all differing keys are named).
     """
     stored = read_request(path)
     if stored is None:
@@ -185,7 +156,7 @@ def check_request(path: str | os.PathLike[str], request: Mapping[str, Any]) -> N
         )
     diffs = [
         f"{key}: store has {stored.get(key)!r}, this call {request[key]!r}"
-        for key in _CHECKED
+        for key in request["checked"]
         if stored.get(key) != request[key]
     ]
     if diffs:

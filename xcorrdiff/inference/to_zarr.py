@@ -10,32 +10,26 @@ from __future__ import annotations
 import os
 import shutil
 import warnings
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dask
 import numpy as np
-import torch
 import xarray as xr
 
-from xcorrdiff._checks import check_int
+from xcorrdiff._checks import check_bool, check_int
 from xcorrdiff.data.conventions import standardize
-from xcorrdiff.inference.handles import (
-    ModelRef,
-    resolve_model,
-)
 from xcorrdiff.inference.ownership import check_store_path, input_sources, remove_own_store
-from xcorrdiff.inference.pipeline import downscale
+from xcorrdiff.inference.pipeline import diffusion_model, run_request
+from xcorrdiff.inference.request import make_request
 from xcorrdiff.inference.scan import check_scans, grid_digest, scan_input
 from xcorrdiff.inference.settings import (
     TIME,
     input_ranges,
     inputs_in_model_units,
-    model_of,
-    resolve_device_option,
-    resolve_dtype,
+    prepare_input,
 )
 from xcorrdiff.inference.store import (
     check_request,
@@ -51,7 +45,6 @@ from xcorrdiff.inference.store import (
     time_axes,
     write_tasks,
 )
-from xcorrdiff.model import CorrDiffModel
 
 # --- resumable output to zarr -------------------------------------------------------------
 
@@ -86,12 +79,6 @@ class ZarrRun:
     def open(self) -> xr.Dataset:
         """The ensemble in the store, lazily (``xr.open_zarr``)."""
         return xr.open_zarr(self.store, consolidated=False)
-
-
-def _check_flags(**flags: object) -> None:
-    for name, flag in flags.items():
-        if not isinstance(flag, bool):
-            raise ValueError(f"{name}={flag!r} is invalid; expected True or False")
 
 
 def _changed_chunks(
@@ -135,100 +122,21 @@ def _resume_state(
     return set(kept) - set(damaged), changed, damaged
 
 
-def downscale_to_zarr(
+def run_to_zarr(
     lr: xr.Dataset,
     store: str | os.PathLike[str],
-    model: CorrDiffModel | str | os.PathLike[str] | ModelRef | None = None,
-    n_ensemble: int = 32,
+    model: Any,
     *,
-    time_chunk: int = 1,
-    resume: bool = True,
-    overwrite: bool = False,
-    recompute_changed: bool = False,
-    check_plausibility: bool = True,
-    device: str | torch.device | None = None,
-    dtype: str | torch.dtype | None = None,
-    **options: Any,
+    time_chunk: int,
+    resume: bool,
+    overwrite: bool,
+    recompute_changed: bool,
+    options: Mapping[str, Any],
 ) -> ZarrRun:
-    """Downscale into a zarr store chunk by chunk, resuming where an earlier run stopped.
-
-    Before anything is written, the whole input is read once (one dask computation, a time
-    chunk per task): NaN/inf values and implausible values are refused, and each chunk's
-    values are fingerprinted. Each ``time`` chunk is then one task: it samples its members,
-    writes its own region of the store (whole zarr chunks, so tasks never share a file)
-    and marks the chunk done, recording its input fingerprint and the SHA-256 of what it
-    wrote. A killed run leaves finished chunks marked; calling again with the same
-    arguments computes only the others. The store's ``xcorrdiff_status`` attribute says
-    "complete" once every chunk is written, and "incomplete: ..." until then. The tasks
-    run on the active dask scheduler: the default threaded one, or a
-    ``dask.distributed`` ``Client`` (one model load per worker; with ``device="cuda"`` or
-    CUDA auto-detected, each worker pins its own GPU, see
-    :func:`xcorrdiff.inference.handles.worker_device`).
-
-    Parameters
-    ----------
-    lr : xarray.Dataset
-        Low-resolution inputs with a ``time`` dimension (see :func:`downscale`);
-        numpy- or dask-backed, rechunked to ``time_chunk``.
-    store : path-like
-        Output zarr store, on a file system every worker sees. Its folder must exist. The
-        working directory, its parents, the home directory and folders holding the input
-        are refused.
-    model, n_ensemble, check_plausibility, device, dtype
-        As for :func:`downscale`.
-    **options
-        The other options of :func:`downscale` (``seed``, ``sampler``, ``num_steps``,
-        ``s_churn``, ``patch_shape``, ``overlap``, ``member_batch_size``,
-        ``return_mean``).
-    time_chunk : int, default 1
-        Times per task and per zarr chunk.
-    resume : bool, default True
-        If ``store`` exists, continue it: check that it was written for the same request
-        (model hash, variables, members, seed, sampler, steps, churn, sigmas, patches,
-        precision, time chunk, time stamps and input grid), that each finished chunk was
-        computed from the same input values (fingerprints) and still holds what was
-        written (checksums; damaged chunks are computed again, with a warning), then
-        compute only the chunks not done.
-    overwrite : bool, default False
-        Replace an existing ``store`` (takes precedence over ``resume``). Only a store
-        xcorrdiff wrote (holding nothing else) or an empty folder is ever replaced.
-    recompute_changed : bool, default False
-        When resuming, recompute the finished chunks whose input changed instead of
-        refusing to resume.
-
-    Returns
-    -------
-    ZarrRun
-        The store's path, the number of chunks, and which chunks this call computed, found
-        done, found changed and repaired; ``run.open()`` opens the ensemble.
-
-    Raises
-    ------
-    ValueError
-        Bad arguments (as for :func:`downscale`); no ``time`` dimension; NaN/inf or
-        implausible input values; a refused ``store`` path; ``store`` exists but records
-        another request (every differing key is named) or no request, or its finished
-        chunks were computed from other input values.
-    FileExistsError
-        ``store`` exists and both ``resume`` and ``overwrite`` are False, or ``overwrite``
-        would replace something xcorrdiff did not write.
-
-    Notes
-    -----
-    The request is recorded in ``store/.xcorrdiff/request.json`` (and as the JSON attr
-    ``xcorrdiff_request``); a chunk is done once ``store/.xcorrdiff/done/<index>`` exists,
-    written atomically after its region. A call that fails before any chunk is finished
-    removes the store it created. The member batch size and the device are not part of
-    the request: resuming on another device gives members that are equally valid but may
-    differ in the last bits from those of an uninterrupted run.
-
-    Examples
-    --------
-    >>> run = xcorrdiff.downscale_to_zarr(lr, "ens.zarr", "model_dir", 8, time_chunk=4)  # doctest: +SKIP
-    >>> run.computed, run.skipped  # doctest: +SKIP
-    """
+    """:func:`~xcorrdiff.inference.api.downscale_to_zarr` with the request's ``options``."""
     time_chunk = check_int("time_chunk", time_chunk, minimum=1)
-    _check_flags(resume=resume, overwrite=overwrite, recompute_changed=recompute_changed)
+    check_bool("resume", resume), check_bool("overwrite", overwrite)
+    check_bool("recompute_changed", recompute_changed)
     if isinstance(lr, xr.Dataset):
         lr = standardize(lr, role="lr")  # ERA5's valid_time, WRF's Time, ...
     if not isinstance(lr, xr.Dataset) or TIME not in lr.dims:
@@ -244,22 +152,21 @@ def downscale_to_zarr(
             f"store={os.fspath(store)!r} already exists; pass resume=True to continue it, "
             "overwrite=True to replace it, or choose another path"
         )
-    ref = resolve_model(model)  # its files are hashed once, here
-    ens = downscale(
-        lr.chunk({TIME: time_chunk}), ref, n_ensemble, device=device, dtype=dtype,
-        check_plausibility=check_plausibility, **options,
-    )  # fmt: skip
+    ref, resolved = diffusion_model(model)  # its files are hashed once, here
+    request = make_request(ref, resolved, options)
+    lr = prepare_input(lr, resolved, request)
+    observations = options.get("observations")
+    ens = run_request(lr.chunk({TIME: time_chunk}), ref, resolved, request, observations)
     bounds = chunk_bounds(ens.sizes[TIME], time_chunk)
     ens = _chunked_like(ens, bounds, time_chunk)
-    resolved = model_of(ref)
     inputs = inputs_in_model_units(lr, resolved)
     scans = scan_input(inputs.chunk({TIME: time_chunk}), bounds)
-    check_scans(scans, bounds, ens[TIME].values, input_ranges(resolved, check_plausibility))
+    ranges = input_ranges(resolved, request.inputs.check_plausibility)
+    check_scans(scans, bounds, ens[TIME].values, ranges)
     digests = [s.digest for s in scans]
-    request = request_record(
-        ens, time_chunk=time_chunk, dtype=resolve_dtype(dtype, resolve_device_option(device)),
-        input_grid_digest=grid_digest(inputs),
-    )  # fmt: skip
+    record = request_record(
+        ens, request.fingerprint(), time_chunk=time_chunk, input_grid_digest=grid_digest(inputs)
+    )
     if exists and overwrite:
         remove_own_store(path)
     changed: list[int] = []
@@ -267,10 +174,10 @@ def downscale_to_zarr(
     resumed = path.exists()
     if resumed:
         done, changed, damaged = _resume_state(
-            path, ens, request, digests, bounds, recompute_changed
+            path, ens, record, digests, bounds, recompute_changed
         )
     else:
-        _create_store(ens, path, request, time_chunk=time_chunk, n_chunks=len(bounds))
+        _create_store(ens, path, record, time_chunk=time_chunk, n_chunks=len(bounds))
         done = set()
     pending = [i for i in range(len(bounds)) if i not in done]
     _write_pending(ens, path, bounds, pending, digests, created=not resumed)

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from xcorrdiff._checks import check_int
 from xcorrdiff._resources import format_bytes, physical_memory
 
 from .precond import EDMPrecondSR, EDMPrecondSuperResolution, UNet
@@ -63,8 +64,7 @@ def _fail(where: str, key: str, value: object, expected: str) -> ValueError:
 
 
 def _check_int(where: str, key: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise _fail(where, key, value, f"an integer from {low} to {high}")
+    check_int(f"{where}: {key}", value, minimum=low, maximum=high)
 
 
 def _check_int_list(where: str, key: str, value: object, low: int, high: int) -> None:

@@ -1,7 +1,9 @@
 """Training CorrDiff on paired (LR, HR) data: regression first, then residual diffusion.
 
-* :mod:`~xcorrdiff.train.stages` — :func:`fit`, :func:`fit_regression`, :func:`fit_diffusion`:
-  what differs between the two stages (network, loss, validation).
+* :mod:`~xcorrdiff.train.api` — :func:`fit`, both stages (torch-free: the stages load on
+  the first call; the other names below load on first access).
+* :mod:`~xcorrdiff.train.stages` — :func:`fit_regression`, :func:`fit_diffusion`: what
+  differs between the two stages (network, loss, validation).
 * :mod:`~xcorrdiff.train.config` — :class:`TrainConfig` in five frozen groups; the resume
   fingerprint derived from them.
 * :mod:`~xcorrdiff.train.data` — the prepared, normalized training data and its streams.
@@ -16,30 +18,31 @@
 
 from __future__ import annotations
 
-from xcorrdiff.train.config import (
-    DataConfig,
-    ModelConfig,
-    OptimizationConfig,
-    RuntimeConfig,
-    ScheduleConfig,
-    TrainConfig,
-)
-from xcorrdiff.train.loop import CheckpointMismatchError, NonFiniteError
-from xcorrdiff.train.networks import build_diffusion, build_regression
-from xcorrdiff.train.stages import fit, fit_diffusion, fit_regression
+import importlib
+from typing import Any
 
-__all__ = [
-    "CheckpointMismatchError",
-    "DataConfig",
-    "ModelConfig",
-    "NonFiniteError",
-    "OptimizationConfig",
-    "RuntimeConfig",
-    "ScheduleConfig",
-    "TrainConfig",
-    "build_diffusion",
-    "build_regression",
-    "fit",
-    "fit_diffusion",
-    "fit_regression",
-]
+from xcorrdiff.train.api import fit
+
+#: Names that load on first access (the training code imports torch): {name: module}.
+_LAZY = {
+    "DataConfig": "xcorrdiff.train.config",
+    "ModelConfig": "xcorrdiff.train.config",
+    "OptimizationConfig": "xcorrdiff.train.config",
+    "RuntimeConfig": "xcorrdiff.train.config",
+    "ScheduleConfig": "xcorrdiff.train.config",
+    "TrainConfig": "xcorrdiff.train.config",
+    "CheckpointMismatchError": "xcorrdiff.train.loop",
+    "NonFiniteError": "xcorrdiff.train.loop",
+    "build_diffusion": "xcorrdiff.train.networks",
+    "build_regression": "xcorrdiff.train.networks",
+    "fit_diffusion": "xcorrdiff.train.stages",
+    "fit_regression": "xcorrdiff.train.stages",
+}
+
+__all__ = ["fit", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

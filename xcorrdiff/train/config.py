@@ -57,8 +57,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, get_args
 
-from xcorrdiff._checks import check_choice, check_int, check_positive, precision_name
-from xcorrdiff.config import NetworkConfig
+from xcorrdiff._checks import check_bool, check_choice, check_int, check_positive, precision_name
+from xcorrdiff.config import RUNTIME_ONLY, NetworkConfig
 from xcorrdiff.data.normalize import Transform
 from xcorrdiff.data.time_features import check_time_features
 
@@ -78,14 +78,6 @@ OnNonfinite = Literal["raise", "skip"]
 PRESETS: tuple[str, ...] = get_args(PresetName)
 #: Training precisions (float16 would need loss scaling, which the loop does not do).
 TRAIN_PRECISIONS = ("float32", "bfloat16")
-
-#: Field metadata of a setting that may change between a run and its resumption.
-RUNTIME_ONLY: Mapping[str, bool] = {"runtime_only": True}
-
-
-def _check_bool(name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name}={value!r} is invalid; expected True or False")
 
 
 def _check_fraction(name: str, value: float, *, low_open: bool, high_open: bool) -> None:
@@ -255,8 +247,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "regression", _network("regression", self.regression))
         object.__setattr__(self, "diffusion", _network("diffusion", self.diffusion))
-        _check_bool("hr_mean_conditioning", self.hr_mean_conditioning)
-        _check_bool("residual_scaling", self.residual_scaling)
+        check_bool("hr_mean_conditioning", self.hr_mean_conditioning)
+        check_bool("residual_scaling", self.residual_scaling)
         check_positive("P_std", self.P_std)
         check_positive("sigma_data", self.sigma_data)
         check_int("lead_time_channels", self.lead_time_channels, minimum=1)
@@ -382,8 +374,8 @@ class RuntimeConfig:
                 f"device={self.device!r} is invalid; expected None (CUDA when available), "
                 "'cpu', 'cuda' or 'cuda:N'"
             )
-        _check_bool("channels_last", self.channels_last)
-        _check_bool("compile", self.compile)
+        check_bool("channels_last", self.channels_last)
+        check_bool("compile", self.compile)
         check_int("num_workers", self.num_workers, minimum=0)
         if self.checkpoint_dir is not None:
             object.__setattr__(self, "checkpoint_dir", str(self.checkpoint_dir))

@@ -43,6 +43,7 @@ from xcorrdiff.diffusion import (
     crop_condition,
     extract_patches,
     masked_mean,
+    mean_of_inputs,
     patched_regression_mean,
     regression_grid,
     regression_loss,
@@ -72,7 +73,6 @@ from xcorrdiff.train.streams import stream_seed
 __all__ = [
     "CheckpointMismatchError",
     "NonFiniteError",
-    "fit",
     "fit_diffusion",
     "fit_regression",
 ]
@@ -318,8 +318,7 @@ class _DiffusionStage:
     def mean_of(self, condition: torch.Tensor, lead: torch.Tensor | None = None) -> torch.Tensor:
         """μ on the whole domain (no gradient)."""
         with torch.no_grad():
-            whole = build_condition(condition, lead_time=lead)
-            mu = patched_regression_mean(self.regression, whole, self.n_out, self.regression_grid)
+            mu = mean_of_inputs(self.regression, condition, self.n_out, self.regression_grid, lead)
             return mu.to(condition.dtype)
 
     def _patches(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, Any, Any]:
@@ -536,32 +535,3 @@ def _bundle(
         },
         **rest,
     )
-
-
-def fit(
-    lr: xr.Dataset,
-    hr: xr.Dataset,
-    *,
-    config: TrainConfig | None = None,
-    progress: bool = True,
-    **options: Any,
-) -> CorrDiffModel:
-    """Train both CorrDiff stages: :func:`fit_regression`, then :func:`fit_diffusion`.
-
-    ``config`` and ``progress`` apply to both stages; ``options`` are the data options of
-    :func:`fit_regression` (``invariants``, ``input_variables``, ``output_variables``,
-    ``regrid_method``).
-
-    Returns
-    -------
-    CorrDiffModel
-        Regression and diffusion networks with everything needed to downscale.
-
-    Examples
-    --------
-    >>> import xcorrdiff  # doctest: +SKIP
-    >>> lr, hr = xcorrdiff.tutorial.make_synthetic(n_times=64, hr_shape=(64, 64))  # doctest: +SKIP
-    >>> model = xcorrdiff.train.fit(lr, hr, config=xcorrdiff.TrainConfig(preset="tiny"))  # doctest: +SKIP
-    """
-    model = fit_regression(lr, hr, config=config, progress=progress, **options)
-    return fit_diffusion(model, lr, hr, config=config, progress=progress)

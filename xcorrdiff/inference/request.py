@@ -1,0 +1,355 @@
+"""One downscale request, built once from a call's arguments (as ``TrainConfig`` is).
+
+:func:`make_request` checks every argument of :func:`~xcorrdiff.inference.api.downscale`
+against the model and resolves it (the model's own sampler settings by default, the region
+in pixels of the model's grid, a digest of the observations' values) into a frozen, nested
+:class:`DownscaleRequest`. Everything else follows from that record by rule:
+
+* the provenance attributes of the output (:meth:`DownscaleRequest.attrs`): every field,
+  ``None`` left out;
+* the resume record of a zarr store (:meth:`DownscaleRequest.fingerprint`): every field not
+  marked runtime-only where it is defined (``field(metadata=RUNTIME_ONLY)``), so a resumed
+  store is checked against every setting that changes its numbers, with no hand-kept list;
+* the blocks' settings (:class:`~xcorrdiff.inference.blocks.Settings` carries the request).
+
+Each field is named after the argument of ``downscale`` it comes from
+(:data:`~xcorrdiff.inference.api.OPTIONS`, whose signature holds every default), and the
+command line's flag is that name with dashes (``--num-steps``): a new option is one field
+here (with its check), one argument of ``downscale`` (and of ``downscale_to_zarr``, checked
+to agree by the tests) and one flag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask
+import torch
+import xarray as xr
+
+from xcorrdiff._checks import check_bool, check_choice, check_int, precision_name, resolve_device
+from xcorrdiff.config import RUNTIME_ONLY
+from xcorrdiff.data.fill import FILL_METHODS
+from xcorrdiff.inference.handles import ModelRef
+from xcorrdiff.inference.observations import check_guidance
+from xcorrdiff.inference.region import check_region, resolve_region
+from xcorrdiff.model import CorrDiffModel
+
+__all__ = [
+    "DEFAULT_HEUN_CHURN",
+    "DEFAULT_STEPS",
+    "DownscaleRequest",
+    "make_request",
+]
+
+#: Default number of steps per sampler (see docs/downscaling.md for the measurements).
+DEFAULT_STEPS: dict[str, int] = {"euler": 12, "heun": 18}
+#: Default churn of the Heun sampler, per step: ``s_churn = DEFAULT_HEUN_CHURN * num_steps``
+#: (EDM's ``gamma`` = 0.1 at every step).
+DEFAULT_HEUN_CHURN = 0.1
+
+
+# --- the record -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnsembleRequest:
+    """How many members, from which seed."""
+
+    n_ensemble: int
+    seed: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplerRequest:
+    """The EDM sampler: the model's own settings unless the call overrode them."""
+
+    sampler: str
+    num_steps: int
+    s_churn: float
+    sigma_min: float
+    sigma_max: float
+    rho: float
+    #: Where the settings came from: ``"model"`` or ``"argument (the model's: ...)"``.
+    sampler_source: str = field(metadata=RUNTIME_ONLY)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DomainRequest:
+    """Where the members are generated: patches, and the region in pixels of the model's
+    grid ``(y0, y1, x0, x1)`` (None: the whole domain)."""
+
+    patch_shape: tuple[int, int] | None
+    overlap: int
+    region: tuple[int, int, int, int] | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class GuidanceRequest:
+    """Station guidance: ζ (0 when unguided) and a digest of the observations' values."""
+
+    guidance_scale: float
+    observations_digest: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class InputRequest:
+    """What is done to the input before it is used."""
+
+    fill_missing: str | None
+    check_plausibility: bool = field(metadata=RUNTIME_ONLY)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuntimeRequest:
+    """Where and how the numbers are computed: equally valid members whatever these are
+    (they may differ in the last bits), so none is checked when a store resumes."""
+
+    device: str = field(metadata=RUNTIME_ONLY)
+    precision: str = field(metadata=RUNTIME_ONLY)
+    member_batch_size: int = field(metadata=RUNTIME_ONLY)
+    #: Whether the call gave ``member_batch_size`` (else the memory check may lower it).
+    explicit_batch: bool = field(metadata=RUNTIME_ONLY)
+    #: torch intra-op threads of the calling thread.
+    threads: int = field(metadata=RUNTIME_ONLY)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DownscaleRequest:
+    """What one call of :func:`~xcorrdiff.inference.api.downscale` asked for, resolved."""
+
+    model_hash: str
+    model_id: str = field(metadata=RUNTIME_ONLY)
+    ensemble: EnsembleRequest
+    sampling: SamplerRequest
+    domain: DomainRequest
+    guidance: GuidanceRequest
+    inputs: InputRequest
+    return_mean: bool
+    #: Lead-time labels of the forecasts (lead-time-aware models), else None.
+    lead_labels: tuple[int, ...] | None = None
+    runtime: RuntimeRequest
+
+    def leaves(self) -> Iterator[tuple[str, Any, bool]]:
+        """``(name, value, runtime_only)`` of every field, groups flattened."""
+        yield from _leaves(self, runtime_only=False)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Every field that changes the numbers (all but the runtime-only), JSON-able."""
+        return {name: _jsonable(value) for name, value, runtime in self.leaves() if not runtime}
+
+    def attrs(self) -> dict[str, Any]:
+        """Provenance attributes: every field (None left out), netCDF-safe."""
+        out = {name: _attr(name, value) for name, value, _ in self.leaves() if value is not None}
+        return out
+
+    def replace(self, group: str | None = None, **changes: Any) -> DownscaleRequest:
+        """A copy with ``changes`` made in ``group`` (or at the top level)."""
+        if group is None:
+            return dataclasses.replace(self, **changes)
+        return dataclasses.replace(
+            self, **{group: dataclasses.replace(getattr(self, group), **changes)}
+        )
+
+
+def _leaves(record: Any, *, runtime_only: bool) -> Iterator[tuple[str, Any, bool]]:
+    for f in dataclasses.fields(record):
+        value = getattr(record, f.name)
+        runtime = runtime_only or bool(f.metadata.get("runtime_only", False))
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            yield from _leaves(value, runtime_only=runtime)
+        else:
+            yield f.name, value, runtime
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _attr(name: str, value: Any) -> Any:
+    if name == "patch_shape":
+        return f"{value[0]}x{value[1]}"
+    if isinstance(value, bool):
+        return int(value)  # netCDF has no booleans
+    return _jsonable(value)
+
+
+# --- building it ------------------------------------------------------------------------------
+
+
+def resolve_precision(precision: Any, dtype: Any, device: torch.device) -> str:
+    """The network precision; ``dtype`` is its deprecated spelling."""
+    if dtype is not None:
+        warnings.warn(
+            "dtype= is deprecated; pass precision= (the same values: 'float32', 'bfloat16', "
+            "'float16')",
+            DeprecationWarning,
+            stacklevel=4,
+        )
+        name = precision_name(dtype, argument="dtype")
+        if precision is not None and precision_name(precision) != name:
+            raise ValueError(
+                f"precision={precision!r} and dtype={dtype!r} disagree; pass precision only"
+            )
+        precision = dtype
+    if precision is None:
+        return "float32"
+    name = precision_name(precision, argument="dtype" if dtype is not None else "precision")
+    if name != "float32" and device.type != "cuda":
+        raise ValueError(
+            f"precision={precision!r} (reduced-precision inference) needs a CUDA device, got "
+            f"device={str(device)!r}; use precision=None (float32) on the CPU"
+        )
+    return name
+
+
+def _sampler(
+    model: CorrDiffModel, sampler: str | None, num_steps: int | None, s_churn: float | None
+) -> SamplerRequest:
+    stored = model.sampler
+    if sampler is not None and sampler not in DEFAULT_STEPS:
+        raise ValueError(
+            f"sampler={sampler!r} is invalid; expected None (the model's) or one of "
+            f"{list(DEFAULT_STEPS)}"
+        )
+    name = stored.sampler if sampler is None else sampler
+    if num_steps is None:
+        num_steps = stored.num_steps if name == stored.sampler else DEFAULT_STEPS[name]
+    num_steps = check_int("num_steps", num_steps, minimum=1)
+    if s_churn is None:
+        s_churn = DEFAULT_HEUN_CHURN * num_steps if name == "heun" else 0.0
+    if (
+        isinstance(s_churn, bool)
+        or not isinstance(s_churn, int | float)
+        or not 0 <= s_churn < math.inf
+    ):
+        raise ValueError(f"s_churn={s_churn!r} is invalid; expected a finite number >= 0")
+    return SamplerRequest(
+        sampler=name,
+        num_steps=num_steps,
+        s_churn=float(s_churn),
+        sigma_min=float(stored.sigma_min),
+        sigma_max=float(stored.sigma_max),
+        rho=float(stored.rho),
+        sampler_source="model" if sampler is None else f"argument (the model's: {stored.sampler})",
+    )
+
+
+def diffusion_factor(model: CorrDiffModel) -> int:
+    """The diffusion network's downsampling factor: sample sides must be multiples of it."""
+    assert model.diffusion is not None
+    return int(getattr(getattr(model.diffusion, "model", None), "input_shape_mult", 1))
+
+
+def _patches(
+    model: CorrDiffModel, patch_shape: Sequence[int] | None, overlap: int | None
+) -> tuple[tuple[int, int] | None, int]:
+    if patch_shape is None:
+        if overlap not in (None, 0):
+            raise ValueError(
+                f"overlap={overlap!r} needs patch_shape; without it the whole domain "
+                f"{model.shape} is sampled at once"
+            )
+        return None, 0
+    try:
+        patch = tuple(int(v) for v in patch_shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"patch_shape={patch_shape!r} is invalid; expected (y, x)") from None
+    if len(patch) != 2 or any(v < 1 for v in patch):
+        raise ValueError(f"patch_shape={patch_shape!r} is invalid; expected two positive sides")
+    shape = model.shape
+    if patch[0] > shape[0] or patch[1] > shape[1]:
+        raise ValueError(
+            f"patch_shape={patch} is larger than the model's HR grid {shape}; use a smaller "
+            "patch or patch_shape=None for the whole domain"
+        )
+    factor = diffusion_factor(model)
+    if patch[0] % factor or patch[1] % factor:
+        raise ValueError(
+            f"patch_shape={patch} is invalid for this diffusion network; expected sides "
+            f"divisible by {factor} (its downsampling factor)"
+        )
+    overlap = min(patch) // 4 if overlap is None else check_int("overlap", overlap, minimum=0)
+    if overlap >= min(patch):
+        raise ValueError(
+            f"overlap={overlap} must be smaller than the patch sides {patch}; reduce it"
+        )
+    return (patch[0], patch[1]), overlap
+
+
+def _domain(
+    model: CorrDiffModel,
+    patch_shape: Sequence[int] | None,
+    overlap: int | None,
+    region: Mapping[str, Any] | None,
+) -> DomainRequest:
+    patch, overlap = _patches(model, patch_shape, overlap)
+    pixels = resolve_region(model.grid, model.grid_dims, region)
+    check_region(pixels, patch, diffusion_factor(model))
+    return DomainRequest(patch_shape=patch, overlap=overlap, region=pixels)
+
+
+def _guidance(
+    observations: xr.Dataset | None, guidance_scale: float, region: Any
+) -> GuidanceRequest:
+    scale = check_guidance(observations, guidance_scale, region)
+    digest = None
+    if observations is not None:  # the loaded values: a lazily opened file's token would
+        # not be reproducible in a new process
+        digest = f"dask-token:{dask.base.tokenize(observations.compute())}"
+    return GuidanceRequest(guidance_scale=scale, observations_digest=digest)
+
+
+def make_request(
+    ref: ModelRef, model: CorrDiffModel, options: Mapping[str, Any]
+) -> DownscaleRequest:
+    """Every option of :func:`~xcorrdiff.inference.api.downscale` checked and resolved.
+
+    Parameters
+    ----------
+    ref, model
+        The model's reference (its hash) and the model.
+    options : mapping
+        Every option by name: the arguments of ``downscale`` after ``lr`` and ``model``
+        (:data:`~xcorrdiff.inference.api.OPTIONS`, whose defaults are
+        :data:`~xcorrdiff.inference.api.DEFAULTS`).
+
+    Raises
+    ------
+    ValueError
+        Naming the argument, the value received and what was expected.
+    """
+    o = options
+    n_ensemble = check_int("n_ensemble", o["n_ensemble"], minimum=1)
+    domain = _domain(model, o["patch_shape"], o["overlap"], o["region"])
+    if o["fill_missing"] is not None:
+        check_choice("fill_missing", o["fill_missing"], [None, *FILL_METHODS])
+    device = resolve_device(o["device"])
+    batch = o["member_batch_size"]
+    return DownscaleRequest(
+        model_hash=f"sha256:{ref.digest}",
+        model_id=ref.model_id,
+        ensemble=EnsembleRequest(n_ensemble=n_ensemble, seed=check_int("seed", o["seed"])),
+        sampling=_sampler(model, o["sampler"], o["num_steps"], o["s_churn"]),
+        domain=domain,
+        guidance=_guidance(o["observations"], o["guidance_scale"], domain.region),
+        inputs=InputRequest(
+            fill_missing=o["fill_missing"],
+            check_plausibility=check_bool("check_plausibility", o["check_plausibility"]),
+        ),
+        return_mean=check_bool("return_mean", o["return_mean"]),
+        runtime=RuntimeRequest(
+            device=str(device),
+            precision=resolve_precision(o["precision"], o["dtype"], device),
+            member_batch_size=check_int(
+                "member_batch_size", min(n_ensemble, 16) if batch is None else batch, minimum=1
+            ),
+            explicit_batch=batch is not None,
+            threads=torch.get_num_threads(),
+        ),
+    )

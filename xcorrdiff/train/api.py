@@ -1,0 +1,59 @@
+"""The public training entry point, :func:`fit`: both stages, every argument spelled out.
+
+Like :mod:`xcorrdiff.inference.api`, this module imports neither torch nor the training
+code (so the ``.corrdiff`` accessor can bind :func:`fit` at import time); the stages load on
+the first call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING
+
+import xarray as xr
+
+if TYPE_CHECKING:
+    from xcorrdiff.model import CorrDiffModel
+    from xcorrdiff.train.config import TrainConfig
+
+__all__ = ["fit"]
+
+
+def fit(
+    lr: xr.Dataset,
+    hr: xr.Dataset,
+    *,
+    config: TrainConfig | None = None,
+    invariants: xr.Dataset | Sequence[str] | None = None,
+    input_variables: Sequence[Hashable] | None = None,
+    output_variables: Sequence[Hashable] | None = None,
+    regrid_method: str = "bilinear",
+    progress: bool = True,
+) -> CorrDiffModel:
+    """Train both CorrDiff stages: :func:`~xcorrdiff.train.fit_regression`, then
+    :func:`~xcorrdiff.train.fit_diffusion`.
+
+    ``config`` and ``progress`` apply to both stages; the data arguments (``invariants``,
+    ``input_variables``, ``output_variables``, ``regrid_method``) are those of
+    :func:`~xcorrdiff.train.fit_regression`. ``lr`` may be on a coarse grid: training runs
+    the prepare step of inference (units → regrid onto the HR grid → invariants →
+    normalize).
+
+    Returns
+    -------
+    CorrDiffModel
+        Regression and diffusion networks with everything needed to downscale.
+
+    Examples
+    --------
+    >>> import xcorrdiff  # doctest: +SKIP
+    >>> lr, hr = xcorrdiff.tutorial.make_synthetic(n_times=64, hr_shape=(64, 64))  # doctest: +SKIP
+    >>> model = lr.corrdiff.fit(hr, config=xcorrdiff.TrainConfig(preset="tiny"))  # doctest: +SKIP
+    """
+    from xcorrdiff.train.stages import fit_diffusion, fit_regression
+
+    model = fit_regression(
+        lr, hr, config=config, invariants=invariants, input_variables=input_variables,
+        output_variables=output_variables, regrid_method=regrid_method, progress=progress,
+    )  # fmt: skip
+    return fit_diffusion(model, lr, hr, config=config, progress=progress)
