@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from xcorrdiff._checks import check_choice, check_int, check_positive
+from xcorrdiff._checks import check_bool, check_choice, check_int, check_positive
 
 EmbeddingType = Literal["positional", "fourier", "zero"]
 GridType = Literal["sinusoidal", "sinusoidal_octave", "learnable", "linear", "none"]
@@ -78,10 +78,7 @@ class NetworkConfig:
             check_int("channel_mult entry", m, minimum=1)
         for r in self.attn_resolutions:
             check_int("attn_resolutions entry", r, minimum=1)
-        if not isinstance(self.bottleneck_attention, bool):
-            raise ValueError(
-                f"bottleneck_attention={self.bottleneck_attention!r} is invalid; expected a bool"
-            )
+        check_bool("bottleneck_attention", self.bottleneck_attention)
         check_int("num_blocks", self.num_blocks, minimum=1)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout={self.dropout!r} is invalid; expected a value in [0, 1)")

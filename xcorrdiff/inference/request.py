@@ -22,7 +22,6 @@ to agree by the tests) and one flag.
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,14 @@ import dask
 import torch
 import xarray as xr
 
-from xcorrdiff._checks import check_bool, check_choice, check_int, precision_name, resolve_device
+from xcorrdiff._checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_positive,
+    precision_name,
+    resolve_device,
+)
 from xcorrdiff.config import RUNTIME_ONLY
 from xcorrdiff.data.fill import FILL_METHODS
 from xcorrdiff.inference.handles import ModelRef
@@ -145,8 +151,7 @@ class DownscaleRequest:
 
     def attrs(self) -> dict[str, Any]:
         """Provenance attributes: every field (None left out), netCDF-safe."""
-        out = {name: _attr(name, value) for name, value, _ in self.leaves() if value is not None}
-        return out
+        return {name: _attr(name, value) for name, value, _ in self.leaves() if value is not None}
 
     def replace(self, group: str | None = None, **changes: Any) -> DownscaleRequest:
         """A copy with ``changes`` made in ``group`` (or at the top level)."""
@@ -183,27 +188,27 @@ def _attr(name: str, value: Any) -> Any:
 
 
 def resolve_precision(precision: Any, dtype: Any, device: torch.device) -> str:
-    """The network precision; ``dtype`` is its deprecated spelling."""
+    """The network precision; ``dtype`` is its deprecated spelling (warns)."""
+    argument = "precision"
     if dtype is not None:
         warnings.warn(
             "dtype= is deprecated; pass precision= (the same values: 'float32', 'bfloat16', "
             "'float16')",
             DeprecationWarning,
-            stacklevel=4,
+            stacklevel=5,  # the caller of downscale or downscale_to_zarr
         )
-        name = precision_name(dtype, argument="dtype")
-        if precision is not None and precision_name(precision) != name:
+        if precision is not None and precision_name(precision) != precision_name(dtype):
             raise ValueError(
                 f"precision={precision!r} and dtype={dtype!r} disagree; pass precision only"
             )
-        precision = dtype
+        precision, argument = dtype, "dtype"
     if precision is None:
         return "float32"
-    name = precision_name(precision, argument="dtype" if dtype is not None else "precision")
+    name = precision_name(precision, argument=argument)
     if name != "float32" and device.type != "cuda":
         raise ValueError(
-            f"precision={precision!r} (reduced-precision inference) needs a CUDA device, got "
-            f"device={str(device)!r}; use precision=None (float32) on the CPU"
+            f"{argument}={precision!r} (reduced-precision inference) needs a CUDA device, got "
+            f"device={str(device)!r}; use {argument}=None (float32) on the CPU"
         )
     return name
 
@@ -223,12 +228,7 @@ def _sampler(
     num_steps = check_int("num_steps", num_steps, minimum=1)
     if s_churn is None:
         s_churn = DEFAULT_HEUN_CHURN * num_steps if name == "heun" else 0.0
-    if (
-        isinstance(s_churn, bool)
-        or not isinstance(s_churn, int | float)
-        or not 0 <= s_churn < math.inf
-    ):
-        raise ValueError(f"s_churn={s_churn!r} is invalid; expected a finite number >= 0")
+    s_churn = check_positive("s_churn", s_churn, allow_zero=True)
     return SamplerRequest(
         sampler=name,
         num_steps=num_steps,

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from xcorrdiff._checks import check_int
+
 from .song_unet import json_config
 from .song_unet_pos import SongUNetPosEmbd
 
@@ -60,10 +62,8 @@ class SongUNetPosLtEmbd(SongUNetPosEmbd):
     ) -> None:
         config = json_config({**others, **locals()})
         config.pop("others", None)
-        for name, value in (("lead_time_channels", lead_time_channels),
-                            ("lead_time_steps", lead_time_steps)):  # fmt: skip
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} is invalid; expected an integer >= 1")
+        check_int("lead_time_channels", lead_time_channels, minimum=1)
+        check_int("lead_time_steps", lead_time_steps, minimum=1)
         if any(not 0 <= int(c) < out_channels for c in prob_channels):
             raise ValueError(
                 f"prob_channels={list(prob_channels)!r} is invalid; expected output channels "
