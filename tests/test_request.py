@@ -127,7 +127,6 @@ def test_every_entry_point_takes_every_option_with_the_same_default() -> None:
     ]
 
 
-
 def test_the_command_line_has_a_flag_per_option_named_after_it() -> None:
     parser, _ = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
