@@ -87,11 +87,8 @@ def prepare_input(lr: xr.Dataset, model: CorrDiffModel, request: DownscaleReques
 def check_input(
     lr: xr.Dataset, model: CorrDiffModel, ranges: tuple[ExpectedRange, ...] | None
 ) -> None:
-    if not isinstance(lr, xr.Dataset):
-        raise TypeError(
-            f"lr must be an xarray.Dataset, got {type(lr).__name__}; wrap a DataArray with "
-            "da.to_dataset(name=...)"
-        )
+    """Refuse missing variables, and NaN/inf or implausible values of numpy-backed input, of
+    a Dataset :func:`prepare_input` made ready."""
     missing = [name for name in model.input_names if name not in lr.data_vars]
     if missing:
         raise KeyError(

@@ -135,8 +135,9 @@ def run_to_zarr(
 ) -> ZarrRun:
     """:func:`~xcorrdiff.inference.api.downscale_to_zarr` with the request's ``options``."""
     time_chunk = check_int("time_chunk", time_chunk, minimum=1)
-    check_bool("resume", resume), check_bool("overwrite", overwrite)
-    check_bool("recompute_changed", recompute_changed)
+    for name, flag in (("resume", resume), ("overwrite", overwrite),
+                       ("recompute_changed", recompute_changed)):  # fmt: skip
+        check_bool(name, flag)
     if isinstance(lr, xr.Dataset):
         lr = standardize(lr, role="lr")  # ERA5's valid_time, WRF's Time, ...
     if not isinstance(lr, xr.Dataset) or TIME not in lr.dims:
