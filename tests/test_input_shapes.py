@@ -219,3 +219,19 @@ def test_fill_nearest_takes_the_nearest_valid_cell() -> None:
     assert np.isnan(out[1]).all()  # a field with no valid cell stays NaN (and is refused)
     lazy = fill_nearest(ds.chunk(time=1, lon=2))
     np.testing.assert_array_equal(lazy["t"].values, out)
+
+
+def test_fill_and_edge_refuse_what_they_cannot_use() -> None:
+    from xcorrdiff.data import fill_nearest
+
+    with pytest.raises(TypeError, match=r"ds must be an xarray.Dataset, got DataArray"):
+        fill_nearest(xr.DataArray([1.0, np.nan], dims="x"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"variable 't' has dims \('x',\); fill_nearest needs"):
+        fill_nearest(xr.Dataset({"t": ("x", [1.0, np.nan])}))
+    source = xr.Dataset(
+        {"t": (("lat", "lon"), np.zeros((2, 2)))}, coords={"lat": [0.0, 1.0], "lon": [0.0, 1.0]}
+    )
+    with pytest.raises(
+        ValueError, match=r"edge='far' is invalid; expected one of \['raise', 'nearest'\]"
+    ):
+        regrid(source, source, edge="far")  # type: ignore[arg-type]
