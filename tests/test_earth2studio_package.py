@@ -25,6 +25,7 @@ def trained() -> tuple[xcorrdiff.CorrDiffModel, xr.Dataset]:
         diffusion=NetworkConfig(model_channels=8, channel_mult=(1, 2)),
         batch_size=2, patch_shape=(8, 8), regression_duration=2, diffusion_duration=2,
         residual_scaling=False,  # Earth2Studio's CorrDiff does not scale the residual
+        input_skip=False,  # nor skip the inputs
     )  # fmt: skip
     model = lr.corrdiff.fit(hr, config=config, output_variables=["t2m", "u10m"], progress=False)
     return model, lr

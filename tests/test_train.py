@@ -107,7 +107,7 @@ def test_residual_scaling_measures_the_regression_residual(
     small: tuple[xr.Dataset, xr.Dataset],
 ) -> None:
     lr, hr = small
-    config = _quick(sigma_data=0.25)
+    config = _quick(sigma_data=0.25, residual_folds=0)  # the model's own residual
     assert config.model.residual_scaling  # the tiny preset's default
     base = fit_regression(lr, hr, config=config, output_variables=OUTPUTS, progress=False)
     assert base.residual_scale is None

@@ -269,7 +269,7 @@ def _check_toy_resume(ddp_run: Path, tmp_path: Path) -> None:
 
 def _check_fit_regression(ddp_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from xcorrdiff import train
-    from xcorrdiff.train import stages
+    from xcorrdiff.train import parts
 
     rank0, rank1 = _load(ddp_run / "fit-0.pt"), _load(ddp_run / "fit-1.pt")
     for key in rank0:
@@ -278,7 +278,7 @@ def _check_fit_regression(ddp_run: Path, tmp_path: Path, monkeypatch: pytest.Mon
     kw: dict[str, Any] = {"output_variables": OUTPUTS, "progress": False}
     with monkeypatch.context() as patch:
         patch.setattr(
-            stages, "StreamBatches", lambda stream, **_: _Merged.of_stream(stream, WORLD_SIZE)
+            parts, "StreamBatches", lambda stream, **_: _Merged.of_stream(stream, WORLD_SIZE)
         )
         single = train.fit_regression(lr, hr, config=fit_config(tmp_path, FIT_SAMPLES), **kw)
     _assert_close(single.regression.state_dict(), rank0)

@@ -366,7 +366,7 @@ def test_a_new_config_field_refuses_resume_unless_marked_runtime_only(tmp_path: 
 
 
 def test_stage_fingerprints_hold_the_whole_config_fingerprint() -> None:
-    from xcorrdiff.train.stages import _fingerprint
+    from xcorrdiff.train.parts import stage_fingerprint as _fingerprint
 
     config = _config(None, batch_size=2)
     assert _fingerprint("regression", config, {})["train"] == config.fingerprint()

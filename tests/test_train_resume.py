@@ -39,6 +39,7 @@ def _config(directory: Path, duration: int) -> TrainConfig:
         lr_decay=0.5,
         lr_decay_rate=16,
         ema_halflife=8,
+        residual_folds=0,  # the regression each resumed diffusion stage uses is `straight`
         regression_duration=duration,
         diffusion_duration=duration,
         validation_fraction=0.25,

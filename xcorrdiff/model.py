@@ -37,6 +37,7 @@ import xarray as xr
 
 from xcorrdiff._checks import check_choice, check_int, resolve_device
 from xcorrdiff._files import publish_dir
+from xcorrdiff._model_checks import check_model
 from xcorrdiff._model_dir import (
     FORMAT,
     FORMAT_VERSION,
@@ -54,6 +55,7 @@ from xcorrdiff.data.normalize import Normalizer
 from xcorrdiff.data.prepare import VariableSpec, prepare_condition
 from xcorrdiff.data.time_features import check_time_features, feature_channels
 from xcorrdiff.diffusion.conditioning import mean_of_inputs
+from xcorrdiff.diffusion.input_skip import InputSkip
 from xcorrdiff.diffusion.patching import PatchGrid, regression_grid
 from xcorrdiff.options import OPTIONS
 
@@ -99,6 +101,9 @@ class CorrDiffModel:
         ``"regression_patch": [h, w]`` marks a regression network trained on patches
         (``TrainConfig.regression_patch_shape``): it takes the whole-domain input as global
         context too (``2 C_lr`` channels) and μ is computed patch by patch.
+        ``"input_skip": {output: {"input": name, "spread": γ}}`` marks a regression that
+        predicts those outputs as their own input plus its correction
+        (``TrainConfig.input_skip``, :mod:`xcorrdiff.diffusion.input_skip`).
     regrid_method : str, default "bilinear"
         Interpolation of the inputs onto the HR grid.
     residual_scale : mapping of str to float, optional
@@ -168,60 +173,7 @@ class CorrDiffModel:
         self._validate()
 
     def _validate(self) -> None:
-        unknown = sorted(set(self.output_bounds) - set(self.output_names))
-        crossed = {k: v for k, v in self.output_bounds.items() if not v[0] < v[1]}
-        if unknown or crossed:
-            raise ValueError(
-                f"output_bounds must give (low, high) with low < high for output variables "
-                f"{list(self.output_names)}; got unknown variables {unknown}, crossed {crossed}"
-            )
-        if self.observed is not None:
-            unknown = sorted(set(map(str, self.observed.data_vars)) - set(self.output_names))
-            wrong = [str(n) for n, v in self.observed.data_vars.items() if v.dims != self.grid_dims]
-            if unknown or wrong:
-                raise ValueError(
-                    f"observed must hold output variables on the grid dims {self.grid_dims}; "
-                    f"got unknown variables {unknown} and variables on other dims {wrong}"
-                )
-        if self.residual_scale is not None:
-            names = [v.name for v in self.output_variables]
-            if sorted(self.residual_scale) != sorted(names):
-                raise ValueError(
-                    f"residual_scale has scales for {sorted(self.residual_scale)}; expected one "
-                    f"for each output variable {names}"
-                )
-            bad = {k: v for k, v in self.residual_scale.items() if not 0 < v < math.inf}
-            if bad:
-                raise ValueError(
-                    f"residual_scale has invalid scales {bad}; expected positive finite numbers"
-                )
-        for dim in self.grid_dims:
-            if dim not in self.grid.dims:
-                raise ValueError(
-                    f"grid_dims={self.grid_dims!r} are not dimensions of the grid, which has "
-                    f"{[str(d) for d in self.grid.dims]}"
-                )
-        missing = [name for name in self.condition_variables if name not in self.input_normalizer]
-        if missing:
-            raise ValueError(
-                f"input_normalizer has no statistics for {missing}; it covers "
-                f"{list(self.input_normalizer.variables)}"
-            )
-        missing = [v.name for v in self.output_variables if v.name not in self.output_normalizer]
-        if missing:
-            raise ValueError(
-                f"output_normalizer has no statistics for {missing}; it covers "
-                f"{list(self.output_normalizer.variables)}"
-            )
-        n_in = len(self.condition_variables) * (2 if self.regression_patch else 1)
-        grid_channels = int(getattr(self.regression, "grid_channels", 0))
-        expected = getattr(self.regression, "img_in_channels", n_in + grid_channels)
-        if expected != n_in + grid_channels:
-            raise ValueError(
-                f"the regression network takes {expected} input channels but the model has "
-                f"{n_in} condition channels ({list(self.condition_variables)}, twice for a "
-                f"regression on patches) plus {grid_channels} grid channels"
-            )
+        check_model(self)
 
     # --- description ----------------------------------------------------------------------
 
@@ -255,6 +207,18 @@ class CorrDiffModel:
         """The patches μ is computed on (a quarter-patch overlap, tapered blending), or
         None for a whole-domain regression."""
         return regression_grid(self.shape, self.regression_patch)
+
+    def regression_skip(self) -> InputSkip | None:
+        """The regression's input skip (:mod:`xcorrdiff.diffusion.input_skip`): outputs
+        predicted as their own input plus the network's correction; None without one."""
+        spec = self.conditioning.get("input_skip")
+        if not spec:
+            return None
+        return InputSkip.build(
+            spec, condition_variables=self.condition_variables,
+            output_variables=self.output_names, input_normalizer=self.input_normalizer,
+            output_normalizer=self.output_normalizer,
+        )  # fmt: skip
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -327,14 +291,14 @@ class CorrDiffModel:
             condition, list(self.condition_variables), dims=("time", *self.grid_dims)
         )
         device = next(self.regression.parameters()).device
-        n_out = len(self.output_variables)
+        n_out, skip = len(self.output_variables), self.regression_skip()
         chunks = []
         with torch.no_grad():
             for start in range(0, array.shape[0], batch_size):
                 block = np.asarray(array[start : start + batch_size])
                 x = to_tensor(block, device=device)
                 labels = None if lead is None else torch.full((x.shape[0],), lead, device=device)
-                mu = mean_of_inputs(self.regression, x, n_out, self.regression_grid(), labels)
+                mu = mean_of_inputs(self.regression, x, n_out, self.regression_grid(), labels, skip)
                 chunks.append(mu.cpu().numpy())
         mean = np.concatenate(chunks, axis=0) if chunks else np.zeros((0, n_out, *self.shape))
         out = array_to_dataset(

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from xcorrdiff._checks import autocast
+from xcorrdiff.diffusion.input_skip import InputSkip
 from xcorrdiff.diffusion.patching import PatchGrid, extract_patches
 
 __all__ = [
@@ -233,9 +234,12 @@ def denoise(
     return net(x, condition.channels(), sigma, **condition.network_kwargs(positional))
 
 
-def regression_mean(net: Any, condition: Condition, out_channels: int) -> torch.Tensor:
+def regression_mean(
+    net: Any, condition: Condition, out_channels: int, skip: InputSkip | None = None
+) -> torch.Tensor:
     """μ = ``net(0, condition)`` (PhysicsNeMo's regression UNet takes a zero-filled state),
-    ``(rows, out_channels, H, W)``.
+    ``(rows, out_channels, H, W)``; with an input ``skip`` the network's output is the
+    correction to each output's own input (:mod:`xcorrdiff.diffusion.input_skip`).
 
     On the whole domain the condition is the inputs alone, as in PhysicsNeMo; on patches
     (:func:`crop_condition`, :func:`unfold_condition`) it also holds the whole domain's
@@ -244,19 +248,25 @@ def regression_mean(net: Any, condition: Condition, out_channels: int) -> torch.
     inputs = condition.inputs
     zeros = inputs.new_zeros((inputs.shape[0], out_channels, *inputs.shape[2:]))
     if condition.global_inputs is None:
-        return net(zeros, inputs, **condition.network_kwargs(positional=False))
-    return net(zeros, condition.channels(), **condition.network_kwargs())
+        out = net(zeros, inputs, **condition.network_kwargs(positional=False))
+    else:
+        out = net(zeros, condition.channels(), **condition.network_kwargs())
+    return out if skip is None else skip.apply(out, inputs)
 
 
 def patched_regression_mean(
-    net: Any, condition: Condition, out_channels: int, grid: PatchGrid | None
+    net: Any,
+    condition: Condition,
+    out_channels: int,
+    grid: PatchGrid | None,
+    skip: InputSkip | None = None,
 ) -> torch.Tensor:
     """μ on the whole domain: in one pass (``grid`` None), or patch by patch on ``grid``
     (a regression trained on patches) and blended back."""
     if grid is None:
-        return regression_mean(net, condition, out_channels)
+        return regression_mean(net, condition, out_channels, skip)
     rows = unfold_condition(condition, grid, global_inputs=True)
-    return grid.fold(regression_mean(net, rows, out_channels))
+    return grid.fold(regression_mean(net, rows, out_channels, skip))
 
 
 def mean_of_inputs(
@@ -265,13 +275,14 @@ def mean_of_inputs(
     out_channels: int,
     grid: PatchGrid | None,
     lead_time: torch.Tensor | None = None,
+    skip: InputSkip | None = None,
 ) -> torch.Tensor:
     """μ ``(rows, out_channels, H, W)`` of normalized inputs ``(rows, C_in, H, W)`` on the
-    whole domain (with lead-time labels for a lead-time-aware network): the one computation
-    of the regression mean that training, :meth:`CorrDiffModel.regression_mean` and the
-    downscaling pipeline share."""
+    whole domain (with lead-time labels for a lead-time-aware network, and the model's
+    input skip): the one computation of the regression mean that training,
+    :meth:`CorrDiffModel.regression_mean` and the downscaling pipeline share."""
     return patched_regression_mean(
-        net, build_condition(inputs, lead_time=lead_time), out_channels, grid
+        net, build_condition(inputs, lead_time=lead_time), out_channels, grid, skip
     )
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from xcorrdiff.diffusion.conditioning import Condition, denoise, regression_mean
+from xcorrdiff.diffusion.input_skip import InputSkip
 
 __all__ = ["edm_loss_weight", "masked_mean", "regression_loss", "residual_loss"]
 
@@ -65,11 +66,15 @@ def masked_mean(loss: torch.Tensor, mask: torch.Tensor | None = None) -> torch.T
     return (loss * mask).sum() / mask.expand_as(loss).sum().clamp_min(1.0)
 
 
-def regression_loss(net: Any, y: torch.Tensor, condition: Condition) -> torch.Tensor:
+def regression_loss(
+    net: Any, y: torch.Tensor, condition: Condition, skip: InputSkip | None = None
+) -> torch.Tensor:
     """Squared error of the regression network's conditional mean, ``(μ - y)²``.
 
     μ is :func:`~xcorrdiff.diffusion.conditioning.regression_mean` (PhysicsNeMo's regression
-    UNet is called on a zero-filled state).
+    UNet is called on a zero-filled state). With an input ``skip`` each channel's error is
+    divided by its ``γ²``: the loss of the network's correction in its own units
+    (:mod:`xcorrdiff.diffusion.input_skip`).
 
     Parameters
     ----------
@@ -91,7 +96,8 @@ def regression_loss(net: Any, y: torch.Tensor, condition: Condition) -> torch.Te
         If ``y`` and the condition differ in batch or spatial shape.
     """
     _check_rows(y, condition)
-    return (regression_mean(net, condition, y.shape[1]) - y) ** 2
+    error = (regression_mean(net, condition, y.shape[1], skip) - y) ** 2
+    return error if skip is None else error * skip.loss_weight(error)
 
 
 def residual_loss(

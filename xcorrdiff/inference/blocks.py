@@ -289,13 +289,13 @@ def mean_block(condition: np.ndarray, ref: ModelRef, settings: Settings) -> np.n
     device = worker_device(runtime.device)
     model = model_on(ref, device)
     out = np.empty((condition.shape[0], settings.n_outputs, *condition.shape[2:]), np.float32)
-    grid = model.regression_grid()
+    grid, skip = model.regression_grid(), model.regression_skip()
 
     def work(rows: slice) -> None:
         x = torch.from_numpy(np.ascontiguousarray(condition[rows], np.float32)).to(device)
         with autocast(device, runtime.precision):
             lead = settings.lead(x.shape[0], device)
-            mean = mean_of_inputs(model.regression, x, settings.n_outputs, grid, lead)
+            mean = mean_of_inputs(model.regression, x, settings.n_outputs, grid, lead, skip)
         out[rows] = mean.float().cpu().numpy()
 
     with torch.inference_mode():

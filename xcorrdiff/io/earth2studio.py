@@ -205,6 +205,8 @@ def check_exportable(model: Any) -> None:
         problems.append("a land-only mask of observed points (Earth2Studio has none)")
     if model.regression_patch is not None:
         problems.append("a regression trained on patches (PhysicsNeMo's runs on the whole domain)")
+    if model.regression_skip() is not None:
+        problems.append("an input skip in the regression (train with input_skip=False)")
     if model.diffusion is None:
         problems.append("no diffusion network (fit the diffusion stage first)")
     if model.time_features:

@@ -24,6 +24,10 @@ Three presets are provided by name; explicit values override the preset's:
     A small network for CPU tests and the demo: 32 channels, ``channel_mult (1, 2)``, no
     attention (not even at the bottleneck), one block per level, 64×64 patches, batch size
     1 (on this problem the number of optimizer steps, not of samples, limits learning).
+    On a short record (fewer than 20 training times) the regression predicts each output
+    that is also an input as that input plus a correction, and the diffusion stage learns
+    out-of-fold residuals (``input_skip`` and ``residual_folds`` ``"auto"``; measured in
+    docs/user-guide/training.md).
 ``"mini"``
     PhysicsNeMo's CorrDiff-Mini (HRRR-Mini, 64×64): 64 channels, ``channel_mult (1, 2, 2)``,
     attention at 16, four blocks, dropout 0.13, four sinusoidal grid channels, batch 256,
@@ -61,6 +65,7 @@ from xcorrdiff._checks import check_bool, check_choice, check_int, check_positiv
 from xcorrdiff.config import RUNTIME_ONLY, NetworkConfig
 from xcorrdiff.data.normalize import Transform
 from xcorrdiff.data.time_features import check_time_features
+from xcorrdiff.train.presets import PRESET_VALUES
 
 __all__ = [
     "PRESETS",
@@ -74,6 +79,9 @@ __all__ = [
 ]
 
 PresetName = Literal["tiny", "mini", "normal"]
+#: Records with fewer training times than this are short: a validation split warns, and the
+#: ``"auto"`` input skip and cross-fitting switch on.
+SHORT_RECORD = 20
 OnNonfinite = Literal["raise", "skip"]
 PRESETS: tuple[str, ...] = get_args(PresetName)
 #: Training precisions (float16 would need loss scaling, which the loop does not do).
@@ -233,6 +241,26 @@ class ModelConfig:
         EDM data standard deviation.
     lead_time_channels : int
         Learned lead-time embedding channels when the data have a ``lead_time`` dimension.
+    input_skip : bool or "auto"
+        Predict each output that is also an input (same name, units and transform) as that
+        input regridded onto the HR grid plus the regression network's correction
+        (:mod:`xcorrdiff.diffusion.input_skip`), so that a short record cannot teach the
+        network each training day's level instead of the mapping. ``True`` needs such an
+        output; ``"auto"`` (the ``tiny`` preset) skips the outputs that have one when the
+        record is short (fewer than 20 training times) and none otherwise. PhysicsNeMo
+        has no skip (``False``: ``mini``, ``normal``); a model with one cannot be exported
+        to Earth2Studio.
+    residual_folds : int or "auto"
+        ``k >= 2``: the diffusion stage learns out-of-fold residuals. The training times
+        are cut into ``k`` contiguous folds, a regression like the model's is trained on
+        the other ``k − 1`` folds for each, and the residual ``HR − μ`` of a training time
+        comes from the regression that did not see it, so the diffusion learns residuals
+        of the size it meets on new data rather than the shrinking ones of a regression
+        that fits its training times ever closer (:mod:`xcorrdiff.train.crossfit`). Costs
+        ``k`` more regression trainings; the model keeps the regression trained on all
+        times. ``"auto"`` (the ``tiny`` preset): 3 folds (at most one per time) when the
+        record is short (2 to 19 training times), else 0. ``0`` (PhysicsNeMo): the
+        residuals of the model's regression.
     """
 
     regression: NetworkConfig
@@ -243,6 +271,8 @@ class ModelConfig:
     P_std: float = 1.2
     sigma_data: float = 0.5
     lead_time_channels: int = 4
+    input_skip: bool | Literal["auto"] = False
+    residual_folds: int | Literal["auto"] = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "regression", _network("regression", self.regression))
@@ -252,6 +282,30 @@ class ModelConfig:
         check_positive("P_std", self.P_std)
         check_positive("sigma_data", self.sigma_data)
         check_int("lead_time_channels", self.lead_time_channels, minimum=1)
+        if not (self.input_skip == "auto" or isinstance(self.input_skip, bool)):
+            raise ValueError(
+                f'input_skip={self.input_skip!r} is invalid; expected True, False or "auto"'
+            )
+        if self.residual_folds != "auto" and check_int(
+            "residual_folds", self.residual_folds, minimum=0, hint=', or "auto"'
+        ) == 1:  # fmt: skip
+            raise ValueError(
+                "residual_folds=1 is invalid; expected 0 (the model's own residuals), a "
+                'number of folds >= 2, or "auto"'
+            )
+
+    def skips_inputs(self, n_train: int) -> bool | None:
+        """Whether the regression skips its inputs on a record of ``n_train`` training times:
+        True (an output must qualify), None (those that qualify), or False."""
+        if self.input_skip == "auto":
+            return None if n_train < SHORT_RECORD else False
+        return bool(self.input_skip)
+
+    def folds(self, n_train: int) -> int:
+        """The cross-fit folds of the diffusion stage on ``n_train`` training times (0: none)."""
+        if self.residual_folds == "auto":
+            return min(3, n_train) if 2 <= n_train < SHORT_RECORD else 0
+        return int(self.residual_folds)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -391,77 +445,6 @@ _GROUPS: dict[str, type] = {
 #: Which group each flat keyword belongs to.
 _GROUP_OF = {f.name: group for group, cls in _GROUPS.items() for f in dataclasses.fields(cls)}
 
-_TINY_NET: dict[str, Any] = {
-    "model_channels": 32,
-    "channel_mult": (1, 2),
-    "num_blocks": 1,
-    "bottleneck_attention": False,
-}
-_MINI_NET: dict[str, Any] = {
-    "model_channels": 64,
-    "channel_mult": (1, 2, 2),
-    "attn_resolutions": (16,),
-    "num_blocks": 4,
-    "dropout": 0.13,
-    "gridtype": "sinusoidal",
-    "N_grid_channels": 4,
-}
-_NORMAL_NET: dict[str, Any] = {**_MINI_NET, "model_channels": 128}
-_NORMAL_NET.update(channel_mult=(1, 2, 2, 2, 2), attn_resolutions=(28,))
-
-# Flat values of each preset; the groups' own defaults fill in the rest.
-_MINI: dict[str, Any] = {
-    "regression": NetworkConfig(**_MINI_NET, embedding_type="zero"),
-    "diffusion": NetworkConfig(**_MINI_NET, embedding_type="zero"),
-    "patch_shape": (64, 64),
-    "patches_per_sample": 1,
-    "batch_size": 256,
-    "learning_rate": 2e-4,
-    "lr_decay": 0.7,
-    "lr_decay_rate": 2_000_000,
-    "regression_duration": 2_000_000,
-    "diffusion_duration": 8_000_000,
-    "validation_every": 100_000,
-    "checkpoint_every": 500_000,
-}
-
-_PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {
-        "regression": NetworkConfig(**_TINY_NET, embedding_type="zero"),
-        "diffusion": NetworkConfig(**_TINY_NET, embedding_type="positional"),
-        "patch_shape": (64, 64),
-        "patches_per_sample": 4,
-        "batch_size": 1,
-        "learning_rate": 4e-3,
-        "lr_rampup": 128,
-        "lr_decay": 0.5,
-        "lr_decay_rate": 2_048,
-        "ema_halflife": 256,
-        "regression_duration": 8_192,
-        "diffusion_duration": 2_048,
-        "validation_every": 1_024,
-        "checkpoint_every": 1_024,
-        "residual_scaling": True,
-    },
-    "mini": _MINI,
-    # The paper's CWA network: CorrDiff-Mini's optimizer, larger networks and patches.
-    "normal": {
-        **_MINI,
-        "regression": NetworkConfig(**_NORMAL_NET, embedding_type="zero"),
-        "diffusion": NetworkConfig(**_NORMAL_NET, embedding_type="positional"),
-        "patch_shape": (448, 448),
-        "patches_per_sample": 16,
-        "lr_decay_rate": 5_000_000,
-        "precision": "bfloat16",
-        "channels_last": True,
-        "compile": True,
-        "num_workers": 4,
-        "regression_duration": 10_000_000,
-        "diffusion_duration": 50_000_000,
-        "validation_every": 250_000,
-    },
-}
-
 
 def _group_values(flat: Mapping[str, Any], given: Any, name: str) -> Any:
     """A group from the flat values of its fields, or the group given whole."""
@@ -506,7 +489,7 @@ class TrainConfig:
     GROUPS: ClassVar[tuple[str, ...]] = tuple(_GROUPS)
 
     def __init__(self, *, preset: str = "tiny", **values: Any) -> None:
-        if preset not in _PRESETS:
+        if preset not in PRESET_VALUES:
             raise ValueError(
                 f"preset={preset!r} is not a known preset; expected one of {list(PRESETS)}"
             )
@@ -516,7 +499,7 @@ class TrainConfig:
                 f"TrainConfig got unknown settings {unknown}; expected group names "
                 f"{list(_GROUPS)} or fields among {sorted(_GROUP_OF)}"
             )
-        flat = {**_PRESETS[preset], **{k: v for k, v in values.items() if k in _GROUP_OF}}
+        flat = {**PRESET_VALUES[preset], **{k: v for k, v in values.items() if k in _GROUP_OF}}
         object.__setattr__(self, "preset", preset)
         for name in _GROUPS:
             object.__setattr__(self, name, _group_values(flat, values.get(name), name))

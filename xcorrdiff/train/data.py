@@ -33,7 +33,7 @@ from xcorrdiff.data.prepare import (
 from xcorrdiff.data.split import split_times
 from xcorrdiff.data.time_features import feature_stats
 from xcorrdiff.data.units import value_in_units
-from xcorrdiff.train.config import TrainConfig
+from xcorrdiff.train.config import SHORT_RECORD, TrainConfig
 from xcorrdiff.train.distributed import local_batch_size
 
 __all__ = [
@@ -52,8 +52,6 @@ __all__ = [
 ]
 
 TIME = "time"
-#: Records shorter than this warn when a validation split takes part of them.
-SHORT_RECORD = 20
 
 
 @dataclass
@@ -334,22 +332,20 @@ def input_grid(lr: xr.Dataset, names: Sequence[str]) -> xr.Dataset | None:
         return None
 
 
-def residual_scale(
-    data: TrainingData,
-    config: TrainConfig,
-    mean_of: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
-    device: torch.device,
-    max_times: int = 64,
-) -> dict[str, float]:
-    """Per-output ``rms(HR − μ) / sigma_data`` over up to ``max_times`` training times.
+def spread_times(indices: np.ndarray, max_times: int = 64) -> np.ndarray:
+    """Up to ``max_times`` of ``indices``, spread evenly (the same on every rank)."""
+    positions = np.linspace(0, len(indices) - 1, min(max_times, len(indices)))
+    return np.asarray(indices)[np.unique(positions.round().astype(int))]
 
-    The times are spread evenly over the training split (the same on every rank), μ is the
-    frozen regression's, and the root mean square is taken over times and grid points, in
-    float64; missing target values are left out.
-    """
-    train = data.train
-    positions = np.linspace(0, len(train) - 1, min(max_times, len(train))).round().astype(int)
-    pick = train[np.unique(positions)]
+
+def residual_rms(
+    data: TrainingData,
+    times: np.ndarray,
+    mean_of: Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor], torch.Tensor],
+    device: torch.device,
+) -> torch.Tensor:
+    """Per-output root mean square of ``target − μ`` (normalized units) over ``times``, in
+    float64, missing target values left out; ``mean_of(condition, lead, time_index)``."""
     n_out = len(data.output_variables)
     sums = torch.zeros(n_out, dtype=torch.float64)
     counts = torch.zeros(n_out, dtype=torch.float64)
@@ -359,20 +355,29 @@ def residual_scale(
         condition_variables=data.condition_variables,
         target_variables=data.output_variables,
         batch_size=1,
-        time_indices=pick,
+        time_indices=times,
         shuffle=False,
         dims=(TIME, *data.grid_dims),
         missing_target=data.missing_target,
     ):
         b = to_device(batch, device, False)
-        residual = (b["target"] - mean_of(b["condition"], lead_of(data, b))).double()
+        mu = mean_of(b["condition"], lead_of(data, b), b["time_index"])
+        residual = (b["target"] - mu).double()
         mask = b["mask"].double() if "mask" in b else torch.ones_like(residual)
         sums += (residual**2 * mask).sum(dim=(0, 2, 3)).cpu()
         counts += mask.sum(dim=(0, 2, 3)).cpu()
-    rms = (sums / counts.clamp_min(1)).sqrt()
+    return (sums / counts.clamp_min(1)).sqrt()
+
+
+def residual_scale(
+    config: TrainConfig, rms: torch.Tensor, names: Sequence[str]
+) -> dict[str, float]:
+    """Per-output ``rms(HR − μ) / sigma_data`` from the residuals' ``rms`` (:func:`residual_rms`
+    over up to 64 training times, with the μ the diffusion stage learns from: the frozen
+    regression's, or out of fold)."""
     # A constant output (zero residual everywhere) keeps scale 1 rather than dividing by 0.
     scale = torch.where(rms > 0, rms / config.model.sigma_data, torch.ones_like(rms))
-    return {name: float(value) for name, value in zip(data.output_variables, scale, strict=True)}
+    return {name: float(value) for name, value in zip(names, scale, strict=True)}
 
 
 def lead_of(data: TrainingData, batch: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
@@ -393,3 +398,47 @@ def to_device(
             value = value.contiguous(memory_format=torch.channels_last)
         out[key] = value
     return out
+
+
+def input_skip_spec(
+    data: TrainingData,
+    input_variables: Sequence[VariableSpec],
+    output_variables: Sequence[VariableSpec],
+    normalizers: tuple[Normalizer, Normalizer],
+    *,
+    required: bool,
+) -> dict[str, dict[str, Any]]:
+    """``{output: {"input": name, "spread": γ}}`` of the regression's input skip: each
+    output that is also an input with the same units and no transform, and ``γ`` the root
+    mean square over the training times of its normalized target's departure from its
+    input (:mod:`xcorrdiff.diffusion.input_skip`), in float64; missing target values are
+    left out. ``required`` (``input_skip=True``): an error when no output qualifies."""
+    inputs = {v.name: v for v in input_variables}
+    spec, refused = {}, []
+    for out in output_variables:
+        source = inputs.get(out.name)
+        i, o = (norm.stats.get(out.name) for norm in normalizers)
+        if source is None:
+            continue
+        if (
+            i is None
+            or o is None
+            or source.units != out.units
+            or i.transform != "none"
+            or (o.transform != "none")
+        ):
+            refused.append(f"{out.name!r} ({source.units!r} in, {out.units!r} out, transforms)")
+            continue
+        train = {TIME: data.train}
+        base = data.condition[out.name].isel(train).astype("float64") * (i.std / o.std)
+        departure = data.target[out.name].isel(train).astype("float64") - base
+        gamma = float(np.sqrt(((departure - (i.mean - o.mean) / o.std) ** 2).mean()))
+        spec[out.name] = {"input": out.name, "spread": gamma if gamma > 0 else 1.0}
+    if not spec and required:
+        raise ValueError(
+            "input_skip=True needs an output variable that is also an input, with the same "
+            f"units and no transform; outputs {[v.name for v in output_variables]}, inputs "
+            f"{list(inputs)}{', refused: ' + ', '.join(refused) if refused else ''}. Train "
+            "with input_skip=False, or pass the output variable as an input"
+        )
+    return spec

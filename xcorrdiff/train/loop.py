@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -60,7 +60,7 @@ __all__ = [
     "run_stage",
 ]
 
-Stage = Literal["regression", "diffusion"]
+Stage = str  # "regression", "diffusion" or "regression-fold<k>"
 LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
 ValidateFn = Callable[[torch.nn.Module], Mapping[str, float]]
 CHECKPOINT_FORMAT = "xcorrdiff-training-checkpoint-1"
@@ -158,8 +158,9 @@ def run_stage(
 
     Parameters
     ----------
-    stage : {"regression", "diffusion"}
-        Name used in messages, in the log and in the checkpoint file name.
+    stage : {"regression", "diffusion"} or str
+        Name used in messages, in the log and in the checkpoint file name (a cross-fit
+        regression's is ``"regression-fold<k>"``).
     net : torch.nn.Module
         The network to train, already on ``device`` (its initial weights are overwritten
         when resuming).

@@ -1,7 +1,8 @@
 """Training CorrDiff on paired (LR, HR) data: regression first, then residual diffusion.
 
 ``fit`` runs both stages; ``fit_regression`` and ``fit_diffusion`` run one each, so the
-regression is trained once and the diffusion stage can be rerun or resumed on its own::
+regression is trained once and the diffusion stage can be rerun or resumed on its own (the
+regression stage itself is :mod:`xcorrdiff.train.regression`)::
 
     model = fit_regression(lr, hr, config=cfg)          # CorrDiffModel, diffusion=None
     model = fit_diffusion(model, lr, hr, config=cfg)    # adds the diffusion network
@@ -11,7 +12,10 @@ variables, convert units, regrid onto the HR grid, add invariants, normalize. Th
 UNet is trained on the whole domain with a mean-squared error; the diffusion model on random
 patches of the residual ``HR − μ``, with μ computed once per sample on the whole domain and
 reused for all ``patches_per_sample`` patches (Mardani et al. 2025; NVIDIA's
-"multi-iteration patching").
+"multi-iteration patching"). With ``residual_folds`` the residual of each training time comes
+from a regression that did not see it (:mod:`xcorrdiff.train.crossfit`); with
+``input_skip`` the regression predicts outputs as their own input plus a correction
+(:mod:`xcorrdiff.diffusion.input_skip`).
 
 With ``config.checkpoint_dir`` set, each stage writes ``<stage>-checkpoint.safetensors`` and
 appends to ``log.jsonl`` there; calling the same function again with the same data and
@@ -27,7 +31,7 @@ steps, so it resumes with another number of processes.
 
 from __future__ import annotations
 
-import datetime
+import dataclasses
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -44,30 +48,31 @@ from xcorrdiff.diffusion import (
     extract_patches,
     masked_mean,
     mean_of_inputs,
-    patched_regression_mean,
-    regression_grid,
-    regression_loss,
-    regression_mean,
     residual_loss,
 )
+from xcorrdiff.diffusion.input_skip import InputSkip
 from xcorrdiff.model import CorrDiffModel
-from xcorrdiff.train.batches import StreamBatches
 from xcorrdiff.train.config import TrainConfig
+from xcorrdiff.train.crossfit import OutOfFold, check_overfit, fold_times
 from xcorrdiff.train.data import (
-    TIME,
     TrainingData,
     check_shape,
+    input_skip_spec,
     lead_of,
     prepare_data,
+    residual_rms,
     residual_scale,
     resolve_bounds,
+    spread_times,
     stream,
     to_device,
 )
 from xcorrdiff.train.distributed import DistributedContext, init_distributed
 from xcorrdiff.train.layout import Layout, describe_layout
-from xcorrdiff.train.loop import CheckpointMismatchError, NonFiniteError, StageResult, run_stage
-from xcorrdiff.train.networks import build_diffusion, build_regression, seeded_init
+from xcorrdiff.train.loop import CheckpointMismatchError, NonFiniteError, run_stage
+from xcorrdiff.train.networks import build_diffusion, seeded_init
+from xcorrdiff.train.parts import model_parts, stage_fingerprint, stage_provenance, train_batches
+from xcorrdiff.train.regression import mean_function, skip_terms, train_regression
 from xcorrdiff.train.streams import stream_seed
 
 __all__ = [
@@ -76,109 +81,6 @@ __all__ = [
     "fit_diffusion",
     "fit_regression",
 ]
-
-
-def _model_parts(
-    layout: Layout | CorrDiffModel, data: TrainingData, net: Any, norms: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The data-dependent part of a stage's fingerprint."""
-    return {
-        "inputs": [v.to_dict() for v in layout.input_variables],
-        "outputs": [v.to_dict() for v in layout.output_variables],
-        "condition_variables": data.condition_variables,
-        "grid_shape": list(layout.shape),
-        "network": net.config,
-        "normalization": {k: v.to_dict() for k, v in norms.items()},
-    }
-
-
-def _fingerprint(stage: str, config: TrainConfig, parts: Mapping[str, Any]) -> dict[str, Any]:
-    return {"stage": stage, "train": config.fingerprint(), **parts}
-
-
-def _provenance(data: TrainingData, result: StageResult) -> dict[str, Any]:
-    times = data.condition.indexes.get(TIME)
-
-    def span(idx: np.ndarray) -> list[str] | None:
-        if times is None or len(idx) == 0:
-            return None
-        return [str(times[int(idx[0])]), str(times[int(idx[-1])])]
-
-    validation = [h for h in result.history if h.get("event") == "validation"]
-    return {
-        "samples": result.samples,
-        "steps": result.steps,
-        "skipped_batches": result.skipped,
-        "train_times": len(data.train),
-        "train_time_span": span(data.train),
-        "validation_times": len(data.validation),
-        "validation_time_span": span(data.validation),
-        "final_validation": validation[-1] if validation else None,
-        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "torch_version": torch.__version__,
-    }
-
-
-def _train_batches(
-    data: TrainingData,
-    config: TrainConfig,
-    parallel: DistributedContext,
-    *,
-    patch_shape: tuple[int, int] | None,
-    seed: int,
-) -> StreamBatches:
-    patches = config.data.patches_per_sample if patch_shape is not None else 1
-    batches = stream(
-        data, config, indices=data.train, patch_shape=patch_shape, patches_per_sample=patches,
-        shuffle=True, seed=seed, rank=parallel.rank, world_size=parallel.world_size,
-    )  # fmt: skip
-    return StreamBatches(batches, num_workers=config.runtime.num_workers)
-
-
-# --- stage 1: regression ------------------------------------------------------------------
-
-
-class _RegressionStage:
-    """The regression stage: its loss on a batch (the whole domain, or random patches with
-    the whole domain's inputs as global context) and its validation (mean squared error of
-    μ on the whole domain, computed as inference does)."""
-
-    def __init__(self, data: TrainingData, config: TrainConfig, device: torch.device) -> None:
-        self.data, self.config, self.device = data, config, device
-        self.patch = config.data.regression_patch_shape
-
-    def _batch(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, Any, Any]:
-        b = to_device(batch, self.device, self.config.runtime.channels_last)
-        condition = build_condition(b["condition"], lead_time=lead_of(self.data, b))
-        return b["target"], condition, b.get("mask")
-
-    def loss(self, net: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        target, condition, mask = self._batch(batch)
-        if self.patch is None:
-            return masked_mean(regression_loss(net, target, condition), mask)
-        offsets = batch["offsets"].to(self.device)
-        rows = crop_condition(condition, offsets, self.patch)
-        target = extract_patches(target, offsets, self.patch)
-        mask = extract_patches(mask, offsets, self.patch) if mask is not None else None
-        return masked_mean((regression_mean(net, rows, target.shape[1]) - target) ** 2, mask)
-
-    def validate(self, ema: torch.nn.Module) -> dict[str, float]:
-        total, count = 0.0, 0
-        batches = stream(
-            self.data, self.config, indices=self.data.validation, patch_shape=None,
-            patches_per_sample=1, shuffle=False, seed=self.config.runtime.seed,
-        )  # fmt: skip
-        with torch.no_grad():
-            shape = tuple(self.data.condition.sizes[d] for d in self.data.grid_dims)
-            grid = regression_grid(shape, self.patch)
-            for batch in batches:
-                target, condition, mask = self._batch(batch)
-                mean = patched_regression_mean(ema, condition, target.shape[1], grid)
-                loss = (mean - target) ** 2
-                mask = torch.ones_like(loss) if mask is None else mask
-                total += float((loss * mask).double().sum())
-                count += int(mask.sum())
-        return {"val_loss": total / max(count, 1)}
 
 
 def fit_regression(
@@ -243,48 +145,45 @@ def fit_regression(
         input_normalizer=None, output_normalizer=None, regrid_method=regrid_method,
         config=config, time_features=layout.time_features, lead_times=layout.lead_times,
     )  # fmt: skip
+    mode = config.model.skips_inputs(len(data.train))
+    skip = {}
+    if mode is not False:
+        skip = input_skip_spec(
+            data, layout.input_variables, layout.output_variables, (input_norm, output_norm),
+            required=mode is True,
+        )  # fmt: skip
     parallel = init_distributed(config.runtime.device)
-    seed = config.runtime.seed
-    n_in, n_out = len(data.condition_variables), len(layout.output_variables)
-    n_in *= 2 if config.data.regression_patch_shape is not None else 1  # + global context
-    net = seeded_init(
-        stream_seed(seed, "regression.init"),
-        lambda: build_regression(
-            config,
-            shape=layout.shape,
-            in_channels=n_in,
-            out_channels=n_out,
-            lead_time_steps=len(layout.lead_times),
-        ),
-    ).to(parallel.device)
-    stage = _RegressionStage(data, config, parallel.device)
     norms = {"input": input_norm, "output": output_norm}
-    result = run_stage(
-        stage="regression",
-        net=net,
-        loss_fn=stage.loss,
-        batches=_train_batches(
-            data,
-            config,
-            parallel,
-            patch_shape=config.data.regression_patch_shape,
-            seed=stream_seed(seed, "regression.batches"),
-        ),
-        config=config,
-        duration=config.schedule.regression_duration,
-        fingerprint=_fingerprint("regression", config, _model_parts(layout, data, net, norms)),
-        device=parallel.device,
-        validate=stage.validate if len(data.validation) else None,
-        progress=progress,
-        seed=stream_seed(seed, "regression.dropout"),
-    )
-    provenance = {"library": "xcorrdiff", "config": config.to_dict()}
-    provenance["regression"] = _provenance(data, result)
+    result = train_regression(data, config, parallel, layout, norms, skip, progress=progress)
+    provenance: dict[str, Any] = {"library": "xcorrdiff", "config": config.to_dict()}
+    provenance["regression"] = stage_provenance(data, result)
+    if len(data.validation):
+        provenance["regression"]["residual_rms"] = _validation_gap(
+            data, config, layout, result.ema, skip_terms(skip, data, norms), parallel.device
+        )
     return _bundle(
         layout, (input_norm, output_norm), (result.ema, None), config,
         sampler=SamplerConfig(), regrid_method=regrid_method, provenance=provenance,
-        observed=data.observed,
-        output_bounds=bounds,
+        observed=data.observed, output_bounds=bounds, input_skip=skip,
+    )  # fmt: skip
+
+
+def _validation_gap(
+    data: TrainingData,
+    config: TrainConfig,
+    layout: Layout,
+    net: torch.nn.Module,
+    skip: InputSkip | None,
+    device: torch.device,
+) -> dict[str, Any]:
+    """The regression's rms error on its training and validation times, checked."""
+    mean = mean_function(net, data, layout.shape, config.data.regression_patch_shape, skip)
+    seen = residual_rms(data, spread_times(data.train), mean, device)
+    unseen = residual_rms(data, spread_times(data.validation), mean, device)
+    return check_overfit(
+        seen, unseen, data.output_variables, unseen_label="the validation times",
+        advice="train the diffusion stage with TrainConfig(residual_folds=k) to learn "
+        "out-of-fold residuals, and consider input_skip=True or a shorter regression_duration",
     )  # fmt: skip
 
 
@@ -306,19 +205,37 @@ class _DiffusionStage:
         regression: torch.nn.Module,
         patch: tuple[int, int],
         regression_grid: PatchGrid | None = None,
+        skip: InputSkip | None = None,
     ) -> None:
         self.data, self.config, self.device, self.patch = data, config, device, patch
-        self.regression, self.regression_grid = regression, regression_grid
+        self.regression, self.regression_grid, self.skip = regression, regression_grid, skip
+        self.out_of_fold: OutOfFold | None = None
+        self.fold_digests: list[str] = []  # of the cross-fit regressions, for the fingerprint
         self.n_out = len(data.output_variables)
         self.noise = torch.Generator(device=device).manual_seed(
             stream_seed(config.runtime.seed, "diffusion.noise")
         )
         self.scale: torch.Tensor | None = None
 
-    def mean_of(self, condition: torch.Tensor, lead: torch.Tensor | None = None) -> torch.Tensor:
-        """μ on the whole domain (no gradient)."""
+    def mean_of(
+        self,
+        condition: torch.Tensor,
+        lead: torch.Tensor | None = None,
+        time_index: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """μ on the whole domain (no gradient): out of fold for training times when the
+        stage cross-fits (:mod:`xcorrdiff.train.crossfit`), else the model's."""
+        if self.out_of_fold is not None and time_index is not None:
+            return self.out_of_fold(condition, lead, time_index)
+        return self.mean_with(self.regression, condition, lead)
+
+    def mean_with(
+        self, net: torch.nn.Module, condition: torch.Tensor, lead: torch.Tensor | None
+    ) -> torch.Tensor:
+        """μ of the regression ``net`` on the whole domain (no gradient)."""
         with torch.no_grad():
-            mu = mean_of_inputs(self.regression, condition, self.n_out, self.regression_grid, lead)
+            grid = self.regression_grid
+            mu = mean_of_inputs(net, condition, self.n_out, grid, lead, self.skip)
             return mu.to(condition.dtype)
 
     def _patches(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, Any, Any]:
@@ -326,7 +243,7 @@ class _DiffusionStage:
         the residual is 0 where the target is missing."""
         b = to_device(batch, self.device, self.config.runtime.channels_last)
         lead = lead_of(self.data, b)
-        mean = self.mean_of(b["condition"], lead)
+        mean = self.mean_of(b["condition"], lead, b["time_index"])
         mask = b.get("mask")
         residual = b["target"] - mean if mask is None else (b["target"] - mean) * mask
         if self.scale is not None:
@@ -452,26 +369,24 @@ def fit_diffusion(
         ),
     ).to(parallel.device)
     stage = _DiffusionStage(
-        data, config, parallel.device, regression, patch, model.regression_grid()
-    )
-    scale = None
-    if config.model.residual_scaling:
-        scale = residual_scale(data, config, stage.mean_of, parallel.device)
-        stage.scale = torch.tensor(
-            [scale[v] for v in data.output_variables], device=parallel.device
-        )
+        data, config, parallel.device, regression, patch, model.regression_grid(),
+        model.regression_skip(),
+    )  # fmt: skip
+    scale, gap = _residuals(model, data, config, parallel, stage, progress)
     norms = {"input": model.input_normalizer, "output": model.output_normalizer}
-    parts = {**_model_parts(model, data, net, norms), "regression_digest": state_digest(regression)}
+    parts = {**model_parts(model, data, net, norms), "regression_digest": state_digest(regression)}
+    if stage.fold_digests:
+        parts["fold_digests"] = stage.fold_digests
     result = run_stage(
         stage="diffusion",
         net=net,
         loss_fn=stage.loss,
-        batches=_train_batches(
+        batches=train_batches(
             data, config, parallel, patch_shape=patch, seed=stream_seed(seed, "diffusion.batches")
         ),
         config=config,
         duration=config.schedule.diffusion_duration,
-        fingerprint=_fingerprint("diffusion", config, parts),
+        fingerprint=stage_fingerprint("diffusion", config, parts),
         device=parallel.device,
         generators={"noise": stage.noise},
         validate=stage.validate if len(data.validation) else None,
@@ -479,7 +394,70 @@ def fit_diffusion(
         progress=progress,
         seed=stream_seed(seed, "diffusion.dropout"),
     )
-    return _with_diffusion(model, result.ema, config, scale, _provenance(data, result))
+    record = {**stage_provenance(data, result), **({"residual_rms": gap} if gap else {})}
+    return _with_diffusion(model, result.ema, config, scale, record)
+
+
+def _residuals(
+    model: CorrDiffModel,
+    data: TrainingData,
+    config: TrainConfig,
+    parallel: DistributedContext,
+    stage: _DiffusionStage,
+    progress: bool,
+) -> tuple[dict[str, float] | None, dict[str, Any] | None]:
+    """Set up the residuals the stage learns: out of fold (``residual_folds``, with the
+    overfitting check) and scaled (``residual_scaling``); their scale and the check's rms."""
+    times, device, names = spread_times(data.train), parallel.device, data.output_variables
+    rms, gap, folds = None, None, config.model.folds(len(data.train))
+    if folds:
+        stage.out_of_fold = _out_of_fold(model, data, config, parallel, stage, folds, progress)
+        seen = residual_rms(data, times, lambda c, lead, t: stage.mean_of(c, lead), device)
+        rms = residual_rms(data, times, stage.mean_of, device)
+        gap = check_overfit(
+            seen, rms, names, unseen_label="out of fold",
+            advice=f"the diffusion stage learns the out-of-fold residuals ({folds} folds), as "
+            "large as on new data; the regression itself "
+            "would gain from more times, input_skip=True or a shorter regression_duration",
+        )  # fmt: skip
+    if not config.model.residual_scaling:
+        return None, gap
+    rms = rms if rms is not None else residual_rms(data, times, stage.mean_of, device)
+    scale = residual_scale(config, rms, names)
+    stage.scale = torch.tensor([scale[v] for v in names], device=device)
+    return scale, gap
+
+
+def _out_of_fold(
+    model: CorrDiffModel,
+    data: TrainingData,
+    config: TrainConfig,
+    parallel: DistributedContext,
+    stage: _DiffusionStage,
+    k: int,
+    progress: bool,
+) -> OutOfFold:
+    """Train the cross-fit regressions of ``k`` folds (each resumable, with its own
+    checkpoint) and bind them for the stage."""
+    folds = fold_times(data.train, k)
+    norms = {"input": model.input_normalizer, "output": model.output_normalizer}
+    skip = model.conditioning.get("input_skip") or {}
+    nets = []
+    for j, held in enumerate(folds):
+        rest = np.setdiff1d(data.train, held)
+        sub = dataclasses.replace(data, train=rest, validation=np.arange(0))
+        result = train_regression(
+            sub, config, parallel, model, norms, skip, fold=j, progress=progress
+        )
+        nets.append(result.ema.eval().requires_grad_(False))
+    stage.fold_digests = [state_digest(net) for net in nets]
+
+    def mean_with(
+        j: int | None, condition: torch.Tensor, lead: torch.Tensor | None
+    ) -> torch.Tensor:
+        return stage.mean_with(stage.regression if j is None else nets[j], condition, lead)
+
+    return OutOfFold(folds, mean_with)
 
 
 def _with_diffusion(
@@ -507,14 +485,14 @@ def _bundle(
     normalizers: tuple[Any, Any],
     networks: tuple[torch.nn.Module, torch.nn.Module | None],
     config: TrainConfig,
+    input_skip: Mapping[str, Any] | None = None,
     **rest: Any,
 ) -> CorrDiffModel:
     """The model bundle of the layout's variables and grids with these networks."""
-    patch = (
-        layout.regression_patch
-        if isinstance(layout, CorrDiffModel)
-        else config.data.regression_patch_shape
-    )
+    if isinstance(layout, CorrDiffModel):
+        patch, input_skip = layout.regression_patch, layout.conditioning.get("input_skip")
+    else:
+        patch = config.data.regression_patch_shape
     return CorrDiffModel(
         regression=networks[0],
         diffusion=networks[1],
@@ -532,6 +510,7 @@ def _bundle(
             "hr_mean": config.model.hr_mean_conditioning,
             "global_lowres": True,
             **({"regression_patch": list(patch)} if patch else {}),
+            **({"input_skip": dict(input_skip)} if input_skip else {}),
         },
         **rest,
     )

@@ -13,6 +13,9 @@ The names in use (:data:`STREAMS`), per stage ``regression`` / ``diffusion``:
 ``noise``       the noise levels and noise of the residual loss (diffusion);
 ``validation``  the validation batches' patch corners and noise (diffusion).
 
+A cross-fit regression (``TrainConfig(residual_folds=k)``) draws its ``regression.*`` streams
+with its fold number in the spawn key, so each fold has streams of its own.
+
 In a data-parallel run, ranks other than 0 mix their rank into these seeds
 (:func:`xcorrdiff.train.distributed.rank_seed`).
 """
@@ -30,8 +33,9 @@ STREAMS: tuple[str, ...] = tuple(
 )
 
 
-def stream_seed(seed: int, name: str) -> int:
-    """The seed of the training stream ``name`` (one of :data:`STREAMS`) under ``seed``.
+def stream_seed(seed: int, name: str, *, fold: int | None = None) -> int:
+    """The seed of the training stream ``name`` (one of :data:`STREAMS`) under ``seed``;
+    a cross-fit regression's ``fold`` (``TrainConfig(residual_folds=k)``) has its own.
 
     Examples
     --------
@@ -42,5 +46,6 @@ def stream_seed(seed: int, name: str) -> int:
     """
     if name not in STREAMS:
         raise ValueError(f"name={name!r} is not a training stream; expected one of {list(STREAMS)}")
-    sequence = np.random.SeedSequence(int(seed), spawn_key=tuple(name.encode("utf-8")))
+    key = tuple(name.encode("utf-8")) + (() if fold is None else (0, int(fold)))
+    sequence = np.random.SeedSequence(int(seed), spawn_key=key)
     return int(sequence.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))

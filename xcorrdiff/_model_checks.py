@@ -1,0 +1,88 @@
+"""The consistency checks of a :class:`~xcorrdiff.model.CorrDiffModel`, run when one is
+built (trained, loaded or imported)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["check_model"]
+
+
+def check_model(model: Any) -> None:
+    """Refuse an inconsistent model: each check names the field, what it holds and what
+    was expected."""
+    unknown = sorted(set(model.output_bounds) - set(model.output_names))
+    crossed = {k: v for k, v in model.output_bounds.items() if not v[0] < v[1]}
+    if unknown or crossed:
+        raise ValueError(
+            f"output_bounds must give (low, high) with low < high for output variables "
+            f"{list(model.output_names)}; got unknown variables {unknown}, crossed {crossed}"
+        )
+    if model.observed is not None:
+        unknown = sorted(set(map(str, model.observed.data_vars)) - set(model.output_names))
+        wrong = [str(n) for n, v in model.observed.data_vars.items() if v.dims != model.grid_dims]
+        if unknown or wrong:
+            raise ValueError(
+                f"observed must hold output variables on the grid dims {model.grid_dims}; "
+                f"got unknown variables {unknown} and variables on other dims {wrong}"
+            )
+    if model.residual_scale is not None:
+        names = [v.name for v in model.output_variables]
+        if sorted(model.residual_scale) != sorted(names):
+            raise ValueError(
+                f"residual_scale has scales for {sorted(model.residual_scale)}; expected one "
+                f"for each output variable {names}"
+            )
+        bad = {k: v for k, v in model.residual_scale.items() if not 0 < v < math.inf}
+        if bad:
+            raise ValueError(
+                f"residual_scale has invalid scales {bad}; expected positive finite numbers"
+            )
+    for dim in model.grid_dims:
+        if dim not in model.grid.dims:
+            raise ValueError(
+                f"grid_dims={model.grid_dims!r} are not dimensions of the grid, which has "
+                f"{[str(d) for d in model.grid.dims]}"
+            )
+    missing = [name for name in model.condition_variables if name not in model.input_normalizer]
+    if missing:
+        raise ValueError(
+            f"input_normalizer has no statistics for {missing}; it covers "
+            f"{list(model.input_normalizer.variables)}"
+        )
+    missing = [v.name for v in model.output_variables if v.name not in model.output_normalizer]
+    if missing:
+        raise ValueError(
+            f"output_normalizer has no statistics for {missing}; it covers "
+            f"{list(model.output_normalizer.variables)}"
+        )
+    _check_skip(model)
+    n_in = len(model.condition_variables) * (2 if model.regression_patch else 1)
+    grid_channels = int(getattr(model.regression, "grid_channels", 0))
+    expected = getattr(model.regression, "img_in_channels", n_in + grid_channels)
+    if expected != n_in + grid_channels:
+        raise ValueError(
+            f"the regression network takes {expected} input channels but the model has "
+            f"{n_in} condition channels ({list(model.condition_variables)}, twice for a "
+            f"regression on patches) plus {grid_channels} grid channels"
+        )
+
+
+def _check_skip(model: Any) -> None:
+    spec = model.conditioning.get("input_skip") or {}
+    wrong = {
+        out: entry
+        for out, entry in spec.items()
+        if out not in model.output_names
+        or not isinstance(entry, Mapping)
+        or entry.get("input") not in model.input_names
+        or not 0 < float(entry.get("spread", 0)) < math.inf
+    }
+    if wrong:
+        raise ValueError(
+            f"conditioning['input_skip'] has invalid entries {wrong}; expected "
+            f"{{output: {{'input': name, 'spread': positive number}}}} with outputs among "
+            f"{list(model.output_names)} and inputs among {list(model.input_names)}"
+        )
