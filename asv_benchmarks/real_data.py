@@ -17,9 +17,14 @@ its points, and writes ``ndfd_appalachians.nc`` (``tmax(time, y, x)`` in K, ``or
 Reading GRIB and RData needs ``pip install pygrib rdata`` (only here; the benchmarks read the
 netCDF file).
 
+The *small case* is committed: :func:`write_small` cuts the central 64 × 64 window of the
+temperature alone (no terrain, so nothing of the GPL package) into
+``tests/fixtures/ndfd_tmax_small.nc``, which the guard test of training
+(``tests/test_real_skill.py``) and ``real_skill.py --case small`` read from a clean clone.
+
 Usage::
 
-    python asv_benchmarks/real_data.py [--out asv_benchmarks/data]
+    python asv_benchmarks/real_data.py [--out asv_benchmarks/data] [--small]
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ CENTER = (36.0, -84.2)
 SIDE = 128
 DEFAULT_OUT = Path(__file__).resolve().parent / "data"
 FILE = "ndfd_appalachians.nc"
+SMALL = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "ndfd_tmax_small.nc"
+SMALL_SIDE = 64
 
 
 def _fetch(package: str, folder: Path) -> Path:
@@ -155,7 +162,30 @@ def load(out: Path = DEFAULT_OUT) -> xr.Dataset:
     return xr.open_dataset(path).load()
 
 
+def write_small(ds: xr.Dataset, path: Path = SMALL) -> Path:
+    """Write the small case: the central :data:`SMALL_SIDE`-square window of ``tmax`` with
+    its grid (NWS data, public domain), compressed."""
+    start = (SIDE - SMALL_SIDE) // 2
+    window = {"y": slice(start, start + SMALL_SIDE), "x": slice(start, start + SMALL_SIDE)}
+    small = ds[["tmax"]].isel(window)
+    small = small.assign_coords(y=small.y - small.y[0], x=small.x - small.x[0])
+    small.attrs = {
+        "title": "NWS NDFD daily maximum temperature, 64 x 64 at 5 km, southern Appalachians",
+        "source": "python-grib-doc examples/ds.maxt.bin (NWS NDFD, public domain)",
+        "built_by": "asv_benchmarks/real_data.py --small",
+    }
+    encoding = {"tmax": {"zlib": True, "complevel": 9}}
+    partial = path.with_suffix(".partial.nc")
+    small.to_netcdf(partial, encoding=encoding)
+    partial.replace(path)
+    return path
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    print(build(parser.parse_args().out))
+    parser.add_argument("--small", action="store_true", help="also write the small case")
+    args = parser.parse_args()
+    print(built := build(args.out))
+    if args.small:
+        print(write_small(xr.open_dataset(built).load()))

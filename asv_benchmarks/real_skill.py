@@ -44,10 +44,10 @@ import numpy as np
 import xarray as xr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_data import load
+from real_data import SMALL, load
 
 FACTOR = 4
-COLUMNS = ("mae_bilinear", "mae_mean", "crps", "crps_fair", "spread_skill")
+COLUMNS = ("mae_bilinear", "mae_mean", "bias_mean", "crps", "crps_fair", "spread_skill")
 
 
 def _upsample(coarse: np.ndarray, n: int) -> np.ndarray:
@@ -59,9 +59,10 @@ def _upsample(coarse: np.ndarray, n: int) -> np.ndarray:
     return np.apply_along_axis(lambda v: np.interp(fine, centres, v), -1, rows)
 
 
-def case() -> tuple[xr.Dataset, xr.Dataset]:
-    """``(lr, hr)``: the block-mean input on the HR grid, and the truth with its terrain."""
-    ds = load()
+def case(name: str = "appalachians") -> tuple[xr.Dataset, xr.Dataset]:
+    """``(lr, hr)``: the block-mean input on the HR grid, and the truth (with its terrain in
+    the full case; the committed small case has none)."""
+    ds = load() if name == "appalachians" else xr.open_dataset(SMALL).load()
     tmax = ds["tmax"].values.astype(np.float64)
     t, ny, nx = tmax.shape
     blocks = tmax.reshape(t, ny // FACTOR, FACTOR, nx // FACTOR, FACTOR).mean(axis=(2, 4))
@@ -70,10 +71,10 @@ def case() -> tuple[xr.Dataset, xr.Dataset]:
         {"tmax": (("time", "y", "x"), _upsample(blocks, ny).astype(np.float32), ds["tmax"].attrs)},
         coords={"time": ds["time"], **grid},
     )
-    return lr, ds[["tmax", "orography"]]
+    return lr, ds[[n for n in ("tmax", "orography") if n in ds]]
 
 
-def _config(seed: int, budget: float, folder: str):  # type: ignore[no-untyped-def]
+def train_config(seed: int, budget: float, folder: str, options: dict):  # type: ignore[no-untyped-def]
     import xcorrdiff
     from xcorrdiff.config import NetworkConfig
 
@@ -92,6 +93,7 @@ def _config(seed: int, budget: float, folder: str):  # type: ignore[no-untyped-d
         seed=seed,
         device="cpu",
         checkpoint_dir=folder,
+        **options,  # only when given: older commits have neither option
     )
 
 
@@ -105,25 +107,26 @@ def scores(members: np.ndarray, mean: np.ndarray, bilinear: np.ndarray, truth: n
     return {
         "mae_bilinear": float(np.abs(bilinear - truth).mean()),
         "mae_mean": float(np.abs(mean - truth).mean()),
+        "bias_mean": float((mean - truth).mean()),
         "crps": float((skill - pairs / (2 * m * m)).mean()),
         "crps_fair": float((skill - pairs / (2 * m * (m - 1))).mean()),
         "spread_skill": float(np.sqrt(spread) / rmse),
     }
 
 
-def run_seed(seed: int, budget: float, n_members: int) -> dict:
-    """Train on three days with ``seed``, downscale the fourth, score it."""
+def run_seed(seed: int, budget: float, n_members: int, options: dict, name: str) -> dict:
+    """Train on three days of case ``name`` with ``seed``, downscale the fourth, score it."""
     import torch
 
     import xcorrdiff  # noqa: F401  (registers the accessor)
 
     torch.set_num_threads(1)
-    lr, hr = case()
+    lr, hr = case(name)
     train, held = slice(0, 3), slice(3, 4)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         model = lr.isel(time=train).corrdiff.fit(
-            hr.isel(time=train), config=_config(seed, budget, folder), invariants=["orography"],
+            hr.isel(time=train), config=train_config(seed, budget, folder, options), invariants=[n for n in hr.data_vars if n != "tmax"],
             input_variables=["tmax"], output_variables=["tmax"], progress=False,
         )  # fmt: skip
     ens = lr.isel(time=held).corrdiff.downscale(
@@ -143,22 +146,31 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=1.0, help="training budget factor")
     parser.add_argument("--members", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--case", choices=("appalachians", "small"), default="appalachians")
+    parser.add_argument("--input-skip", action="store_true", help="TrainConfig(input_skip=True)")
+    parser.add_argument(
+        "--residual-folds", type=int, default=0, help="TrainConfig(residual_folds=k)"
+    )
     args = parser.parse_args()
+    options = {"input_skip": True} if args.input_skip else {}
+    options.update({"residual_folds": args.residual_folds} if args.residual_folds else {})
     import xcorrdiff
 
     print(f"xcorrdiff {xcorrdiff.__version__} from {Path(xcorrdiff.__file__).parent}; "
-          f"budget x{args.budget:g}, {args.members} members")  # fmt: skip
+          f"case {args.case}, budget x{args.budget:g}, {args.members} members, options {options}")  # fmt: skip
     started = time.perf_counter()
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(args.workers, mp_context=context) as pool:
-        rows = list(
-            pool.map(run_seed, args.seeds, [args.budget] * len(args.seeds),
-                     [args.members] * len(args.seeds))
-        )  # fmt: skip
     print(f"{'seed':>4} " + " ".join(f"{c:>12}" for c in COLUMNS) + f" {'seconds':>8}")
-    for row in rows:
-        print(f"{row['seed']:>4} " + " ".join(f"{row[c]:>12.3f}" for c in COLUMNS)
-              + f" {row['seconds']:>8.0f}")  # fmt: skip
+    rows = []
+    with ProcessPoolExecutor(args.workers, mp_context=context) as pool:
+        for row in pool.map(
+            run_seed, args.seeds, [args.budget] * len(args.seeds),
+            [args.members] * len(args.seeds), [options] * len(args.seeds),
+            [args.case] * len(args.seeds),
+        ):  # fmt: skip
+            rows.append(row)
+            print(f"{row['seed']:>4} " + " ".join(f"{row[c]:>12.3f}" for c in COLUMNS)
+                  + f" {row['seconds']:>8.0f}", flush=True)  # fmt: skip
     table = np.array([[row[c] for c in COLUMNS] for row in rows])
     for label, values in (("mean", table.mean(axis=0)), ("sd", table.std(axis=0, ddof=1))):
         print(f"{label:>4} " + " ".join(f"{v:>12.3f}" for v in values))
