@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from xcorrdiff.diffusion import (
+    PatchGrid,
     build_condition,
     crop_condition,
     extract_patches,
@@ -142,18 +143,14 @@ def skip_terms(
 
 
 def mean_function(
-    net: torch.nn.Module,
-    data: TrainingData,
-    shape: tuple[int, int],
-    patch: tuple[int, int] | None,
-    skip: InputSkip | None,
-) -> Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor], torch.Tensor]:
+    net: torch.nn.Module, n_out: int, grid: PatchGrid | None, skip: InputSkip | None
+) -> Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor | None], torch.Tensor]:
     """``mean(condition, lead, time_index) -> μ`` of the regression ``net`` on the whole
-    domain (no gradient), as training and downscaling compute it."""
-    grid, n_out = regression_grid(shape, patch), len(data.output_variables)
+    domain (no gradient; computed patch by patch on ``grid`` when given), as training and
+    downscaling compute it."""
 
     def mean(
-        condition: torch.Tensor, lead: torch.Tensor | None, time_index: torch.Tensor
+        condition: torch.Tensor, lead: torch.Tensor | None, time_index: torch.Tensor | None
     ) -> torch.Tensor:
         with torch.no_grad():
             return mean_of_inputs(net, condition, n_out, grid, lead, skip).to(condition.dtype)

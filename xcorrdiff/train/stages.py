@@ -47,7 +47,7 @@ from xcorrdiff.diffusion import (
     crop_condition,
     extract_patches,
     masked_mean,
-    mean_of_inputs,
+    regression_grid,
     residual_loss,
 )
 from xcorrdiff.diffusion.input_skip import InputSkip
@@ -177,7 +177,8 @@ def _validation_gap(
     device: torch.device,
 ) -> dict[str, Any]:
     """The regression's rms error on its training and validation times, checked."""
-    mean = mean_function(net, data, layout.shape, config.data.regression_patch_shape, skip)
+    grid = regression_grid(layout.shape, config.data.regression_patch_shape)
+    mean = mean_function(net, len(data.output_variables), grid, skip)
     seen = residual_rms(data, spread_times(data.train), mean, device)
     unseen = residual_rms(data, spread_times(data.validation), mean, device)
     return check_overfit(
@@ -209,6 +210,7 @@ class _DiffusionStage:
     ) -> None:
         self.data, self.config, self.device, self.patch = data, config, device, patch
         self.regression, self.regression_grid, self.skip = regression, regression_grid, skip
+        self.own_mean = mean_function(regression, len(data.output_variables), regression_grid, skip)
         self.out_of_fold: OutOfFold | None = None
         self.fold_digests: list[str] = []  # of the cross-fit regressions, for the fingerprint
         self.n_out = len(data.output_variables)
@@ -227,16 +229,7 @@ class _DiffusionStage:
         stage cross-fits (:mod:`xcorrdiff.train.crossfit`), else the model's."""
         if self.out_of_fold is not None and time_index is not None:
             return self.out_of_fold(condition, lead, time_index)
-        return self.mean_with(self.regression, condition, lead)
-
-    def mean_with(
-        self, net: torch.nn.Module, condition: torch.Tensor, lead: torch.Tensor | None
-    ) -> torch.Tensor:
-        """μ of the regression ``net`` on the whole domain (no gradient)."""
-        with torch.no_grad():
-            grid = self.regression_grid
-            mu = mean_of_inputs(net, condition, self.n_out, grid, lead, self.skip)
-            return mu.to(condition.dtype)
+        return self.own_mean(condition, lead, time_index)
 
     def _patches(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, Any, Any]:
         """The scaled residual, the condition and the mask (or None) on the batch's patches;
@@ -412,7 +405,7 @@ def _residuals(
     rms, gap, folds = None, None, config.model.folds(len(data.train))
     if folds:
         stage.out_of_fold = _out_of_fold(model, data, config, parallel, stage, folds, progress)
-        seen = residual_rms(data, times, lambda c, lead, t: stage.mean_of(c, lead), device)
+        seen = residual_rms(data, times, stage.own_mean, device)
         rms = residual_rms(data, times, stage.mean_of, device)
         gap = check_overfit(
             seen, rms, names, unseen_label="out of fold",
@@ -451,11 +444,13 @@ def _out_of_fold(
         )
         nets.append(result.ema.eval().requires_grad_(False))
     stage.fold_digests = [state_digest(net) for net in nets]
+    n_out, grid = len(data.output_variables), stage.regression_grid
+    means = [mean_function(net, n_out, grid, stage.skip) for net in nets]
 
     def mean_with(
         j: int | None, condition: torch.Tensor, lead: torch.Tensor | None
     ) -> torch.Tensor:
-        return stage.mean_with(stage.regression if j is None else nets[j], condition, lead)
+        return (stage.own_mean if j is None else means[j])(condition, lead, None)
 
     return OutOfFold(folds, mean_with)
 
