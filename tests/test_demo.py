@@ -202,12 +202,12 @@ def test_demo_is_reproducible_and_overwrites_its_own_output(
 
 def test_demo_samples_with_the_models_sampler(tmp_path: Path) -> None:
     model = copy.copy(tiny_model())
-    model.sampler = SamplerConfig(sampler="heun", num_steps=2)
+    model.sampler = SamplerConfig(sampler="heun", num_steps=12)
     result, text = _run(tmp_path / "out", model=model, num_steps=None, progress=True)
-    assert "2 members, 2 Heun steps, weather seed 1" in result.report
-    assert "6/6" in text  # 1 time x 2 members x 3 evaluations (Heun: 2 per step, 1 on the last)
+    assert "2 members, 12 Heun steps, weather seed 1" in result.report
+    assert "46/46" in text  # 1 time x 2 members x 23 evaluations (Heun: 2 per step, 1 on the last)
     settings = json.loads((result.out / MARKER).read_text())["settings"]
-    assert settings["sampler"] == "heun" and settings["num_steps"] == 2
+    assert settings["sampler"] == "heun" and settings["num_steps"] == 12
 
 
 def test_existing_output_is_refused(tmp_path: Path) -> None:

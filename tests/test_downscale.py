@@ -110,8 +110,8 @@ def test_single_time_without_time_dim(model: CorrDiffModel) -> None:
 def test_heun_with_churn_differs_from_euler_and_is_finite(model: CorrDiffModel) -> None:
     lr, _ = tiny_data(1)
     euler = _run(lr, model, sampler="euler")
-    heun = _run(lr, model, sampler="heun")
-    assert heun.attrs["sampler"] == "heun" and heun.attrs["s_churn"] == pytest.approx(0.3)
+    heun = _run(lr, model, sampler="heun", num_steps=12)
+    assert heun.attrs["sampler"] == "heun" and heun.attrs["s_churn"] == pytest.approx(1.2)
     assert np.isfinite(heun["t2m"].values).all()
     assert not np.allclose(euler["t2m"].values, heun["t2m"].values)
 
@@ -349,7 +349,7 @@ def test_nan_in_input_names_variable_and_count(model: CorrDiffModel) -> None:
         ({"num_steps": 0}, r"num_steps=0 is invalid"),
         (
             {"sampler": "ddim"},
-            r"sampler='ddim' is invalid; expected None \(the model's\) or one of \['euler', 'heun'\]",
+            r"sampler='ddim' is invalid; expected None \(the model's\) or one of \['euler', 'heun', 'dpmpp_2m', 'ancestral'\]",
         ),
         ({"s_churn": -1.0}, r"s_churn=-1.0 is invalid"),
         ({"member_batch_size": 0}, r"member_batch_size=0 is invalid"),
@@ -377,9 +377,31 @@ def test_input_not_a_dataset(model: CorrDiffModel) -> None:
         downscale(lr["t2m"], model)  # type: ignore[arg-type]
 
 
-def test_heun_default_churn_constant() -> None:
-    assert pytest.approx(1.8) == xcorrdiff.inference.api.DEFAULT_HEUN_CHURN * 18
-    assert math.isclose(xcorrdiff.inference.api.DEFAULT_STEPS["euler"], 12)
+def test_sampler_defaults_come_from_the_table(model: CorrDiffModel) -> None:
+    from xcorrdiff.config import SAMPLERS
+
+    assert SAMPLERS["euler"].default_steps == 12 and SAMPLERS["heun"].default_steps == 18
+    lr, _ = tiny_data(1)
+    heun = _run(lr, model, sampler="heun", num_steps=13)
+    assert math.isclose(heun.attrs["s_churn"], 0.1 * 13)
+    ancestral = _run(lr, model, sampler="ancestral", num_steps=None)
+    assert ancestral.attrs["num_steps"] == 12 and ancestral.attrs["renoise"] == 1.0
+    assert "renoise" not in heun.attrs
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"sampler": "dpmpp_2m", "s_churn": 1.0}, r"s_churn=1.0 does not apply to sampler='dpmpp_2m'"),
+        ({"sampler": "euler", "renoise": 0.5}, r"renoise=0.5 does not apply to sampler='euler'; it is an argument of \['ancestral'\]"),
+        ({"sampler": "heun", "num_steps": 6}, r"num_steps=6 is too few for sampler='heun': it needs at least 12 \(fewer diverge\); use num_steps>=12"),
+        ({"sampler": "ancestral", "renoise": 1.5}, r"renoise=1.5 is invalid; expected a fraction in \[0, 1\]"),
+    ],
+)  # fmt: skip
+def test_sampler_arguments_are_checked(model: CorrDiffModel, kwargs: dict, match: str) -> None:
+    lr, _ = tiny_data(1)
+    with pytest.raises(ValueError, match=match):
+        _run(lr, model, **kwargs)
 
 
 def test_dtype_is_a_deprecated_spelling_of_precision(model: CorrDiffModel) -> None:

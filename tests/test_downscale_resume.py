@@ -133,7 +133,7 @@ def test_resume_on_a_distributed_cluster(
     [
         ({"seed": 6}, r"seed: store has 5, this call 6"),
         ({"n_ensemble": 3}, r"n_ensemble: store has 2, this call 3"),
-        ({"num_steps": 3, "sampler": "heun"}, r"sampler: store has 'euler'.*num_steps"),
+        ({"num_steps": 3, "sampler": "dpmpp_2m"}, r"sampler: store has 'euler'.*num_steps"),
         ({"time_chunk": 3}, r"time_chunk: store has 2, this call 3"),
         ({"times": 5}, r"n_times: store has 6, this call 5; time_digest"),
     ],

@@ -149,7 +149,9 @@ CASES: list[tuple[str, str, Callable[[Ctx], Any], type[BaseException], str]] = [
     # --- downscale arguments
     ("members-zero", "ensemble size below 1", lambda c: downscale(c.lr, c.model_dir, **{**KW, "n_ensemble": 0}), E, r"n_ensemble=0 is invalid; expected an integer >= 1"),
     ("seed-negative", "negative seed", lambda c: downscale(c.lr, c.model_dir, seed=-1, **KW), E, r"seed=-1 is invalid"),
-    ("sampler-unknown", "unknown sampler", lambda c: downscale(c.lr, c.model_dir, sampler="ddim", **KW), E, r"sampler='ddim' is invalid; expected None \(the model's\) or one of \['euler', 'heun'\]"),
+    ("sampler-unknown", "unknown sampler", lambda c: downscale(c.lr, c.model_dir, sampler="ddim", **KW), E, r"sampler='ddim' is invalid; expected None \(the model's\) or one of \['euler', 'heun', 'dpmpp_2m', 'ancestral'\]"),
+    ("sampler-noise-mismatch", "churn for a sampler without it", lambda c: downscale(c.lr, c.model_dir, sampler="dpmpp_2m", s_churn=0.5, **KW), E, r"s_churn=0.5 does not apply to sampler='dpmpp_2m'; it is an argument of \['euler', 'heun'\]"),
+    ("steps-too-few", "too few steps for the sampler", lambda c: downscale(c.lr, c.model_dir, **{**KW, "sampler": "heun", "num_steps": 4}), E, r"num_steps=4 is too few for sampler='heun': it needs at least 12"),
     ("steps-zero", "no sampler steps", lambda c: downscale(c.lr, c.model_dir, **{**KW, "num_steps": 0}), E, r"num_steps=0 is invalid"),
     ("churn-negative", "negative churn", lambda c: downscale(c.lr, c.model_dir, s_churn=-1.0, **KW), E, r"s_churn=-1.0 is invalid; expected a finite number >= 0"),
     ("patch-larger-than-grid", "patch larger than the HR grid", lambda c: downscale(c.lr, c.model_dir, patch_shape=(64, 16), **KW), E, r"larger than the model's HR grid \(32, 48\)"),

@@ -18,6 +18,7 @@ from xcorrdiff.cli.options import (
     region,
     subcommand,
 )
+from xcorrdiff.config import SAMPLERS
 
 __all__ = ["add_downscale"]
 
@@ -135,12 +136,13 @@ def _add_request(p: argparse.ArgumentParser) -> None:
     add = functools.partial(p.add_argument, default=argparse.SUPPRESS)
     add("--n-ensemble", "--members", type=integer(1), help="ensemble size (default 32)")
     add("--seed", type=integer(0), help="seed of the members' random streams (default 0)")
-    add("--sampler", choices=["euler", "heun"], help="default: the model's own sampler settings")
+    add("--sampler", choices=list(SAMPLERS), help="default: the model's own sampler settings")
     add(
         "--num-steps", "--steps", type=integer(1),
-        help="sampler steps (default: the model's, 12 Euler; 18 Heun)",
+        help="sampler steps (default: the model's; else the sampler's, 12, or 18 for Heun)",
     )  # fmt: skip
-    add("--s-churn", "--churn", type=nonnegative_float, help="EDM churn (default per sampler)")
+    add("--s-churn", "--churn", type=nonnegative_float, help="EDM churn (euler, heun)")
+    add("--renoise", type=nonnegative_float, help="re-drawn noise fraction (ancestral; default 1)")
     add("--patch-shape", type=pair, help="patch size YxX (default: the whole domain)")
     add("--overlap", type=integer(0), help="patch overlap in pixels")
     add(

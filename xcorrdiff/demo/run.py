@@ -44,6 +44,7 @@ import xarray as xr
 
 from xcorrdiff._checks import check_int, resolve_device
 from xcorrdiff._files import publish_dir
+from xcorrdiff.config import SAMPLERS
 from xcorrdiff.data.grids import check_same_grid
 from xcorrdiff.demo.figures import write_figures
 from xcorrdiff.demo.scores import METRICS, Criterion, check_criteria, demo_scores, format_tables
@@ -275,7 +276,7 @@ def run_demo(
     n_times : int, default 1
         Held-out times (>= 1); the run time grows linearly with ``n_times * n_ensemble``.
     num_steps : int, optional
-        Sampler steps; default the model's. The sampler (Euler or Heun) is the model's.
+        Sampler steps; default the model's. The sampler is the model's.
     seed : int, default 0
         Seed of the members' random streams, and of the oracle ensemble.
     data_seed : int, default 1
@@ -443,8 +444,7 @@ def _downscale(
 
     assert model.diffusion is not None
     steps = num_steps if num_steps is not None else model.sampler.num_steps
-    # Heun evaluates the network twice per step but once on the last (to sigma = 0).
-    evaluations = 2 * steps - 1 if model.sampler.sampler == "heun" else steps
+    evaluations = SAMPLERS[model.sampler.sampler].evaluations(steps)
     total = lr.sizes["time"] * n_ensemble * evaluations
     with _count_evaluations(
         model.diffusion, total, desc="downscale", disable=not clock.progress, stream=clock.stream

@@ -4,7 +4,8 @@
   (:func:`build_condition`, :func:`crop_condition`, :func:`unfold_condition`), the
   :class:`Denoiser` the samplers call, :func:`regression_mean`, :func:`mean_of_inputs`.
 * :mod:`~xcorrdiff.diffusion.schedules` — :func:`edm_sigmas`.
-* :mod:`~xcorrdiff.diffusion.samplers` — :func:`euler`, :func:`heun`, :func:`initial_state`,
+* :mod:`~xcorrdiff.diffusion.samplers` — :func:`euler`, :func:`heun`, :func:`dpmpp_2m`,
+  :func:`ancestral` (the names of :data:`xcorrdiff.config.SAMPLERS`), :func:`initial_state`,
   :func:`draw_latents`.
 * :mod:`~xcorrdiff.diffusion.losses` — :func:`regression_loss`, :func:`residual_loss`,
   :func:`edm_loss_weight`.
@@ -35,7 +36,14 @@ from xcorrdiff.diffusion.patching import (
     random_patch_offsets,
     regression_grid,
 )
-from xcorrdiff.diffusion.samplers import draw_latents, euler, heun, initial_state
+from xcorrdiff.diffusion.samplers import (
+    ancestral,
+    dpmpp_2m,
+    draw_latents,
+    euler,
+    heun,
+    initial_state,
+)
 from xcorrdiff.diffusion.schedules import edm_sigmas
 
 __all__ = [
@@ -43,9 +51,11 @@ __all__ = [
     "Denoiser",
     "PatchGrid",
     "StationGuidance",
+    "ancestral",
     "build_condition",
     "crop_condition",
     "denoise",
+    "dpmpp_2m",
     "draw_latents",
     "edm_loss_weight",
     "edm_sigmas",

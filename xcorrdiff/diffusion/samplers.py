@@ -40,7 +40,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["Guidance", "draw_latents", "euler", "heun", "initial_state"]
+__all__ = [
+    "Guidance",
+    "ancestral",
+    "dpmpp_2m",
+    "draw_latents",
+    "euler",
+    "heun",
+    "initial_state",
+]
 
 Callback = Callable[[dict[str, Any]], None]
 #: ``((H_full, W_full), (y0, x0))``: where a sub-domain state lies in the whole domain.
@@ -242,7 +250,10 @@ def _check_inputs(
     sigmas: torch.Tensor,
     generators: Sequence[torch.Generator] | None,
     s_churn: float,
+    noise_name: str = "s_churn",
 ) -> None:
+    """Refuse a bad state, schedule or member streams; ``s_churn`` is the value of the
+    sampler's noise argument ``noise_name`` (which draws fresh noise when positive)."""
     if x.ndim != 4:
         raise ValueError(f"x must have shape (batch, C, H, W), got {tuple(x.shape)}")
     if (
@@ -264,12 +275,29 @@ def _check_inputs(
             f"generators must hold one torch.Generator per member ({x.shape[0]}), got {len(generators)}"
         )
     if s_churn < 0:
-        raise ValueError(f"s_churn must be non-negative, got {s_churn!r}")
+        raise ValueError(f"{noise_name} must be non-negative, got {s_churn!r}")
     if s_churn > 0 and generators is None:
         raise ValueError(
-            "generators is required (s_churn > 0 draws fresh noise): pass one torch.Generator "
-            "per member"
+            f"generators is required ({noise_name} > 0 draws fresh noise): pass one "
+            "torch.Generator per member"
         )
+
+
+def _denoise(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigma: torch.Tensor,
+    guidance: Guidance | None,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``D(x, σ)`` and the denoised estimate the step uses: ``D`` itself, or with guidance
+    ``D − σ² ∇ₓG(D(x, σ), σ)``, which puts the likelihood's score ``−∇ₓG`` into every
+    sampler's slope ``(x − D)/σ`` as ``σ ∇ₓG``."""
+    if guidance is None:
+        denoised = denoiser(x, sigma).to(dtype)
+        return denoised, denoised
+    denoised, pull = _guided_denoise(denoiser, x, sigma, guidance, dtype)
+    return denoised, denoised - sigma**2 * pull
 
 
 def _slope(
@@ -281,11 +309,8 @@ def _slope(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``D(x, σ)`` and ``dx/dσ`` there: ``(x − D)/σ``, plus ``σ ∇ₓG`` (the likelihood's
     score) with guidance."""
-    if guidance is None:
-        denoised = denoiser(x, sigma).to(dtype)
-        return denoised, (x - denoised) / sigma
-    denoised, pull = _guided_denoise(denoiser, x, sigma, guidance, dtype)
-    return denoised, (x - denoised) / sigma + sigma * pull
+    denoised, estimate = _denoise(denoiser, x, sigma, guidance, dtype)
+    return denoised, (x - estimate) / sigma
 
 
 def _guided_denoise(
@@ -351,4 +376,131 @@ def _sample(
         x = x_next
         if callback is not None:
             callback({"i": i, "x": x, "sigma": sigma, "sigma_hat": sigma_hat, "denoised": denoised})
+    return x
+
+
+def dpmpp_2m(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    generators: Sequence[torch.Generator] | None = None,
+    callback: Callback | None = None,
+    frame: Frame | None = None,
+    guidance: Guidance | None = None,
+) -> torch.Tensor:
+    r"""Sample with DPM-Solver++(2M): second order, one denoiser evaluation per step.
+
+    Lu et al. (2022), Algorithm 2, in EDM's parametrization (:math:`\alpha = 1`,
+    :math:`\lambda = -\log\sigma`, :math:`h_i = \log(\sigma_i/\sigma_{i+1})`). Each step is
+    exact for the linear part of the ODE and uses the data prediction ``D``::
+
+        x ← (σ_{i+1}/σ_i) x + (1 − σ_{i+1}/σ_i) D̂_i,
+        D̂_i = D_i  on the first step and the step to σ = 0 (then it is Euler, i.e. DDIM),
+        D̂_i = (1 + 1/(2r)) D_i − 1/(2r) D_{i−1},  r = h_{i−1} / h_i,  otherwise.
+
+    Every update is a combination of the state and denoised fields, never a division by a
+    small σ, so it stays bounded at any step count. Deterministic: ``generators`` is
+    accepted for the common call convention and not used.
+
+    Parameters
+    ----------
+    denoiser, x, sigmas, callback, frame, guidance : see :func:`euler`
+        With ``guidance`` the denoised field is ``D − σ² ∇ₓG``, the slope of :func:`euler`.
+    generators : sequence of torch.Generator, optional
+        Unused (no noise is drawn after the initial state).
+
+    Returns
+    -------
+    torch.Tensor
+        Samples ``(batch, C, H, W)`` in ``sigmas.dtype``.
+
+    References
+    ----------
+    Lu, C., Zhou, Y., Bao, F., Chen, J., Li, C., Zhu, J. (2022). DPM-Solver++: fast solver for
+    guided sampling of diffusion probabilistic models. arXiv:2211.01095.
+    """
+    _check_inputs(x, sigmas, generators, 0.0)
+    sigmas, dtype = sigmas.to(x.device), sigmas.dtype
+    x, levels, previous = x.to(dtype), sigmas.tolist(), None
+    with torch.no_grad():
+        for i in range(sigmas.numel() - 1):
+            sigma, sigma_next = sigmas[i], sigmas[i + 1]
+            denoised, estimate = _denoise(denoiser, x, sigma, guidance, dtype)
+            combined = estimate
+            if previous is not None and levels[i + 1] > 0:
+                r = math.log(levels[i - 1] / levels[i]) / math.log(levels[i] / levels[i + 1])
+                combined = (1 + 1 / (2 * r)) * estimate - (1 / (2 * r)) * previous
+            ratio = sigma_next / sigma
+            x = ratio * x + (1 - ratio) * combined
+            previous = estimate
+            if callback is not None:
+                callback({"i": i, "x": x, "sigma": sigma, "sigma_hat": sigma, "denoised": denoised})
+    return x
+
+
+def ancestral(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    generators: Sequence[torch.Generator] | None = None,
+    renoise: float = 1.0,
+    callback: Callback | None = None,
+    frame: Frame | None = None,
+    guidance: Guidance | None = None,
+) -> torch.Tensor:
+    r"""Sample with re-noising Euler steps (ancestral sampling; DDIM with :math:`\eta`).
+
+    Each step moves to the lower level ``σ_down`` along the ODE and draws the rest of
+    ``σ_{i+1}`` afresh from the member's generator::
+
+        σ_up = renoise · σ_{i+1} · sqrt(1 − σ_{i+1}² / σ_i²),   σ_down = sqrt(σ_{i+1}² − σ_up²)
+        x ← D + (σ_down / σ_i) (x − D) + σ_up ε
+
+    ``renoise=0`` is :func:`euler` without churn (DDIM); ``renoise=1`` draws the DDPM
+    posterior's variance given ``x₀ = D`` (Song et al. 2021, η = 1; k-diffusion's Euler
+    ancestral). Noise is drawn as churn is (:func:`draw_latents`, in ``frame``), so a member
+    depends only on its own generator.
+
+    Parameters
+    ----------
+    denoiser, x, sigmas, callback, frame, guidance : see :func:`euler`
+    generators : sequence of torch.Generator
+        One per member; required when ``renoise > 0``.
+    renoise : float, default 1
+        Fraction ``η`` in ``[0, 1]`` of each step's noise that is drawn afresh.
+
+    Returns
+    -------
+    torch.Tensor
+        Samples ``(batch, C, H, W)`` in ``sigmas.dtype``.
+
+    Raises
+    ------
+    ValueError
+        On a bad state or schedule, ``renoise`` outside ``[0, 1]``, or ``renoise > 0``
+        without generators.
+    """
+    if not 0.0 <= renoise <= 1.0:
+        raise ValueError(f"renoise={renoise!r} is invalid; expected a fraction in [0, 1]")
+    _check_inputs(x, sigmas, generators, renoise, "renoise")
+    sigmas, dtype, device = sigmas.to(x.device), sigmas.dtype, x.device
+    x, levels = x.to(dtype), sigmas.tolist()
+    with torch.no_grad():
+        for i in range(sigmas.numel() - 1):
+            sigma, following = levels[i], levels[i + 1]
+            denoised, estimate = _denoise(denoiser, x, sigmas[i], guidance, dtype)
+            up = renoise * following * math.sqrt(max(1.0 - following**2 / sigma**2, 0.0))
+            down = math.sqrt(max(following**2 - up**2, 0.0))
+            x = estimate + (down / sigma) * (x - estimate)
+            if up > 0:
+                assert generators is not None  # checked above
+                shape = tuple(x.shape[1:])
+                x = x + up * draw_latents(
+                    generators, shape, dtype=dtype, device=device, frame=frame
+                )
+            if callback is not None:
+                callback({"i": i, "x": x, "sigma": sigmas[i], "sigma_hat": sigmas[i],
+                          "denoised": denoised})  # fmt: skip
     return x

@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 
 #: Names of the inference internals this module re-exports, loaded on first access.
 _LAZY = {
-    "DEFAULT_HEUN_CHURN": "xcorrdiff.inference.request",
-    "DEFAULT_STEPS": "xcorrdiff.inference.request",
     "DownscaleRequest": "xcorrdiff.inference.request",
     "ZarrRun": "xcorrdiff.inference.to_zarr",
     "cache_info": "xcorrdiff.inference.handles",
@@ -72,6 +70,7 @@ def downscale(
     sampler: SamplerName | None = None,
     num_steps: int | None = None,
     s_churn: float | None = None,
+    renoise: float | None = None,
     patch_shape: Sequence[int] | None = None,
     overlap: int | None = None,
     region: Mapping[str, Any] | None = None,
@@ -106,17 +105,26 @@ def downscale(
         Number of members (>= 1).
     seed : int, default 0
         Seed of the members' random streams (see the module docstring).
-    sampler : {"euler", "heun"}, optional
-        Default: the model's own sampler settings (``model.sampler``). An explicit value
-        overrides them and the output's ``sampler_source`` attribute says so.
-        ``"euler"``: first-order steps of the probability-flow ODE (deterministic given the
-        initial noise). ``"heun"``: second-order steps with churn (EDM Algorithm 2).
+    sampler : {"euler", "heun", "dpmpp_2m", "ancestral"}, optional
+        A name of :data:`xcorrdiff.config.SAMPLERS`. Default: the model's own sampler
+        settings (``model.sampler``). An explicit value overrides them and the output's
+        ``sampler_source`` attribute says so. ``"euler"``: first-order steps of the
+        probability-flow ODE (deterministic given the initial noise; the same as DDIM).
+        ``"heun"``: second-order steps with churn (EDM Algorithm 2). ``"dpmpp_2m"``:
+        DPM-Solver++(2M), second order at one network evaluation per step.
+        ``"ancestral"``: Euler steps that re-draw a fraction ``renoise`` of the noise.
+        See docs/performance.md for their cost and skill by step count.
     num_steps : int, optional
         Denoising steps. Default: the model's ``sampler.num_steps`` when the sampler is the
-        model's (12 Euler for models trained with xcorrdiff), else :data:`DEFAULT_STEPS`
-        (12 Euler, 18 Heun).
+        model's (12 Euler for models trained with xcorrdiff), else the sampler's
+        ``default_steps`` in :data:`~xcorrdiff.config.SAMPLERS` (12; 18 for Heun). Counts
+        below a sampler's ``min_steps`` are refused.
     s_churn : float, optional
-        EDM churn; default 0 for Euler and ``0.1 * num_steps`` for Heun.
+        EDM churn of ``"euler"`` and ``"heun"``; default 0 for Euler and ``0.1 * num_steps``
+        for Heun. Refused for the other samplers.
+    renoise : float, optional
+        Fraction in ``[0, 1]`` of each step's noise that ``"ancestral"`` draws afresh;
+        default 1. Refused for the other samplers.
     patch_shape : (int, int), optional
         Sample patch by patch (multi-diffusion) with patches of this size; any domain size,
         rectangular patches; sides divisible by the network's downsampling factor. Default:
@@ -206,6 +214,7 @@ def downscale_to_zarr(
     sampler: SamplerName | None = None,
     num_steps: int | None = None,
     s_churn: float | None = None,
+    renoise: float | None = None,
     patch_shape: Sequence[int] | None = None,
     overlap: int | None = None,
     region: Mapping[str, Any] | None = None,
@@ -261,7 +270,7 @@ def downscale_to_zarr(
     recompute_changed : bool, default False
         When resuming, recompute the finished chunks whose input changed instead of
         refusing to resume.
-    seed, sampler, num_steps, s_churn, patch_shape, overlap, region, observations, \
+    seed, sampler, num_steps, s_churn, renoise, patch_shape, overlap, region, observations, \
 guidance_scale, fill_missing, return_mean, check_plausibility, member_batch_size, device, \
 precision, dtype
         As for :func:`downscale`.

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from xcorrdiff._checks import autocast, nonfinite_counts
+from xcorrdiff.config import SAMPLERS
 from xcorrdiff.data.plausibility import ExpectedRange
 from xcorrdiff.data.transforms import TRANSFORMS
 from xcorrdiff.diffusion import (
@@ -25,10 +26,9 @@ from xcorrdiff.diffusion import (
     StationGuidance,
     build_condition,
     edm_sigmas,
-    euler,
-    heun,
     initial_state,
     mean_of_inputs,
+    samplers,
 )
 from xcorrdiff.inference.handles import ModelRef, model_on, worker_device
 from xcorrdiff.inference.request import DownscaleRequest
@@ -429,6 +429,7 @@ def sample_block(
     scale = _residual_scale(model, device)
     grid = _patch_grid(model, settings)
     stations = _station_tensors(observations, geometry, settings, device)
+    noise = SAMPLERS[sampling.sampler].noise_arguments(sampling.s_churn, sampling.renoise)
 
     def work(batch: slice) -> None:
         times = torch.tensor([t for t, _ in rows[batch]], device=device)
@@ -446,11 +447,10 @@ def sample_block(
         mu = mu[..., y0 : y0 + h, x0 : x0 + w]
         frame = (tuple(condition.shape[2:]), settings.origin)
         x = initial_state(generators, (n_out, *shape), sigmas, frame=frame)
-        sample = euler if sampling.sampler == "euler" else heun
         guide = _guidance(stations, times, mu, scale, settings)
-        residual = sample(
-            denoiser, x, sigmas, generators=generators, s_churn=sampling.s_churn, frame=frame,
-            guidance=guide,
+        residual = getattr(samplers, sampling.sampler)(
+            denoiser, x, sigmas, generators=generators, frame=frame, guidance=guide,
+            **noise,
         )  # fmt: skip
         if scale is not None:
             residual = residual * scale.to(residual.dtype)

@@ -39,7 +39,7 @@ from xcorrdiff._checks import (
     precision_name,
     resolve_device,
 )
-from xcorrdiff.config import RUNTIME_ONLY
+from xcorrdiff.config import RUNTIME_ONLY, SAMPLERS, check_steps
 from xcorrdiff.data.fill import FILL_METHODS
 from xcorrdiff.inference.handles import ModelRef
 from xcorrdiff.inference.observations import check_guidance
@@ -47,17 +47,9 @@ from xcorrdiff.inference.region import check_region, resolve_region
 from xcorrdiff.model import CorrDiffModel
 
 __all__ = [
-    "DEFAULT_HEUN_CHURN",
-    "DEFAULT_STEPS",
     "DownscaleRequest",
     "make_request",
 ]
-
-#: Default number of steps per sampler (see docs/downscaling.md for the measurements).
-DEFAULT_STEPS: dict[str, int] = {"euler": 12, "heun": 18}
-#: Default churn of the Heun sampler, per step: ``s_churn = DEFAULT_HEUN_CHURN * num_steps``
-#: (EDM's ``gamma`` = 0.1 at every step).
-DEFAULT_HEUN_CHURN = 0.1
 
 
 # --- the record -----------------------------------------------------------------------------
@@ -78,6 +70,8 @@ class SamplerRequest:
     sampler: str
     num_steps: int
     s_churn: float
+    #: ``"ancestral"``'s fraction of re-drawn noise; None for the other samplers.
+    renoise: float | None
     sigma_min: float
     sigma_max: float
     rho: float
@@ -214,25 +208,44 @@ def resolve_precision(precision: Any, dtype: Any, device: torch.device) -> str:
 
 
 def _sampler(
-    model: CorrDiffModel, sampler: str | None, num_steps: int | None, s_churn: float | None
+    model: CorrDiffModel,
+    sampler: str | None,
+    num_steps: int | None,
+    s_churn: float | None,
+    renoise: float | None,
 ) -> SamplerRequest:
+    """The sampler's settings: the model's unless the call names them; each sampler's noise
+    argument (:data:`~xcorrdiff.config.SAMPLERS`) defaulted, the other refused."""
     stored = model.sampler
-    if sampler is not None and sampler not in DEFAULT_STEPS:
+    if sampler is not None and sampler not in SAMPLERS:
         raise ValueError(
             f"sampler={sampler!r} is invalid; expected None (the model's) or one of "
-            f"{list(DEFAULT_STEPS)}"
+            f"{list(SAMPLERS)}"
         )
     name = stored.sampler if sampler is None else sampler
+    info = SAMPLERS[name]
     if num_steps is None:
-        num_steps = stored.num_steps if name == stored.sampler else DEFAULT_STEPS[name]
-    num_steps = check_int("num_steps", num_steps, minimum=1)
-    if s_churn is None:
-        s_churn = DEFAULT_HEUN_CHURN * num_steps if name == "heun" else 0.0
-    s_churn = check_positive("s_churn", s_churn, allow_zero=True)
+        num_steps = stored.num_steps if name == stored.sampler else info.default_steps
+    num_steps = check_steps(name, num_steps)
+    given = {"s_churn": s_churn, "renoise": renoise}
+    for argument, value in given.items():
+        if value is not None and info.noise != argument:
+            raise ValueError(
+                f"{argument}={value!r} does not apply to sampler={name!r}; it is an argument "
+                f"of {[n for n, i in SAMPLERS.items() if i.noise == argument]}"
+            )
+    if info.noise == "s_churn":
+        s_churn = info.default_noise * num_steps if s_churn is None else s_churn
+    if info.noise == "renoise":
+        renoise = info.default_noise if renoise is None else renoise
+        if check_positive("renoise", renoise, allow_zero=True) > 1:
+            raise ValueError(f"renoise={renoise!r} is invalid; expected a fraction in [0, 1]")
+    churn = check_positive("s_churn", s_churn, allow_zero=True) if s_churn is not None else 0.0
     return SamplerRequest(
         sampler=name,
         num_steps=num_steps,
-        s_churn=float(s_churn),
+        s_churn=float(churn),
+        renoise=None if renoise is None else float(renoise),
         sigma_min=float(stored.sigma_min),
         sigma_max=float(stored.sigma_max),
         rho=float(stored.rho),
@@ -335,7 +348,7 @@ def make_request(
         model_hash=f"sha256:{ref.digest}",
         model_id=ref.model_id,
         ensemble=EnsembleRequest(n_ensemble=n_ensemble, seed=check_int("seed", o["seed"])),
-        sampling=_sampler(model, o["sampler"], o["num_steps"], o["s_churn"]),
+        sampling=_sampler(model, o["sampler"], o["num_steps"], o["s_churn"], o["renoise"]),
         domain=domain,
         guidance=_guidance(o["observations"], o["guidance_scale"], domain.region),
         inputs=InputRequest(
