@@ -27,7 +27,7 @@ Usage::
 
     python asv_benchmarks/sampler_steps.py [--case known|real] [--times 8] [--members 32]
         [--nfe 1 2 3 4 6 8 12 18 24 36] [--samplers euler heun dpmpp_2m ancestral]
-        [--csv table.csv]
+        [--runs euler:4,24 dpmpp_2m:2,4 ...] [--csv table.csv]
 """
 
 from __future__ import annotations
@@ -112,6 +112,15 @@ def runs(samplers: list[str], nfes: list[int]) -> list[tuple[str, int]]:
     return out
 
 
+def parse_runs(texts: list[str]) -> list[tuple[str, int]]:
+    """``["euler:4,24", "heun:12"]`` → ``[("euler", 4), ("euler", 24), ("heun", 12)]``."""
+    out = []
+    for text in texts:
+        name, _, steps = text.partition(":")
+        out += [(name, int(n)) for n in steps.split(",")]
+    return out
+
+
 def row_text(label: str, nfe: object, values: dict) -> str:
     cells = []
     for c in COLUMNS:
@@ -130,6 +139,10 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=32)
     parser.add_argument("--nfe", type=int, nargs="+", default=[1, 2, 3, 4, 6, 8, 12, 18, 24, 36])
     parser.add_argument("--samplers", nargs="+", default=None)
+    parser.add_argument(
+        "--runs", nargs="+", default=None, metavar="SAMPLER:STEPS,...",
+        help="explicit rows instead of --samplers/--nfe, e.g. euler:4,24 dpmpp_2m:4,6",
+    )  # fmt: skip
     parser.add_argument("--train-seed", type=int, default=0)
     parser.add_argument("--member-batch-size", type=int, default=8)
     parser.add_argument("--csv", type=Path, default=None)
@@ -152,7 +165,8 @@ def main() -> None:
         print(row_text("oracle ensemble (floor)", "", values), flush=True)
         rows.append({"label": "oracle", "nfe": None, **values})
     baseline = None
-    plan = [("euler", 12)] + [r for r in runs(samplers, args.nfe) if r != ("euler", 12)]
+    listed = runs(samplers, args.nfe) if args.runs is None else parse_runs(args.runs)
+    plan = [("euler", 12)] + [r for r in listed if r != ("euler", 12)]
     for name, steps in plan:
         label, nfe = f"{name} {steps}", SAMPLERS[name].evaluations(steps)
         started = time.perf_counter()

@@ -40,6 +40,12 @@ def check_model(model: Any) -> None:
             raise ValueError(
                 f"residual_scale has invalid scales {bad}; expected positive finite numbers"
             )
+    scale = model.sampler.noise_scale
+    if scale is not None and len(scale) != len(model.output_variables):
+        raise ValueError(
+            f"sampler.noise_scale has {len(scale)} factors {list(scale)}; expected one per "
+            f"output variable {[v.name for v in model.output_variables]}"
+        )
     for dim in model.grid_dims:
         if dim not in model.grid.dims:
             raise ValueError(

@@ -203,6 +203,10 @@ class SamplerConfig:
         Noise range of the Karras et al. (2022) schedule.
     rho : float
         Schedule exponent.
+    noise_scale : tuple of float, optional
+        Per output channel, a factor on the initial noise (a sampling temperature: 1 is
+        the trained model; above 1 widens the ensemble), as chosen by
+        :func:`xcorrdiff.inference.calibrate.calibrate`. None: 1 for every channel.
     """
 
     sampler: SamplerName = "euler"
@@ -210,6 +214,7 @@ class SamplerConfig:
     sigma_min: float = 0.002
     sigma_max: float = 800.0
     rho: float = 7.0
+    noise_scale: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         check_choice("sampler", self.sampler, list(SAMPLERS))
@@ -221,10 +226,19 @@ class SamplerConfig:
                 f"sigma_min={self.sigma_min!r} must be smaller than sigma_max={self.sigma_max!r}"
             )
         check_positive("rho", self.rho)
+        if self.noise_scale is not None:
+            object.__setattr__(self, "noise_scale", tuple(float(v) for v in self.noise_scale))
+            for v in self.noise_scale:
+                check_positive("noise_scale entry", v)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dictionary."""
-        return dataclasses.asdict(self)
+        """JSON-able dictionary (``noise_scale`` left out when None, as older models have it)."""
+        data = dataclasses.asdict(self)
+        if self.noise_scale is None:
+            del data["noise_scale"]
+        else:
+            data["noise_scale"] = list(self.noise_scale)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SamplerConfig:

@@ -447,6 +447,8 @@ def sample_block(
         mu = mu[..., y0 : y0 + h, x0 : x0 + w]
         frame = (tuple(condition.shape[2:]), settings.origin)
         x = initial_state(generators, (n_out, *shape), sigmas, frame=frame)
+        if sampling.noise_scale is not None:
+            x = x * torch.tensor(sampling.noise_scale, dtype=x.dtype, device=device)[:, None, None]
         guide = _guidance(stations, times, mu, scale, settings)
         residual = getattr(samplers, sampling.sampler)(
             denoiser, x, sigmas, generators=generators, frame=frame, guidance=guide,

@@ -72,6 +72,8 @@ class SamplerRequest:
     s_churn: float
     #: ``"ancestral"``'s fraction of re-drawn noise; None for the other samplers.
     renoise: float | None
+    #: The model's per-channel factors on the initial noise (calibration); None: 1.
+    noise_scale: tuple[float, ...] | None
     sigma_min: float
     sigma_max: float
     rho: float
@@ -246,6 +248,7 @@ def _sampler(
         num_steps=num_steps,
         s_churn=float(churn),
         renoise=None if renoise is None else float(renoise),
+        noise_scale=stored.noise_scale,
         sigma_min=float(stored.sigma_min),
         sigma_max=float(stored.sigma_max),
         rho=float(stored.rho),

@@ -1,0 +1,113 @@
+"""Calibration of the ensemble spread: the initial-noise factor per output, chosen by
+fair CRPS on held-out data, stored with the model."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_data, tiny_model
+
+import xcorrdiff.verify as xv
+from xcorrdiff.config import SamplerConfig
+from xcorrdiff.diffusion import edm_sigmas, euler, initial_state
+from xcorrdiff.inference.api import downscale
+from xcorrdiff.inference.calibrate import calibrate
+from xcorrdiff.model import load_model
+
+KW = {"device": "cpu", "num_steps": 3}
+
+
+def test_a_factor_on_gaussian_data_scales_the_spread_exactly() -> None:
+    """Data N(mu, s²) with its ideal denoiser: Euler's map from x(σ₀) to the sample is
+    affine, x ↦ mu + c (x − mu), so a factor τ on the initial noise scales the members'
+    departures from their mean, and so their spread, by τ exactly."""
+    mu = torch.randn(1, 2, 8, 8, dtype=torch.float64)
+
+    def denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return mu + (x - mu) * 0.49 / (0.49 + sigma**2)
+
+    sigmas = edm_sigmas(64, sigma_max=80.0)
+    gens = [torch.Generator().manual_seed(s) for s in range(3)]
+    x = initial_state(gens, (2, 8, 8), sigmas)
+    plain = euler(denoiser, x.clone(), sigmas)
+    wide = euler(denoiser, 1.5 * x, sigmas)
+    torch.testing.assert_close(
+        wide - wide.mean(0), 1.5 * (plain - plain.mean(0)), rtol=1e-10, atol=1e-12
+    )
+    assert float((plain - plain.mean(0)).abs().max()) > 0.1
+
+
+def test_unit_factors_change_nothing_and_others_do() -> None:
+    model = tiny_model()
+    lr, _ = tiny_data(2)
+    base = downscale(lr, model, 2, **KW)
+    unit = copy.copy(model)
+    unit.sampler = dataclasses.replace(model.sampler, noise_scale=(1.0, 1.0))
+    same = downscale(lr, unit, 2, **KW)
+    for name in model.output_names:
+        np.testing.assert_array_equal(same[name].values, base[name].values)
+    assert same.attrs["noise_scale"] == [1.0, 1.0] and "noise_scale" not in base.attrs
+    unit.sampler = dataclasses.replace(model.sampler, noise_scale=(2.0, 1.0))
+    other = downscale(lr, unit, 2, **KW)
+    assert not np.allclose(other["t2m"].values, base["t2m"].values)
+
+
+def test_calibrate_picks_the_least_fair_crps_and_records_the_search(tmp_path: Path) -> None:
+    model = tiny_model()
+    lr, hr = tiny_data(2)
+    scales = (0.5, 1.0, 3.0)
+    tuned = calibrate(model, lr, hr, scales=scales, n_ensemble=3, device="cpu")
+    record = tuned.provenance["calibration"]
+    assert record["candidates"] == list(scales) and record["n_ensemble"] == 3
+    for i, name in enumerate(model.output_names):
+        crps = record["crps_fair"][name]
+        assert tuned.sampler.noise_scale[i] == scales[int(np.argmin(crps))]
+        assert record["chosen"][name] == tuned.sampler.noise_scale[i]
+    # The recorded scores are those of a downscale with that factor, checked independently.
+    trial = copy.copy(model)
+    trial.sampler = dataclasses.replace(model.sampler, noise_scale=(3.0, 3.0))
+    ens = downscale(lr, trial, 3, device="cpu")
+    for name in model.output_names:
+        fair = float(xv.crps(ens[name], hr[name], fair=True))
+        assert math.isclose(record["crps_fair"][name][2], fair, rel_tol=1e-12)
+        assert math.isclose(
+            record["spread_skill"][name][2], float(xv.spread_skill(ens[name], hr[name])),
+            rel_tol=1e-12,
+        )  # fmt: skip
+    assert model.sampler.noise_scale is None and "calibration" not in model.provenance
+    tuned.save(tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    assert again.sampler == tuned.sampler
+    assert again.provenance["calibration"]["chosen"] == record["chosen"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"scales": (1.0, -1.0)}, r"scales=\[1.0, -1.0\] is invalid; expected positive"),
+        ({"n_ensemble": 1}, r"n_ensemble=1 is invalid; expected an integer >= 2"),
+        ({"num_steps": 4}, r"\['num_steps'\] may not be passed to calibrate"),
+    ],
+)
+def test_calibrate_refuses_bad_arguments(kwargs: dict, match: str) -> None:
+    lr, hr = tiny_data(1)
+    with pytest.raises(ValueError, match=match):
+        calibrate(tiny_model(), lr, hr, **{"device": "cpu", **kwargs})
+
+
+def test_calibrate_refuses_truth_without_the_outputs_and_bad_factors() -> None:
+    lr, hr = tiny_data(1)
+    with pytest.raises(ValueError, match=r"hr lacks the model's output variables \['u10m'\]"):
+        calibrate(tiny_model(), lr, hr[["t2m"]], device="cpu")
+    with pytest.raises(
+        ValueError, match=r"sampler.noise_scale has 1 factors \[2.0\]; expected one"
+    ):
+        model = tiny_model()
+        model.sampler = SamplerConfig(noise_scale=(2.0,))
+        model._validate()
