@@ -1,5 +1,9 @@
 """EDM samplers in k-diffusion's shape: ``sampler(denoiser, x, sigmas, *, generators, ...)``.
 
+:func:`euler` (= DDIM), :func:`heun`, :func:`dpmpp_2m` and :func:`ancestral`; their names,
+default step counts, evaluations per step and noise arguments are the table
+:data:`xcorrdiff.config.SAMPLERS`, from which ``downscale`` and the CLI take them.
+
 * ``denoiser`` is ``D(x, sigma)`` for the whole state ``x`` ``(n, C, H, W)`` and one noise
   level ``sigma`` (a 0-d tensor); it returns the denoised ``(n, C, H, W)``. For CorrDiff it
   is a :class:`~xcorrdiff.diffusion.conditioning.Denoiser`: the network with its condition
@@ -12,8 +16,8 @@
 
 Randomness: one :class:`torch.Generator` per batch member. Member ``b``'s initial noise is
 ``torch.randn((C, H, W), generator=generators[b], dtype=torch.float32)`` on the generator's
-device (:func:`draw_latents`); its churn noise is drawn the same way, from the same
-generator, at each step where churn is active. A member's sample therefore depends only on
+device (:func:`draw_latents`); its churn (or re-noising) noise is drawn the same way,
+from the same generator, at each step where it is active. A member's sample therefore depends only on
 its own generator, its own inputs and the schedule, never on the rest of the batch.
 
 With ``s_churn > 0`` noise is really injected (EDM Algorithm 2): at each step with
@@ -30,6 +34,11 @@ diffusion-based generative models. NeurIPS. Algorithms 1 and 2.
 
 Mardani, M., et al. (2025). Residual corrective diffusion modeling for km-scale atmospheric
 downscaling. Communications Earth & Environment, 6, 124.
+
+Lu, C., et al. (2022). DPM-Solver++: fast solver for guided sampling of diffusion
+probabilistic models. arXiv:2211.01095.
+
+Song, J., Meng, C., Ermon, S. (2021). Denoising diffusion implicit models. ICLR.
 """
 
 from __future__ import annotations
