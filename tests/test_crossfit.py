@@ -149,3 +149,47 @@ def test_the_option_is_checked() -> None:
         TrainConfig(residual_folds=1)
     with pytest.raises(ValueError, match=r"residual_folds=-1 is invalid; expected an integer >= 0"):
         TrainConfig(residual_folds=-1)
+
+
+def test_auto_crops_short_records_only() -> None:
+    model = TrainConfig(preset="tiny").model
+    assert model.diffusion_crops == "auto"
+    assert [model.crops(n) for n in (1, 19, 20, 500)] == [True, True, False, False]
+    assert not TrainConfig(preset="mini").model.crops(3)
+    with pytest.raises(ValueError, match=r"diffusion_crops='yes' is invalid; expected True, False"):
+        TrainConfig(diffusion_crops="yes")  # type: ignore[arg-type]
+
+
+def test_crops_cap_the_patch_at_half_the_domain() -> None:
+    from xcorrdiff.train.data import crop_patch
+
+    on, off = TrainConfig(diffusion_crops=True), TrainConfig(diffusion_crops=False)
+    assert crop_patch(on, (64, 64), (64, 96), 3) == (32, 48)
+    assert crop_patch(on, (16, 16), (64, 96), 3) == (16, 16)  # already smaller
+    assert crop_patch(on, (12, 12), (12, 12), 3) == (6, 6)
+    assert crop_patch(off, (64, 64), (64, 96), 3) == (64, 64)
+    # Rounded down to the diffusion network's downsampling factor (2 for channel_mult (1, 2)).
+    net = NetworkConfig(model_channels=4, channel_mult=(1, 2))
+    assert crop_patch(TrainConfig(diffusion=net, diffusion_crops=True), (30, 30), (30, 30), 3) == (
+        14, 14,
+    )  # fmt: skip
+
+
+def test_the_diffusion_trains_on_the_crops(
+    data: tuple[xr.Dataset, xr.Dataset], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import xcorrdiff.train.stages as stages
+
+    seen = []
+    original = stages.train_batches
+
+    def spy(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        seen.append(kwargs["patch_shape"])
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stages, "train_batches", spy)
+    lr, hr = data
+    config = _config(tmp_path, patch_shape=(16, 16), diffusion_crops=True)
+    model = fit_regression(lr, hr[OUTPUTS], config=config, progress=False)
+    fit_diffusion(model, lr, hr[OUTPUTS], config=config, progress=False)
+    assert seen == [(8, 8)]

@@ -26,7 +26,8 @@ Three presets are provided by name; explicit values override the preset's:
     1 (on this problem the number of optimizer steps, not of samples, limits learning).
     On a short record (fewer than 20 training times) the regression predicts each output
     that is also an input as that input plus a correction, and the diffusion stage learns
-    out-of-fold residuals (``input_skip`` and ``residual_folds`` ``"auto"``; measured in
+    out-of-fold residuals on crops of at most half the domain (``input_skip``,
+    ``residual_folds`` and ``diffusion_crops`` ``"auto"``; measured in
     docs/user-guide/training.md).
 ``"mini"``
     PhysicsNeMo's CorrDiff-Mini (HRRR-Mini, 64×64): 64 channels, ``channel_mult (1, 2, 2)``,
@@ -261,6 +262,12 @@ class ModelConfig:
         times. ``"auto"`` (the ``tiny`` preset): 3 folds (at most one per time) when the
         record is short (2 to 19 training times), else 0. ``0`` (PhysicsNeMo): the
         residuals of the model's regression.
+    diffusion_crops : bool or "auto"
+        Train the diffusion on random patches at most half the domain's side
+        (``patch_shape`` capped), so that each training time gives many different crops;
+        with whole-domain patches a short record's residuals are memorized, one per time,
+        and the ensemble collapses as training goes on. ``"auto"`` (``tiny``): on short
+        records (fewer than 20 training times).
     """
 
     regression: NetworkConfig
@@ -273,6 +280,7 @@ class ModelConfig:
     lead_time_channels: int = 4
     input_skip: bool | Literal["auto"] = False
     residual_folds: int | Literal["auto"] = 0
+    diffusion_crops: bool | Literal["auto"] = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "regression", _network("regression", self.regression))
@@ -282,10 +290,11 @@ class ModelConfig:
         check_positive("P_std", self.P_std)
         check_positive("sigma_data", self.sigma_data)
         check_int("lead_time_channels", self.lead_time_channels, minimum=1)
-        if not (self.input_skip == "auto" or isinstance(self.input_skip, bool)):
-            raise ValueError(
-                f'input_skip={self.input_skip!r} is invalid; expected True, False or "auto"'
-            )
+        for name in ("input_skip", "diffusion_crops"):
+            if not (getattr(self, name) == "auto" or isinstance(getattr(self, name), bool)):
+                raise ValueError(
+                    f'{name}={getattr(self, name)!r} is invalid; expected True, False or "auto"'
+                )
         if self.residual_folds != "auto" and check_int(
             "residual_folds", self.residual_folds, minimum=0, hint=', or "auto"'
         ) == 1:  # fmt: skip
@@ -300,6 +309,12 @@ class ModelConfig:
         if self.input_skip == "auto":
             return None if n_train < SHORT_RECORD else False
         return bool(self.input_skip)
+
+    def crops(self, n_train: int) -> bool:
+        """Whether the diffusion trains on crops of at most half the domain's side."""
+        if self.diffusion_crops == "auto":
+            return n_train < SHORT_RECORD
+        return bool(self.diffusion_crops)
 
     def folds(self, n_train: int) -> int:
         """The cross-fit folds of the diffusion stage on ``n_train`` training times (0: none)."""

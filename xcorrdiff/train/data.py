@@ -39,6 +39,7 @@ from xcorrdiff.train.distributed import local_batch_size
 __all__ = [
     "TrainingData",
     "check_shape",
+    "crop_patch",
     "input_grid",
     "invariant_stats",
     "observed_mask",
@@ -202,6 +203,19 @@ def check_shape(config: TrainConfig, shape: tuple[int, int]) -> tuple[int, int]:
             f"divisible by {factor} (diffusion channel_mult={config.model.diffusion.channel_mult})"
         )
     return patch
+
+
+def crop_patch(
+    config: TrainConfig, patch: tuple[int, int], shape: tuple[int, int], n_train: int
+) -> tuple[int, int]:
+    """The diffusion's training patch: ``patch``, its sides capped at half the domain's
+    (rounded down to the diffusion network's downsampling factor) when
+    ``config.model.crops(n_train)``."""
+    if not config.model.crops(n_train):
+        return patch
+    factor = config.model.diffusion.downsampling_factor
+    half = [max(factor, side // 2 // factor * factor) for side in shape]
+    return (min(patch[0], half[0]), min(patch[1], half[1]))
 
 
 def prepare_data(

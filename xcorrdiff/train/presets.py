@@ -61,6 +61,7 @@ PRESET_VALUES: dict[str, dict[str, Any]] = {
         "residual_scaling": True,
         "input_skip": "auto",
         "residual_folds": "auto",
+        "diffusion_crops": "auto",
     },
     "mini": _MINI,
     # The paper's CWA network: CorrDiff-Mini's optimizer, larger networks and patches.

@@ -57,6 +57,7 @@ from xcorrdiff.train.crossfit import OutOfFold, check_overfit, fold_times
 from xcorrdiff.train.data import (
     TrainingData,
     check_shape,
+    crop_patch,
     input_skip_spec,
     lead_of,
     prepare_data,
@@ -347,6 +348,7 @@ def fit_diffusion(
         regrid_method=model.regrid_method, config=config, time_features=model.time_features,
         lead_times=model.lead_times,
     )  # fmt: skip
+    patch = crop_patch(config, patch, model.shape, len(data.train))
     parallel = init_distributed(config.runtime.device)
     seed = config.runtime.seed
     regression = model.regression.to(parallel.device).eval().requires_grad_(False)
