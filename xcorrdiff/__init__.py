@@ -24,6 +24,7 @@ _LAZY_ATTRS = {
     "load_model": "xcorrdiff.model",
     "downscale": "xcorrdiff.inference.api",
     "downscale_to_zarr": "xcorrdiff.inference.api",
+    "calibrate": "xcorrdiff.inference.calibrate",
 }
 
 __all__ = ["__version__", "get_options", "set_options", *_SUBMODULES, *_LAZY_ATTRS]

@@ -347,13 +347,6 @@ class CorrDiffModel:
                 masked[name] = ds[name].where(observed[base].variable)
         return ds.assign(masked)
 
-    def calibrate(self, lr: xr.Dataset, hr: xr.Dataset, **options: Any) -> CorrDiffModel:
-        """A copy whose ensemble spread is calibrated on held-out ``(lr, hr)``: see
-        :func:`xcorrdiff.inference.calibrate.calibrate` (``options`` are its keywords)."""
-        from xcorrdiff.inference.calibrate import calibrate
-
-        return calibrate(self, lr, hr, **options)
-
     def to(self, device: str | torch.device | None) -> CorrDiffModel:
         """Move both networks to ``device`` (in place; ``None``: the option ``device``, else
         CUDA when available, else the CPU); returns ``self``."""

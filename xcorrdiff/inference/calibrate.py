@@ -1,13 +1,14 @@
 """Calibration of a model's ensemble spread on held-out data.
 
 An under-dispersed ensemble (spread/skill below 1) is common after short training: the
-denoiser's posterior is too narrow. :func:`calibrate` widens (or narrows) it by a sampling
-temperature, a factor on each output channel's initial noise
-(:attr:`~xcorrdiff.config.SamplerConfig.noise_scale`): for Gaussian data a factor τ scales
-the members' departures from their mean by τ exactly (the ODE's map is affine), and on a trained network it widens the
-ensemble and restores fine-scale power. The factor is chosen per output variable as the
-candidate of least fair CRPS on the held-out times; the returned model carries it and a
-record of the search in ``provenance["calibration"]``.
+denoiser's posterior is too narrow. :func:`calibrate` (also ``xcorrdiff.calibrate``;
+torch-free at import, like :mod:`xcorrdiff.inference.api`) widens or narrows it by a
+sampling temperature, a factor on each output channel's initial noise
+(:attr:`~xcorrdiff.config.SamplerConfig.noise_scale`): for Gaussian data a factor τ
+scales the members' departures from their mean by τ exactly (the ODE's map is affine), and
+on a trained network it widens the ensemble and restores fine-scale power. The factor is
+chosen per output variable as the candidate of least fair CRPS on the held-out times; the
+returned model carries it and a record of the search in ``provenance["calibration"]``.
 
 The stochastic modes do not widen an ensemble: on the demo model (12 steps, 8 members)
 churn and re-noising *lower* spread/skill (t2m 0.78 → 0.74 with ``s_churn=12``, → 0.71 with
@@ -19,13 +20,15 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
 from xcorrdiff._checks import check_int
-from xcorrdiff.model import CorrDiffModel
+
+if TYPE_CHECKING:
+    from xcorrdiff.model import CorrDiffModel
 
 __all__ = ["SCALES", "calibrate"]
 

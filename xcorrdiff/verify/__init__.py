@@ -1,5 +1,6 @@
 """Ensemble verification (numpy + xarray, no torch): CRPS, spread-skill, rank histograms,
-spectra, Brier score, reliability, fractions skill score, values at stations.
+spectra, Brier score, reliability, fractions skill score, values at stations, and the
+distribution diagnostics of climate output (:mod:`xcorrdiff.verify.distributions`).
 
 Every score takes a Dataset or DataArray, numpy- or dask-backed (dask stays lazy), with the
 same argument names: ``member_dim`` (the ensemble dimension, default ``"member"``) and
@@ -17,6 +18,7 @@ import importlib
 from typing import Any
 
 from xcorrdiff.verify import kernels
+from xcorrdiff.verify.distributions import perkins, quantile_bias, std_ratio, wasserstein
 from xcorrdiff.verify.scores import (
     crps,
     crps_gaussian,
@@ -42,14 +44,18 @@ __all__ = [
     "histogram",
     "kernels",
     "mae",
+    "perkins",
     "power_spectrum",
+    "quantile_bias",
     "rank_histogram",
     "reliability",
     "rmse",
     "spread",
     "spread_skill",
     "spread_skill_curve",
+    "std_ratio",
     "verify",
+    "wasserstein",
 ]
 
 
