@@ -5,9 +5,10 @@ the known-truth synthetic data (``make_synthetic(n_times=512, hr_shape=(128, 128
 factor=8)``, weather seed 0, terrain seed 0), the ``tiny`` preset with its defaults (seed
 0; its residual scaling included), the targets ``t2m``, ``u10m``, ``v10m`` and ``precip``
 (normalized after ``log1p``; ``orography`` and ``land_sea_mask`` are the invariants), on
-the CPU with one torch thread. The model's default sampler is set to 24 Euler steps from
-sigma_max = 80 (see docs/user-guide/training.md, "Residual scaling", for the measurements
-behind these choices). The demo (``xcorrdiff demo``) scores it on weather seed 1, which
+the CPU with one torch thread. The model's default sampler is set to 4 DPM-Solver++(2M)
+steps from sigma_max = 80 (see docs/performance.md, "Samplers: cost and skill by network
+evaluations", for the table that chose it; before issue 26 it was 24 Euler steps, see
+docs/user-guide/training.md, "Residual scaling", for sigma_max). The demo (``xcorrdiff demo``) scores it on weather seed 1, which
 is not in this training set.
 
 Usage::
@@ -43,7 +44,7 @@ OUTPUT_TRANSFORMS = {"precip": "log1p"}
 PRESET = "tiny"
 THREADS = 1
 #: Default sampler stored with the model.
-SAMPLER = SamplerConfig(sampler="euler", num_steps=24, sigma_max=80.0)
+SAMPLER = SamplerConfig(sampler="dpmpp_2m", num_steps=4, sigma_max=80.0)
 
 
 def main() -> None:

@@ -108,6 +108,6 @@ def test_calibrate_refuses_truth_without_the_outputs_and_bad_factors() -> None:
     with pytest.raises(
         ValueError, match=r"sampler.noise_scale has 1 factors \[2.0\]; expected one"
     ):
-        model = tiny_model()
+        model = copy.copy(tiny_model())  # the cached model stays as it is
         model.sampler = SamplerConfig(noise_scale=(2.0,))
         model._validate()
