@@ -197,8 +197,9 @@ class SamplerConfig:
         A name of :data:`SAMPLERS`. ``"euler"`` with 12 steps follows NVIDIA's optimized
         CorrDiff.
     num_steps : int
-        Number of denoising steps (a count below the sampler's ``min_steps`` is kept, and
-        refused when sampling without an explicit ``num_steps``).
+        Number of denoising steps (a count below the sampler's ``min_steps`` is kept, so
+        that any stored model loads, and refused when sampling with it; pass a larger
+        ``num_steps`` to ``downscale``).
     sigma_min, sigma_max : float
         Noise range of the Karras et al. (2022) schedule.
     rho : float

@@ -292,6 +292,33 @@ def _check_inputs(
         )
 
 
+def _start(
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    generators: Sequence[torch.Generator] | None,
+    noise: float,
+    noise_name: str = "s_churn",
+) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+    """Every sampler's start: the inputs checked (:func:`_check_inputs`), the schedule on
+    the state's device, the state in the schedule's dtype, and host copies of the levels
+    for the branch tests (no device syncs in the loop)."""
+    _check_inputs(x, sigmas, generators, noise, noise_name)
+    sigmas = sigmas.to(x.device)
+    return x.to(sigmas.dtype), sigmas, sigmas.tolist()
+
+
+def _report(
+    callback: Callback | None,
+    i: int,
+    x: torch.Tensor,
+    sigma: torch.Tensor,
+    sigma_hat: torch.Tensor,
+    denoised: torch.Tensor,
+) -> None:
+    if callback is not None:
+        callback({"i": i, "x": x, "sigma": sigma, "sigma_hat": sigma_hat, "denoised": denoised})
+
+
 def _denoise(
     denoiser: Denoiser,
     x: torch.Tensor,
@@ -349,14 +376,11 @@ def _sample(
     frame: Frame | None = None,
     guidance: Guidance | None = None,
 ) -> torch.Tensor:
-    _check_inputs(x, sigmas, generators, s_churn)
-    sigmas = sigmas.to(x.device)
+    x, sigmas, levels = _start(x, sigmas, generators, s_churn)
     dtype, device = sigmas.dtype, x.device
     num_steps = sigmas.numel() - 1
     round_sigma = getattr(denoiser, "round_sigma", None)
     gamma_max = math.sqrt(2.0) - 1.0
-    levels = sigmas.tolist()  # host copies for the branch tests (no device syncs in the loop)
-    x = x.to(dtype)
     for i in range(num_steps):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
 
@@ -383,11 +407,11 @@ def _sample(
             x_next = x + (sigma_next - sigma_hat) * (0.5 * d + 0.5 * d_next)
 
         x = x_next
-        if callback is not None:
-            callback({"i": i, "x": x, "sigma": sigma, "sigma_hat": sigma_hat, "denoised": denoised})
+        _report(callback, i, x, sigma, sigma_hat, denoised)
     return x
 
 
+@torch.no_grad()
 def dpmpp_2m(
     denoiser: Denoiser,
     x: torch.Tensor,
@@ -429,25 +453,23 @@ def dpmpp_2m(
     Lu, C., Zhou, Y., Bao, F., Chen, J., Li, C., Zhu, J. (2022). DPM-Solver++: fast solver for
     guided sampling of diffusion probabilistic models. arXiv:2211.01095.
     """
-    _check_inputs(x, sigmas, generators, 0.0)
-    sigmas, dtype = sigmas.to(x.device), sigmas.dtype
-    x, levels, previous = x.to(dtype), sigmas.tolist(), None
-    with torch.no_grad():
-        for i in range(sigmas.numel() - 1):
-            sigma, sigma_next = sigmas[i], sigmas[i + 1]
-            denoised, estimate = _denoise(denoiser, x, sigma, guidance, dtype)
-            combined = estimate
-            if previous is not None and levels[i + 1] > 0:
-                r = math.log(levels[i - 1] / levels[i]) / math.log(levels[i] / levels[i + 1])
-                combined = (1 + 1 / (2 * r)) * estimate - (1 / (2 * r)) * previous
-            ratio = sigma_next / sigma
-            x = ratio * x + (1 - ratio) * combined
-            previous = estimate
-            if callback is not None:
-                callback({"i": i, "x": x, "sigma": sigma, "sigma_hat": sigma, "denoised": denoised})
+    x, sigmas, levels = _start(x, sigmas, generators, 0.0)
+    previous = None
+    for i in range(sigmas.numel() - 1):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        denoised, estimate = _denoise(denoiser, x, sigma, guidance, sigmas.dtype)
+        combined = estimate
+        if previous is not None and levels[i + 1] > 0:
+            r = math.log(levels[i - 1] / levels[i]) / math.log(levels[i] / levels[i + 1])
+            combined = (1 + 1 / (2 * r)) * estimate - (1 / (2 * r)) * previous
+        ratio = sigma_next / sigma
+        x = ratio * x + (1 - ratio) * combined
+        previous = estimate
+        _report(callback, i, x, sigma, sigma, denoised)
     return x
 
 
+@torch.no_grad()
 def ancestral(
     denoiser: Denoiser,
     x: torch.Tensor,
@@ -493,23 +515,17 @@ def ancestral(
     """
     if not 0.0 <= renoise <= 1.0:
         raise ValueError(f"renoise={renoise!r} is invalid; expected a fraction in [0, 1]")
-    _check_inputs(x, sigmas, generators, renoise, "renoise")
-    sigmas, dtype, device = sigmas.to(x.device), sigmas.dtype, x.device
-    x, levels = x.to(dtype), sigmas.tolist()
-    with torch.no_grad():
-        for i in range(sigmas.numel() - 1):
-            sigma, following = levels[i], levels[i + 1]
-            denoised, estimate = _denoise(denoiser, x, sigmas[i], guidance, dtype)
-            up = renoise * following * math.sqrt(max(1.0 - following**2 / sigma**2, 0.0))
-            down = math.sqrt(max(following**2 - up**2, 0.0))
-            x = estimate + (down / sigma) * (x - estimate)
-            if up > 0:
-                assert generators is not None  # checked above
-                shape = tuple(x.shape[1:])
-                x = x + up * draw_latents(
-                    generators, shape, dtype=dtype, device=device, frame=frame
-                )
-            if callback is not None:
-                callback({"i": i, "x": x, "sigma": sigmas[i], "sigma_hat": sigmas[i],
-                          "denoised": denoised})  # fmt: skip
+    x, sigmas, levels = _start(x, sigmas, generators, renoise, "renoise")
+    dtype, device = sigmas.dtype, x.device
+    for i in range(sigmas.numel() - 1):
+        sigma, following = levels[i], levels[i + 1]
+        denoised, estimate = _denoise(denoiser, x, sigmas[i], guidance, dtype)
+        up = renoise * following * math.sqrt(max(1.0 - following**2 / sigma**2, 0.0))
+        down = math.sqrt(max(following**2 - up**2, 0.0))
+        x = estimate + (down / sigma) * (x - estimate)
+        if up > 0:
+            assert generators is not None  # checked above
+            shape = tuple(x.shape[1:])
+            x = x + up * draw_latents(generators, shape, dtype=dtype, device=device, frame=frame)
+        _report(callback, i, x, sigmas[i], sigmas[i], denoised)
     return x

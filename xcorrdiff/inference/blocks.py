@@ -430,6 +430,11 @@ def sample_block(
     grid = _patch_grid(model, settings)
     stations = _station_tensors(observations, geometry, settings, device)
     noise = SAMPLERS[sampling.sampler].noise_arguments(sampling.s_churn, sampling.renoise)
+    noise_scale = (
+        None
+        if sampling.noise_scale is None
+        else torch.tensor(sampling.noise_scale, dtype=torch.float64, device=device)[:, None, None]
+    )
 
     def work(batch: slice) -> None:
         times = torch.tensor([t for t, _ in rows[batch]], device=device)
@@ -447,8 +452,8 @@ def sample_block(
         mu = mu[..., y0 : y0 + h, x0 : x0 + w]
         frame = (tuple(condition.shape[2:]), settings.origin)
         x = initial_state(generators, (n_out, *shape), sigmas, frame=frame)
-        if sampling.noise_scale is not None:
-            x = x * torch.tensor(sampling.noise_scale, dtype=x.dtype, device=device)[:, None, None]
+        if noise_scale is not None:
+            x = x * noise_scale.to(x.dtype)
         guide = _guidance(stations, times, mu, scale, settings)
         residual = getattr(samplers, sampling.sampler)(
             denoiser, x, sigmas, generators=generators, frame=frame, guidance=guide,
