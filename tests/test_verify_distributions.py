@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import warnings
 
 import dask
 import numpy as np
@@ -58,7 +59,7 @@ def test_wasserstein_equals_scipy_per_point(pair) -> None:  # type: ignore[no-un
             assert math.isclose(float(members[m, j, i]), expected, rel_tol=1e-10, abs_tol=1e-12)
 
 
-def _perkins_loop(a: np.ndarray, b: np.ndarray, bins: int) -> float:
+def _shares_loop(a: np.ndarray, b: np.ndarray, bins: int) -> tuple[list[float], list[float]]:
     low, high = min(a.min(), b.min()), max(a.max(), b.max())
     edges = [low + (high - low) * k / bins for k in range(bins + 1)]
     counts = {"a": [0] * bins, "b": [0] * bins}
@@ -69,9 +70,11 @@ def _perkins_loop(a: np.ndarray, b: np.ndarray, bins: int) -> float:
                 if edges[k] <= v < edges[k + 1] or (last and v == edges[k + 1]):
                     counts[name][k] += 1
                     break
-    return sum(
-        min(ca / a.size, cb / b.size) for ca, cb in zip(counts["a"], counts["b"], strict=True)
-    )
+    return [c / a.size for c in counts["a"]], [c / b.size for c in counts["b"]]
+
+
+def _perkins_loop(a: np.ndarray, b: np.ndarray, bins: int) -> float:
+    return sum(min(pa, pb) for pa, pb in zip(*_shares_loop(a, b, bins), strict=True))
 
 
 def test_perkins_equals_a_brute_force_loop(pair) -> None:  # type: ignore[no-untyped-def]
@@ -142,3 +145,116 @@ def test_bad_arguments_are_refused(pair) -> None:  # type: ignore[no-untyped-def
         xd.quantile_bias(forecast, obs, quantiles=[1.5])
     with pytest.raises(ValueError, match=r"forecast has no member dimension 'member'"):
         xd.std_ratio(obs, obs)
+
+
+def test_log_histogram_distance_equals_a_brute_force_loop(pair) -> None:  # type: ignore[no-untyped-def]
+    forecast, obs = pair
+    scores = xd.log_histogram_distance(forecast, obs, bins=10, per_member=True)
+    for j, i in _points(obs):
+        o = _valid(obs[:, j, i])
+        if o.size == 0:
+            assert np.isnan(scores[:, j, i]).all()
+            continue
+        for m in range(3):
+            shares = _shares_loop(_valid(forecast[m, :, j, i]), o, 10)
+            expected = statistics.fmean(
+                abs(math.log10(pa + 1e-4) - math.log10(pb + 1e-4))
+                for pa, pb in zip(*shares, strict=True)
+            )
+            assert math.isclose(float(scores[m, j, i]), expected, rel_tol=1e-10)
+    same = xd.log_histogram_distance(obs.expand_dims(member=2), obs)
+    np.testing.assert_allclose(same.values[~np.isnan(same.values)], 0.0, atol=1e-12)
+
+
+def _autocorrelation_loop(series: list[np.ndarray], lag: int) -> float:
+    values = [v for s in series for v in s if not math.isnan(v)]
+    mean = statistics.fmean(values)
+    variance = statistics.fmean((v - mean) ** 2 for v in values)
+    products = [
+        (s[t] - mean) * (s[t + lag] - mean)
+        for s in series
+        for t in range(len(s) - lag)
+        if not (math.isnan(s[t]) or math.isnan(s[t + lag]))
+    ]
+    return statistics.fmean(products) / variance
+
+
+def test_autocorrelation_ratio_equals_a_brute_force_loop(pair) -> None:  # type: ignore[no-untyped-def]
+    forecast, obs = pair
+    for lag in (1, 3):
+        pooled = xd.autocorrelation_ratio(forecast, obs, lag=lag)
+        members = xd.autocorrelation_ratio(forecast, obs, lag=lag, per_member=True)
+        for j, i in _points(obs):
+            o = obs.values[:, j, i]
+            if np.isnan(o).all():
+                assert np.isnan(pooled[j, i]) and np.isnan(members[:, j, i]).all()
+                continue
+            truth = _autocorrelation_loop([o], lag)
+            f = forecast.values[:, :, j, i]
+            expected = _autocorrelation_loop(list(f), lag) / truth
+            assert math.isclose(float(pooled[j, i]), expected, rel_tol=1e-10)
+            for m in range(3):
+                expected = _autocorrelation_loop([f[m]], lag) / truth
+                assert math.isclose(float(members[m, j, i]), expected, rel_tol=1e-10)
+
+
+def test_autocorrelation_ratio_tells_persistence_apart() -> None:
+    rng = np.random.default_rng(1)
+
+    def ar1(phi: float, shape: tuple[int, ...]) -> np.ndarray:
+        x = np.zeros(shape)
+        for t in range(1, shape[-1]):
+            x[..., t] = phi * x[..., t - 1] + rng.standard_normal(shape[:-1])
+        return x
+
+    obs = xr.DataArray(ar1(0.8, (4000,)), dims=["time"])
+    same = xr.DataArray(ar1(0.8, (4, 4000)), dims=["member", "time"])
+    white = xr.DataArray(rng.standard_normal((4, 4000)), dims=["member", "time"])
+    assert abs(float(xd.autocorrelation_ratio(same, obs)) - 1) < 0.05
+    assert abs(float(xd.autocorrelation_ratio(white, obs))) < 0.05
+
+
+def _daily(values: np.ndarray, dims: tuple[str, ...]) -> xr.DataArray:
+    time = xr.date_range("2001-01-01", periods=values.shape[dims.index("time")], freq="D")
+    return xr.DataArray(values, dims=dims, coords={"time": time}, name="tasmax")
+
+
+def test_interannual_ratio_equals_annual_means_by_hand() -> None:
+    rng = np.random.default_rng(2)
+    days = 3 * 365 + 40  # three whole years and part of a fourth
+    f = rng.normal(size=(3, days, 2)) + rng.normal(size=(3, 1, 2))
+    o = rng.normal(size=(days, 2)) * 1.3
+    f[1, 400:420, 0] = np.nan
+    forecast, obs = _daily(f, ("member", "time", "x")), _daily(o, ("time", "x"))
+    years = forecast["time"].dt.year.values
+    pooled = xd.interannual_ratio(forecast, obs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # dask: the years joined in one chunk, no warning
+        with raise_if_dask_computes():
+            lazy = xd.interannual_ratio(forecast.chunk(time=100), obs, per_member=True)
+    members = lazy.compute()
+    for i in range(2):
+
+        def annual(series: np.ndarray) -> list[float]:
+            return [float(np.nanmean(series[years == y])) for y in np.unique(years)]
+
+        truth = statistics.stdev(annual(o[:, i]))
+        every = [a for m in range(3) for a in annual(f[m, :, i])]
+        assert math.isclose(float(pooled[i]), statistics.stdev(every) / truth, rel_tol=1e-10)
+        for m in range(3):
+            expected = statistics.stdev(annual(f[m, :, i])) / truth
+            assert math.isclose(float(members[m, i]), expected, rel_tol=1e-10)
+    with pytest.raises(ValueError, match=r"obs spans 1 calendar year\(s\) of 'time'"):
+        xd.interannual_ratio(forecast[:, :300], obs[:300])
+    with pytest.raises(ValueError, match=r"obs needs a datetime coordinate on dim='time'"):
+        xd.interannual_ratio(forecast, obs.drop_vars("time"))
+
+
+def test_the_new_diagnostics_refuse_bad_arguments(pair) -> None:  # type: ignore[no-untyped-def]
+    forecast, obs = pair
+    with pytest.raises(ValueError, match=r"floor=0 is invalid; expected a share > 0"):
+        xd.log_histogram_distance(forecast, obs, floor=0)
+    with pytest.raises(ValueError, match=r"lag=0 is invalid; expected an integer >= 1"):
+        xd.autocorrelation_ratio(forecast, obs, lag=0)
+    with pytest.raises(ValueError, match=r"dim=\['time', 'y'\] is invalid; expected the one"):
+        xd.autocorrelation_ratio(forecast, obs, dim=["time", "y"])  # type: ignore[arg-type]

@@ -1,4 +1,5 @@
-"""Power spectra (Parseval, peaks, slopes, grid spacing) and histograms."""
+"""Power spectra (Parseval, peaks, slopes, grid spacing), the spectral distances of climate
+output (RALSD, power per band) and histograms."""
 
 from __future__ import annotations
 
@@ -148,6 +149,75 @@ def test_spectrum_bad_input() -> None:
     ds = xr.Dataset({"t2m": field, "station_id": ("s", np.arange(3.0))})
     with pytest.raises(ValueError, match=r"variable 'station_id' has dims \('s',\), expected both"):
         xv.power_spectrum(ds)
+
+
+# --- spectral distances --------------------------------------------------------------------
+
+
+def _climate_pair(seed: int = 4) -> tuple[xr.DataArray, xr.DataArray]:
+    rng = np.random.default_rng(seed)
+    red = rng.normal(size=(3, 4, 24, 32)).cumsum(-1).cumsum(-2)  # red spectra, as weather's
+    forecast = _field(red).rename(d0="member", d1="time")
+    obs = _field(rng.normal(size=(4, 24, 32)).cumsum(-1).cumsum(-2)).rename(d0="time")
+    return forecast, obs
+
+
+def test_ralsd_and_band_ratio_equal_the_spectra_by_hand() -> None:
+    forecast, obs = _climate_pair()
+    options = {"window": "hann", "detrend": "linear"}
+    spec_f = xv.power_spectrum(forecast, **options).values  # (member, time, k)
+    spec_o = xv.power_spectrum(obs, **options).values
+    k = xv.power_spectrum(obs, **options)["wavenumber"].values
+    nyquist = 1 / (2 * 2_000.0)
+    bins = [b for b in range(k.size) if 0 < k[b] <= nyquist * (1 + 1e-12)]
+    pooled = [spec_f[:, :, b].mean() for b in range(k.size)]
+    truth = [spec_o[:, b].mean() for b in range(k.size)]
+    squares = [(10 * np.log10(pooled[b]) - 10 * np.log10(truth[b])) ** 2 for b in bins]
+    assert np.isclose(float(xv.ralsd(forecast, obs)), np.sqrt(sum(squares) / len(bins)), rtol=1e-10)
+    member = xv.ralsd(forecast, obs, per_member=True)
+    for m in range(3):
+        mine = [spec_f[m, :, b].mean() for b in range(k.size)]
+        squares = [(10 * np.log10(mine[b] / truth[b])) ** 2 for b in bins]
+        assert np.isclose(float(member[m]), np.sqrt(sum(squares) / len(bins)), rtol=1e-10)
+    ratio = xv.band_power_ratio(forecast, obs)
+    # Octaves from the 4 km Nyquist wavelength while they fit the 48 km side: 4, 8, 16, 32 km.
+    assert ratio["wavelength_min"].values.tolist() == [4e3, 8e3, 16e3, 32e3]
+    for j, (short, long) in enumerate(zip(ratio["wavelength_min"].values,
+                                          ratio["wavelength_max"].values, strict=True)):  # fmt: skip
+        inside = [b for b in bins if short <= 1 / k[b] < long]
+        expected = sum(pooled[b] for b in inside) / sum(truth[b] for b in inside)
+        assert inside and np.isclose(float(ratio[j]), expected, rtol=1e-10)
+
+
+def test_spectral_distances_see_scale_and_small_scale_noise() -> None:
+    _, obs = _climate_pair()
+    scaled = (2 * obs).expand_dims(member=2)
+    assert np.isclose(float(xv.ralsd(scaled, obs)), 20 * np.log10(2), rtol=1e-10)
+    np.testing.assert_allclose(xv.band_power_ratio(scaled, obs).values, 4.0, rtol=1e-10)
+    # Grid-scale noise raises the shortest octave's power and leaves the largest scales be.
+    rng = np.random.default_rng(5)
+    noisy = obs.expand_dims(member=2) + rng.normal(size=(2, *obs.shape)) * obs.std().item() * 0.2
+    ratio = xv.band_power_ratio(noisy, obs).values
+    assert ratio[0] > 2 and abs(ratio[-1] - 1) < 0.05
+    assert (
+        float(xv.ralsd(noisy, obs)) > 1.0 and float(xv.ralsd(obs.expand_dims(member=1), obs)) == 0
+    )
+
+
+def test_spectral_distances_dataset_lazy_and_bad_bands() -> None:
+    forecast, obs = _climate_pair()
+    eager = xv.band_power_ratio(forecast, obs, bands=[(4e3, 10e3), (10e3, 50e3)])
+    with raise_if_dask_computes():
+        lazy = xv.band_power_ratio(
+            forecast.to_dataset().chunk(time=1), obs.to_dataset(), bands=[(4e3, 10e3), (10e3, 50e3)]
+        )
+    xr.testing.assert_allclose(lazy["t2m"].compute(), eager)
+    with pytest.raises(
+        ValueError, match=r"bands: \(8000.0, 4000.0\) is invalid; expected \(shortest"
+    ):
+        xv.band_power_ratio(forecast, obs, bands=[(8e3, 4e3)])
+    with pytest.raises(ValueError, match=r"bands: \(1000.0, 3000.0\) holds no resolved wavenumber"):
+        xv.band_power_ratio(forecast, obs, bands=[(1e3, 3e3)])
 
 
 # --- histograms ----------------------------------------------------------------------------

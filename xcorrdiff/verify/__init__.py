@@ -18,7 +18,15 @@ import importlib
 from typing import Any
 
 from xcorrdiff.verify import kernels
-from xcorrdiff.verify.distributions import perkins, quantile_bias, std_ratio, wasserstein
+from xcorrdiff.verify.distributions import (
+    autocorrelation_ratio,
+    interannual_ratio,
+    log_histogram_distance,
+    perkins,
+    quantile_bias,
+    std_ratio,
+    wasserstein,
+)
 from xcorrdiff.verify.scores import (
     crps,
     crps_gaussian,
@@ -29,12 +37,20 @@ from xcorrdiff.verify.scores import (
     spread_skill,
     spread_skill_curve,
 )
-from xcorrdiff.verify.spectra import grid_spacing, high_wavenumber_power, power_spectrum
+from xcorrdiff.verify.spectra import (
+    band_power_ratio,
+    grid_spacing,
+    high_wavenumber_power,
+    power_spectrum,
+    ralsd,
+)
 from xcorrdiff.verify.summary import histogram, verify
 from xcorrdiff.verify.thresholds import brier_score, fss, reliability
 
 __all__ = [
     "at_stations",
+    "autocorrelation_ratio",
+    "band_power_ratio",
     "brier_score",
     "crps",
     "crps_gaussian",
@@ -42,11 +58,14 @@ __all__ = [
     "grid_spacing",
     "high_wavenumber_power",
     "histogram",
+    "interannual_ratio",
     "kernels",
+    "log_histogram_distance",
     "mae",
     "perkins",
     "power_spectrum",
     "quantile_bias",
+    "ralsd",
     "rank_histogram",
     "reliability",
     "rmse",

@@ -10,8 +10,12 @@ dims (the CORDEX ML-Bench set):
   variable's units; 0 is identical);
 * :func:`perkins` — Perkins skill score, the shared area of the two histograms,
   ``Σ_b min(p_f(b), p_o(b))`` (1 is identical, 0 disjoint);
+* :func:`log_histogram_distance` — mean absolute difference of the log10 histogram
+  shares, on Perkins' bins (0 is identical; weighs the tails);
 * :func:`quantile_bias` — forecast quantile minus obs quantile at chosen probabilities;
-* :func:`std_ratio` — standard deviation of the forecast's values over that of the obs.
+* :func:`std_ratio` — standard deviation of the forecast's values over that of the obs;
+* :func:`autocorrelation_ratio` — lag-1 (or lag-k) autocorrelation in time over the obs';
+* :func:`interannual_ratio` — standard deviation of the annual means over the obs'.
 
 The ensemble is scored **as a pool** (``per_member=False``, default: all members' values
 together, the distribution the ensemble claims) or **member by member**
@@ -30,7 +34,16 @@ import xarray as xr
 
 from xcorrdiff.verify._xarray import T, XarrayLike, map_pairs, single_chunk, units_attrs
 
-__all__ = ["QUANTILES", "perkins", "quantile_bias", "std_ratio", "wasserstein"]
+__all__ = [
+    "QUANTILES",
+    "autocorrelation_ratio",
+    "interannual_ratio",
+    "log_histogram_distance",
+    "perkins",
+    "quantile_bias",
+    "std_ratio",
+    "wasserstein",
+]
 
 #: The default probabilities of :func:`quantile_bias` (the benchmark's).
 QUANTILES: tuple[float, ...] = (0.01, 0.05, 0.5, 0.95, 0.99, 0.999)
@@ -60,23 +73,38 @@ def wasserstein_1d(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sum(np.abs(cdf_a - cdf_b) * steps))
 
 
-def perkins_1d(a: np.ndarray, b: np.ndarray, bins: int | np.ndarray) -> float:
-    """The Perkins skill score of ``a`` against ``b`` (NaN dropped), on ``bins`` equal bins
-    spanning both samples' range, or on the given edges (values outside them count in
-    neither histogram's overlap but in its total)."""
+def _shares(a: np.ndarray, b: np.ndarray, bins: int | np.ndarray) -> tuple[np.ndarray, ...]:
+    """Each valid sample's share of its values in the shared bins: ``bins`` equal bins
+    spanning both samples' range, or the given edges (values outside them count in the
+    total, in no bin). Empty when a sample has no valid value; one bin each (1, 1) when
+    both samples are one and the same value."""
     a, b = _valid(a), _valid(b)
     if a.size == 0 or b.size == 0:
-        return np.nan
+        return ()
     if np.ndim(bins) == 0:
         low, high = min(a[0], b[0]), max(a[-1], b[-1])
-        if low == high:  # both samples one value: identical histograms
-            return 1.0
+        if low == high:
+            return (np.ones(1), np.ones(1))
         edges = np.linspace(low, high, int(bins) + 1)
     else:
         edges = np.asarray(bins, dtype=np.float64)
-    share_a = np.histogram(a, edges)[0] / a.size
-    share_b = np.histogram(b, edges)[0] / b.size
-    return float(np.minimum(share_a, share_b).sum())
+    return (np.histogram(a, edges)[0] / a.size, np.histogram(b, edges)[0] / b.size)
+
+
+def perkins_1d(a: np.ndarray, b: np.ndarray, bins: int | np.ndarray) -> float:
+    """The Perkins skill score of ``a`` against ``b`` (NaN dropped): the summed minimum of
+    their shares in the bins of :func:`_shares`."""
+    shares = _shares(a, b, bins)
+    return float(np.minimum(*shares).sum()) if shares else np.nan
+
+
+def log_histogram_1d(a: np.ndarray, b: np.ndarray, bins: int | np.ndarray, floor: float) -> float:
+    """The log histogram distance of ``a`` from ``b`` (NaN dropped): the mean over the bins
+    of :func:`_shares` of ``|log10(p_a + floor) − log10(p_b + floor)|``."""
+    shares = _shares(a, b, bins)
+    if not shares:
+        return np.nan
+    return float(np.mean(np.abs(np.log10(shares[0] + floor) - np.log10(shares[1] + floor))))
 
 
 def _quantiles_1d(a: np.ndarray, b: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
@@ -84,6 +112,20 @@ def _quantiles_1d(a: np.ndarray, b: np.ndarray, probabilities: np.ndarray) -> np
     if a.size == 0 or b.size == 0:
         return np.full(probabilities.shape, np.nan)
     return np.quantile(a, probabilities) - np.quantile(b, probabilities)
+
+
+def _autocorrelation(x: np.ndarray, lag: int) -> float:
+    """Lag-``lag`` autocorrelation along the last axis of ``x`` (rows: series, e.g. members,
+    pooled: one mean, the lagged products and the squares summed over all rows); pairs
+    with a NaN are dropped."""
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    d = x - np.nanmean(x) if np.isfinite(x).any() else x
+    products = d[:, :-lag] * d[:, lag:]
+    pairs, squares = np.isfinite(products), np.isfinite(d)
+    if pairs.sum() < 1 or squares.sum() < 2:
+        return np.nan
+    variance = np.sum(d[squares] ** 2) / squares.sum()
+    return float(np.sum(products[pairs]) / pairs.sum() / variance) if variance > 0 else np.nan
 
 
 def _std_ratio_1d(a: np.ndarray, b: np.ndarray) -> float:
@@ -218,3 +260,84 @@ def std_ratio(
         forecast, obs, _std_ratio_1d, member_dim=member_dim, dim=dim, per_member=per_member,
         long_name="ratio of standard deviations", units=False,
     )  # fmt: skip
+
+
+def log_histogram_distance(
+    forecast: T, obs: XarrayLike, *, bins: int | Sequence[float] = 50, floor: float = 1e-4,
+    member_dim: str = "member", dim: Dim = "time", per_member: bool = False,
+) -> T:  # fmt: skip
+    """Log histogram distance: the mean over :func:`perkins`' bins of
+    ``|log10(p_f + floor) − log10(p_o + floor)|``, with ``p`` each sample's share of its
+    values in a bin (0 is identical). Unlike Perkins' shared area, which rare bins barely
+    move, the logarithm weighs a tail bin's 1 % against 0.01 % as much as the centre's
+    50 % against 0.5 %; ``floor`` (default 1e-4: one value in 10,000) caps what an empty
+    bin costs. The other arguments are :func:`perkins`'."""
+    if not (isinstance(floor, (int, float)) and not isinstance(floor, bool) and floor > 0):
+        raise ValueError(f"floor={floor!r} is invalid; expected a share > 0, e.g. 1e-4")
+    edges = bins if np.ndim(bins) == 0 else np.asarray(bins, dtype=np.float64)
+
+    def kernel(a: np.ndarray, b: np.ndarray) -> float:
+        return log_histogram_1d(a, b, edges, float(floor))  # type: ignore[arg-type]
+
+    return _compare(
+        forecast, obs, kernel, member_dim=member_dim, dim=dim, per_member=per_member,
+        long_name="log histogram distance", units=False,
+    )  # fmt: skip
+
+
+def autocorrelation_ratio(
+    forecast: T, obs: XarrayLike, *, lag: int = 1, member_dim: str = "member",
+    dim: str = "time", per_member: bool = False,
+) -> T:  # fmt: skip
+    """Lag-``lag`` autocorrelation along ``dim`` of the forecast over the obs' (1 is right;
+    persistence of heat waves and dry spells). The pool's autocorrelation sums the
+    members' lagged products about one mean; pairs with a NaN are dropped. ``dim`` is one
+    dimension, in time order; the other arguments are :func:`wasserstein`'s."""
+    if not isinstance(dim, str):
+        raise ValueError(f"dim={dim!r} is invalid; expected the one (time) dimension, a str")
+    if isinstance(lag, bool) or not isinstance(lag, (int, np.integer)) or lag < 1:
+        raise ValueError(f"lag={lag!r} is invalid; expected an integer >= 1")
+
+    def kernel(a: np.ndarray, b: np.ndarray) -> float:
+        truth = _autocorrelation(b, int(lag))
+        return _autocorrelation(a, int(lag)) / truth if truth != 0 else np.nan
+
+    return _compare(
+        forecast, obs, kernel, member_dim=member_dim, dim=dim, per_member=per_member,
+        long_name=f"ratio of lag-{lag} autocorrelations", units=False,
+    )  # fmt: skip
+
+
+def _annual_means(data: XarrayLike, dim: str) -> XarrayLike:
+    annual = data.groupby(f"{dim}.year").mean(dim)
+    return annual.chunk({"year": -1}) if annual.chunks else annual  # dask: the years in one
+
+
+def interannual_ratio(
+    forecast: T, obs: XarrayLike, *, member_dim: str = "member", dim: str = "time",
+    per_member: bool = False,
+) -> T:  # fmt: skip
+    """Interannual variability: the standard deviation (ddof 1) of the forecast's annual
+    means over the obs' (1 is right). Annual means by calendar year of ``dim`` (datetime64
+    or cftime; NaN skipped), then :func:`std_ratio` over the years; at least two years.
+    The pool's standard deviation is over every member's annual means."""
+    for name, data in (("forecast", forecast), ("obs", obs)):
+        if dim not in data.dims or data[dim].dtype.kind not in "MO":
+            raise ValueError(
+                f"interannual_ratio: {name} needs a datetime coordinate on dim={dim!r} "
+                f"(got dims {tuple(data.dims)}); annual means are by calendar year"
+            )
+    years = np.unique(obs[dim].dt.year.values)
+    if years.size < 2:
+        raise ValueError(
+            f"interannual_ratio: obs spans {years.size} calendar year(s) of {dim!r}; "
+            "expected at least 2"
+        )
+    annual: T = _annual_means(forecast, dim)  # type: ignore[assignment]
+    ratio = std_ratio(
+        annual, _annual_means(obs, dim), member_dim=member_dim, dim="year", per_member=per_member
+    )
+    name = "ratio of interannual standard deviations"
+    if isinstance(ratio, xr.DataArray):
+        return ratio.assign_attrs(long_name=name)
+    return ratio.map(lambda v: v.assign_attrs(long_name=name))

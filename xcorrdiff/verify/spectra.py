@@ -1,16 +1,32 @@
-"""Radially averaged 2-D power spectra with physical wavenumbers."""
+"""Radially averaged 2-D power spectra with physical wavenumbers, and the spectral
+distances of climate output (:func:`ralsd`, :func:`band_power_ratio`)."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
+from typing import cast
 
 import numpy as np
 import xarray as xr
 
 from xcorrdiff.verify import kernels
-from xcorrdiff.verify._xarray import T, check_numeric, check_type, single_chunk, var_name
+from xcorrdiff.verify._xarray import (
+    T,
+    XarrayLike,
+    check_numeric,
+    check_type,
+    map_pairs,
+    single_chunk,
+    var_name,
+)
 
-__all__ = ["grid_spacing", "high_wavenumber_power", "power_spectrum"]
+__all__ = [
+    "band_power_ratio",
+    "grid_spacing",
+    "high_wavenumber_power",
+    "power_spectrum",
+    "ralsd",
+]
 
 EARTH_RADIUS_M = 6_371_000.0
 _LAT_NAMES = {"lat", "latitude"}
@@ -250,3 +266,122 @@ def high_wavenumber_power(
     dk = float(k[1] - k[0])
     total = spec.isel(wavenumber=np.flatnonzero(band)).sum("wavenumber") * dk
     return float(total.mean())
+
+
+# --- spectral distances of climate output --------------------------------------------------
+
+
+def _mean_spectra(
+    f: xr.DataArray, o: xr.DataArray, dims: tuple[Hashable, Hashable],
+    spacing: tuple[float, float] | None, member_dim: str, per_member: bool,
+) -> tuple[xr.DataArray, xr.DataArray, tuple[float, float]]:  # fmt: skip
+    """The forecast's and obs' spectra (Hann window, linear detrend), averaged over every
+    dimension but the wavenumber (and the member's, ``per_member``), on the wavenumbers
+    every direction resolves, ``0 < k <= 1 / (2 max(dy, dx))``."""
+    (dy, dx) = spacing if spacing is not None else grid_spacing(o, dims)
+    options = {"dims": dims, "spacing": (dy, dx), "window": "hann", "detrend": "linear"}
+    sf, so = power_spectrum(f, **options), power_spectrum(o, **options)  # type: ignore[arg-type]
+    keep = {"wavenumber", member_dim} if per_member else {"wavenumber"}
+    sf = sf.mean([d for d in sf.dims if d not in keep])
+    so = so.mean([d for d in so.dims if d != "wavenumber"])
+    k = so["wavenumber"].values
+    resolved = np.flatnonzero((k > 0) & (k <= (1 + 1e-9) / (2 * max(dy, dx))))
+    return sf.isel(wavenumber=resolved), so.isel(wavenumber=resolved), (dy, dx)
+
+
+def ralsd(
+    forecast: T, obs: XarrayLike, *, dims: tuple[Hashable, Hashable] = ("y", "x"),
+    spacing: tuple[float, float] | None = None, member_dim: str = "member",
+    per_member: bool = False,
+) -> T:  # fmt: skip
+    r"""Radially averaged log spectral distance, in dB (0: the same spectrum).
+
+    .. math::
+
+        \mathrm{RALSD} = \Big(\frac{1}{K}\sum_{0 < k_b \le k_N}
+            \big(10\log_{10} \bar E_f(k_b) - 10\log_{10} \bar E_o(k_b)\big)^2\Big)^{1/2},
+
+    with :math:`\bar E` the spectra of :func:`power_spectrum` (Hann window, linear detrend)
+    averaged over time and every other dimension, the members' pooled (or each member's,
+    ``per_member``), on the ``K`` radial bins up to the Nyquist wavenumber of the coarser
+    axis, :math:`k_N = 1 / (2 \max(\Delta y, \Delta x))`. Every wavenumber counts alike,
+    so the many small scales weigh most. Fields with NaN (land-only) give NaN: score a box
+    without them.
+    """
+
+    def one(f: xr.DataArray, o: xr.DataArray) -> xr.DataArray:
+        sf, so, _ = _mean_spectra(f, o, dims, spacing, member_dim, per_member)
+        decibels = 10 * cast(xr.DataArray, np.log10(sf / so))
+        distance = ((decibels**2).mean("wavenumber")) ** 0.5
+        return distance.assign_attrs(long_name="radially averaged log spectral distance",
+                                     units="dB")  # fmt: skip
+
+    return map_pairs(forecast, obs, member_dim, one)
+
+
+def octave_bands(shape: tuple[int, int], spacing: tuple[float, float]) -> list[tuple[float, float]]:
+    """Wavelength bands ``[2Δ·2^j, 2Δ·2^(j+1))`` in metres, from twice the coarser spacing
+    ``Δ`` (the Nyquist wavelength) while the band's shortest wavelength fits in the
+    domain's shorter side (the longest wavelength :func:`power_spectrum` resolves), so
+    each band holds at least one radial bin."""
+    side = min(n * d for n, d in zip(shape, spacing, strict=True))
+    bands, low = [], 2 * max(spacing)
+    while low <= side * (1 + 1e-9):
+        bands.append((low, 2 * low))
+        low *= 2
+    return bands
+
+
+def band_power_ratio(
+    forecast: T, obs: XarrayLike, *, bands: Sequence[tuple[float, float]] | None = None,
+    dims: tuple[Hashable, Hashable] = ("y", "x"), spacing: tuple[float, float] | None = None,
+    member_dim: str = "member", per_member: bool = False,
+) -> T:  # fmt: skip
+    """Power of the forecast over the obs' in wavelength bands (1: right; > 1 too much
+    small-scale variance, < 1 too smooth), from the spectra :func:`ralsd` averages.
+
+    ``bands``: ``(shortest, longest)`` wavelengths in metres, each band holding the radial
+    bins with ``1 / longest < k <= 1 / shortest``; default :func:`octave_bands`, octaves
+    from the Nyquist wavelength up. The result has a ``band`` dimension with coordinates
+    ``wavelength_min`` and ``wavelength_max`` (metres). The other arguments are
+    :func:`ralsd`'s.
+    """
+
+    def one(f: xr.DataArray, o: xr.DataArray) -> xr.DataArray:
+        sf, so, step = _mean_spectra(f, o, dims, spacing, member_dim, per_member)
+        shape = (o.sizes[dims[0]], o.sizes[dims[1]])
+        chosen = _check_bands(bands if bands is not None else octave_bands(shape, step), so)
+        k = so["wavenumber"].values
+        ratios = []
+        for short, long in chosen:
+            inside = np.flatnonzero((k > 1 / long) & (k <= 1 / short * (1 + 1e-9)))
+            ratios.append(sf.isel(wavenumber=inside).sum("wavenumber")
+                          / so.isel(wavenumber=inside).sum("wavenumber"))  # fmt: skip
+        ratio = xr.concat(ratios, "band").assign_coords(
+            wavelength_min=("band", [b[0] for b in chosen], {"units": "m"}),
+            wavelength_max=("band", [b[1] for b in chosen], {"units": "m"}),
+        )
+        return ratio.assign_attrs(long_name="power ratio per wavelength band")
+
+    return map_pairs(forecast, obs, member_dim, one)
+
+
+def _check_bands(
+    bands: Sequence[tuple[float, float]], spectrum: xr.DataArray
+) -> list[tuple[float, float]]:
+    k = spectrum["wavenumber"].values
+    chosen = []
+    for band in bands:
+        short, long = (float(v) for v in band)
+        if not 0 < short < long:
+            raise ValueError(
+                f"bands: {tuple(band)!r} is invalid; expected (shortest, longest) wavelengths "
+                "in metres, 0 < shortest < longest"
+            )
+        if not np.any((k > 1 / long) & (k <= 1 / short * (1 + 1e-9))):
+            raise ValueError(
+                f"bands: {tuple(band)!r} holds no resolved wavenumber of this grid (resolved "
+                f"wavelengths {1 / k[-1]:.4g} to {1 / k[0]:.4g} m); widen or drop it"
+            )
+        chosen.append((short, long))
+    return chosen
