@@ -1,6 +1,7 @@
 """Ensemble verification (numpy + xarray, no torch): CRPS, spread-skill, rank histograms,
 spectra, Brier score, reliability, fractions skill score, values at stations, and the
-distribution diagnostics of climate output (:mod:`xcorrdiff.verify.distributions`).
+distribution diagnostics of climate output (:mod:`xcorrdiff.verify.distributions`), and
+their streaming form over long stores (:mod:`xcorrdiff.verify.streaming`).
 
 Every score takes a Dataset or DataArray, numpy- or dask-backed (dask stays lazy), with the
 same argument names: ``member_dim`` (the ensemble dimension, default ``"member"``) and
@@ -44,10 +45,12 @@ from xcorrdiff.verify.spectra import (
     power_spectrum,
     ralsd,
 )
+from xcorrdiff.verify.streaming import accumulate, merge_sums, scores_from_sums
 from xcorrdiff.verify.summary import histogram, verify
 from xcorrdiff.verify.thresholds import brier_score, fss, reliability
 
 __all__ = [
+    "accumulate",
     "at_stations",
     "autocorrelation_ratio",
     "band_power_ratio",
@@ -62,6 +65,7 @@ __all__ = [
     "kernels",
     "log_histogram_distance",
     "mae",
+    "merge_sums",
     "perkins",
     "power_spectrum",
     "quantile_bias",
@@ -69,6 +73,7 @@ __all__ = [
     "rank_histogram",
     "reliability",
     "rmse",
+    "scores_from_sums",
     "spread",
     "spread_skill",
     "spread_skill_curve",

@@ -284,9 +284,42 @@ def _mean_spectra(
     keep = {"wavenumber", member_dim} if per_member else {"wavenumber"}
     sf = sf.mean([d for d in sf.dims if d not in keep])
     so = so.mean([d for d in so.dims if d != "wavenumber"])
+    return resolved(sf, (dy, dx)), resolved(so, (dy, dx)), (dy, dx)
+
+
+def resolved(spectrum: xr.DataArray, spacing: tuple[float, float]) -> xr.DataArray:
+    """The spectrum on the wavenumbers every direction resolves, ``0 < k <= k_N``,
+    ``k_N = 1 / (2 max(dy, dx))``."""
+    k = spectrum["wavenumber"].values
+    return spectrum.isel(
+        wavenumber=np.flatnonzero((k > 0) & (k <= (1 + 1e-9) / (2 * max(spacing))))
+    )
+
+
+def log_spectral_distance(sf: xr.DataArray, so: xr.DataArray) -> xr.DataArray:
+    """RALSD (dB) of two mean spectra on the resolved wavenumbers."""
+    decibels = 10 * cast(xr.DataArray, np.log10(sf / so))
+    distance = ((decibels**2).mean("wavenumber")) ** 0.5
+    return distance.assign_attrs(long_name="radially averaged log spectral distance", units="dB")
+
+
+def band_ratios(
+    sf: xr.DataArray, so: xr.DataArray, bands: Sequence[tuple[float, float]] | None,
+    shape: tuple[int, int], spacing: tuple[float, float],
+) -> xr.DataArray:  # fmt: skip
+    """Power of ``sf`` over ``so`` (mean spectra on the resolved wavenumbers) per band."""
+    chosen = _check_bands(bands if bands is not None else octave_bands(shape, spacing), so)
     k = so["wavenumber"].values
-    resolved = np.flatnonzero((k > 0) & (k <= (1 + 1e-9) / (2 * max(dy, dx))))
-    return sf.isel(wavenumber=resolved), so.isel(wavenumber=resolved), (dy, dx)
+    ratios = []
+    for short, long in chosen:
+        inside = np.flatnonzero((k > 1 / long) & (k <= 1 / short * (1 + 1e-9)))
+        ratios.append(sf.isel(wavenumber=inside).sum("wavenumber")
+                      / so.isel(wavenumber=inside).sum("wavenumber"))  # fmt: skip
+    ratio = xr.concat(ratios, "band").assign_coords(
+        wavelength_min=("band", [b[0] for b in chosen], {"units": "m"}),
+        wavelength_max=("band", [b[1] for b in chosen], {"units": "m"}),
+    )
+    return ratio.assign_attrs(long_name="power ratio per wavelength band")
 
 
 def ralsd(
@@ -311,10 +344,7 @@ def ralsd(
 
     def one(f: xr.DataArray, o: xr.DataArray) -> xr.DataArray:
         sf, so, _ = _mean_spectra(f, o, dims, spacing, member_dim, per_member)
-        decibels = 10 * cast(xr.DataArray, np.log10(sf / so))
-        distance = ((decibels**2).mean("wavenumber")) ** 0.5
-        return distance.assign_attrs(long_name="radially averaged log spectral distance",
-                                     units="dB")  # fmt: skip
+        return log_spectral_distance(sf, so)
 
     return map_pairs(forecast, obs, member_dim, one)
 
@@ -349,19 +379,7 @@ def band_power_ratio(
 
     def one(f: xr.DataArray, o: xr.DataArray) -> xr.DataArray:
         sf, so, step = _mean_spectra(f, o, dims, spacing, member_dim, per_member)
-        shape = (o.sizes[dims[0]], o.sizes[dims[1]])
-        chosen = _check_bands(bands if bands is not None else octave_bands(shape, step), so)
-        k = so["wavenumber"].values
-        ratios = []
-        for short, long in chosen:
-            inside = np.flatnonzero((k > 1 / long) & (k <= 1 / short * (1 + 1e-9)))
-            ratios.append(sf.isel(wavenumber=inside).sum("wavenumber")
-                          / so.isel(wavenumber=inside).sum("wavenumber"))  # fmt: skip
-        ratio = xr.concat(ratios, "band").assign_coords(
-            wavelength_min=("band", [b[0] for b in chosen], {"units": "m"}),
-            wavelength_max=("band", [b[1] for b in chosen], {"units": "m"}),
-        )
-        return ratio.assign_attrs(long_name="power ratio per wavelength band")
+        return band_ratios(sf, so, bands, (o.sizes[dims[0]], o.sizes[dims[1]]), step)
 
     return map_pairs(forecast, obs, member_dim, one)
 
