@@ -227,6 +227,7 @@ def downscale_to_zarr(
     device: str | torch.device | None = None,
     precision: str | torch.dtype | None = None,
     dtype: str | torch.dtype | None = None,
+    verify_against: xr.Dataset | None = None,
 ) -> ZarrRun:
     """Downscale into a zarr store chunk by chunk, resuming where an earlier run stopped.
 
@@ -274,6 +275,13 @@ def downscale_to_zarr(
 guidance_scale, fill_missing, return_mean, check_plausibility, member_batch_size, device, \
 precision, dtype
         As for :func:`downscale`.
+    verify_against : xarray.Dataset, optional
+        The truth on the output grid at every output time (variables named as the
+        outputs'; those it lacks are not scored). Each task scores what it wrote as it
+        writes it (:mod:`xcorrdiff.inference.scoring`), checked before anything is
+        written; ``run.verification`` holds the sums
+        (:func:`xcorrdiff.verify.scores_from_sums`). Not part of the request: a store
+        resumed with other truth is rescored from what it holds.
 
     Returns
     -------
@@ -311,6 +319,7 @@ precision, dtype
     return run_to_zarr(
         lr, store, model, time_chunk=time_chunk, resume=resume, overwrite=overwrite,
         recompute_changed=recompute_changed, options=_options(locals()),
+        verify_against=verify_against,
     )  # fmt: skip
 
 

@@ -29,7 +29,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -326,22 +326,27 @@ def _write_chunk(
     blocks: dict[str, np.ndarray],
     time_axes: dict[str, int],
     input_digest: str,
+    score: Callable[..., None] | None = None,
+    truth: Any = None,
 ) -> int:
-    """Write one chunk's blocks into their region, then mark the chunk done."""
+    """Write one chunk's blocks into their region, then (with ``score``, scoring what was
+    written against ``truth``, :mod:`xcorrdiff.inference.scoring`) mark the chunk done."""
     import zarr
 
     limit = os.environ.get(_FAIL_ENV)
     if limit is not None and len(done_chunks(path)) >= int(limit):
         raise RuntimeError(f"{_FAIL_ENV}={limit}: injected failure before chunk {index}")
     group = zarr.open_group(path, mode="r+")
-    digests = {}
+    digests, written = {}, {}
     for name, block in blocks.items():
         array = group[name]
         if not isinstance(array, zarr.Array):
             raise TypeError(f"store={path!r} holds a group at {name!r}; expected an array")
-        written = np.ascontiguousarray(block, dtype=array.dtype)
-        array[_region(block.ndim, time_axes[name], start, stop)] = written
-        digests[name] = _block_digest(written)
+        written[name] = np.ascontiguousarray(block, dtype=array.dtype)
+        array[_region(block.ndim, time_axes[name], start, stop)] = written[name]
+        digests[name] = _block_digest(written[name])
+    if score is not None:
+        score(path, index, start, written, truth)
     marker = {"start": start, "stop": stop, "input_digest": input_digest, "sha256": digests}
     write_text_atomic(_done_dir(path) / f"{index:06d}", json.dumps(marker))
     return index
@@ -358,6 +363,8 @@ def write_tasks(
     bounds: Sequence[tuple[int, int]],
     pending: Sequence[int],
     input_digests: Sequence[str],
+    score: Callable[..., None] | None = None,
+    truth: Callable[[int, int], Any] | None = None,
 ) -> list[Any]:
     """One delayed task per pending chunk: compute its blocks, write its region, mark it.
 
@@ -374,6 +381,9 @@ def write_tasks(
         Indices of the chunks to compute.
     input_digests : sequence of str
         Fingerprint of each chunk's input, recorded in its marker.
+    score, truth : callable, optional
+        ``score(path, index, start, written, truth(start, stop))`` runs in the task after
+        the region is written, before the marker (:func:`xcorrdiff.inference.scoring.score_chunk`).
 
     Returns
     -------
@@ -395,6 +405,8 @@ def write_tasks(
             {name: per_chunk[i] for name, per_chunk in blocks.items()},
             axes,
             input_digests[i],
+            score,
+            truth(*bounds[i]) if truth is not None else None,
             dask_key_name=f"xcorrdiff-write-{i:06d}-{token}",
         )
         for i in pending

@@ -7,6 +7,7 @@ resumable (:mod:`xcorrdiff.inference.store`).
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import warnings
@@ -25,6 +26,7 @@ from xcorrdiff.inference.ownership import check_store_path, input_sources, remov
 from xcorrdiff.inference.pipeline import diffusion_model, run_request
 from xcorrdiff.inference.request import make_request
 from xcorrdiff.inference.scan import check_scans, grid_digest, scan_input
+from xcorrdiff.inference.scoring import ScorePlan, collect, plan_scoring, score_chunk, truth_blocks
 from xcorrdiff.inference.settings import (
     TIME,
     input_ranges,
@@ -67,6 +69,9 @@ class ZarrRun:
         Finished chunks recomputed because their input changed (``recompute_changed=True``).
     repaired : tuple of int
         Finished chunks recomputed because their blocks no longer matched their checksums.
+    verification : xarray.Dataset or None
+        With ``verify_against``: the sums of the scores of the whole store against the
+        truth (:func:`xcorrdiff.verify.scores_from_sums` turns them into scores).
     """
 
     store: str
@@ -75,6 +80,7 @@ class ZarrRun:
     skipped: tuple[int, ...]
     changed: tuple[int, ...] = ()
     repaired: tuple[int, ...] = ()
+    verification: xr.Dataset | None = None
 
     def open(self) -> xr.Dataset:
         """The ensemble in the store, lazily (``xr.open_zarr``)."""
@@ -132,6 +138,7 @@ def run_to_zarr(
     overwrite: bool,
     recompute_changed: bool,
     options: Mapping[str, Any],
+    verify_against: xr.Dataset | None = None,
 ) -> ZarrRun:
     """:func:`~xcorrdiff.inference.api.downscale_to_zarr` with the request's ``options``."""
     time_chunk = check_int("time_chunk", time_chunk, minimum=1)
@@ -164,6 +171,7 @@ def run_to_zarr(
     scans = scan_input(inputs.chunk({TIME: time_chunk}), bounds)
     ranges = input_ranges(resolved, request.inputs.check_plausibility)
     check_scans(scans, bounds, ens[TIME].values, ranges)
+    scoring = plan_scoring(ens, verify_against) if verify_against is not None else None
     digests = [s.digest for s in scans]
     record = request_record(
         ens, request.fingerprint(), time_chunk=time_chunk, input_grid_digest=grid_digest(inputs)
@@ -181,10 +189,11 @@ def run_to_zarr(
         _create_store(ens, path, record, time_chunk=time_chunk, n_chunks=len(bounds))
         done = set()
     pending = [i for i in range(len(bounds)) if i not in done]
-    _write_pending(ens, path, bounds, pending, digests, created=not resumed)
+    _write_pending(ens, path, bounds, pending, digests, created=not resumed, scoring=scoring)
     return ZarrRun(
         store=os.fspath(path), n_chunks=len(bounds), computed=tuple(pending),
         skipped=tuple(sorted(done)), changed=tuple(changed), repaired=tuple(damaged),
+        verification=collect(scoring, path, bounds) if scoring is not None else None,
     )  # fmt: skip
 
 
@@ -210,7 +219,7 @@ def _create_store(ens: xr.Dataset, path: Path, request: dict[str, Any], **kw: in
 
 def _write_pending(
     ens: xr.Dataset, path: Path, bounds: Sequence[tuple[int, int]], pending: Sequence[int],
-    digests: Sequence[str], *, created: bool,
+    digests: Sequence[str], *, created: bool, scoring: ScorePlan | None = None,
 ) -> None:  # fmt: skip
     """Compute and write the pending chunks; mark the store complete at the end.
 
@@ -221,7 +230,11 @@ def _write_pending(
     try:
         if pending:
             set_status(path, n - len(pending), n)
-            dask.compute(*write_tasks(ens, path, bounds, pending, digests))
+            score = truth = None
+            if scoring is not None:
+                score = functools.partial(score_chunk, scoring)
+                truth = functools.partial(truth_blocks, scoring)
+            dask.compute(*write_tasks(ens, path, bounds, pending, digests, score, truth))
     except BaseException:
         if created and not done_chunks(path):
             shutil.rmtree(path, ignore_errors=True)

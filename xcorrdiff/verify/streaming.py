@@ -253,7 +253,7 @@ def _starts(o: xr.DataArray, dim: str, batch: int | None) -> list[int]:
     return [*range(0, size, int(step)), size]
 
 
-def _add(total: dict[str, np.ndarray], k: int, part: dict[str, np.ndarray], n: int) -> None:
+def add_sums(total: dict[str, np.ndarray], k: int, part: dict[str, np.ndarray], n: int) -> None:
     """Add variable ``k``'s sums of one chunk to the totals (``n`` variables)."""
     for key, value in part.items():
         if key not in total:
@@ -261,7 +261,7 @@ def _add(total: dict[str, np.ndarray], k: int, part: dict[str, np.ndarray], n: i
         total[key][k] += value
 
 
-def _save(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+def save_sums(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     """Write the state atomically: a new file beside it, then renamed over it."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     with open(tmp, "wb") as handle:
@@ -270,7 +270,7 @@ def _save(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> No
     os.replace(tmp, path)
 
 
-def _load(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def load_sums(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     with np.load(path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files if k != "__meta__"}
         return arrays, json.loads(str(data["__meta__"]))
@@ -315,6 +315,37 @@ def accumulate(
         The sums (:func:`scores_from_sums` turns them into scores; :func:`merge_sums` adds
         pieces).
     """
+    variables, meta = prepare(
+        forecast, obs, member_dim=member_dim, dim=dim, edges=edges, bins=bins,
+        spatial_dims=spatial_dims, spacing=spacing, seed=seed,
+    )  # fmt: skip
+    o = variables[0][2]
+    meta |= {"starts": _starts(o, dim, batch), "done": 0}
+    arrays: dict[str, np.ndarray] = {}
+    path = Path(state) if state is not None else None
+    if path is not None and path.exists():
+        arrays, meta = _resume(path, meta)
+    for c in range(meta["done"], len(meta["starts"]) - 1):
+        start, stop = meta["starts"][c], meta["starts"][c + 1]
+        for k, (_, f, o) in enumerate(variables):
+            window = {dim: slice(start, stop)}
+            values_f = np.asarray(f.isel(window).values, np.float64)
+            values_o = np.asarray(o.isel(window).values, np.float64)
+            add_sums(arrays, k, chunk_sums(meta, k, values_f, values_o, start), len(variables))
+        meta["done"] = c + 1
+        if path is not None:
+            save_sums(path, arrays, meta)
+    return sums_dataset(arrays, meta, o)
+
+
+def prepare(
+    forecast: XarrayLike, obs: XarrayLike, *, member_dim: str, dim: str,
+    edges: Mapping[Hashable, Sequence[float]] | None, bins: int,
+    spatial_dims: tuple[Hashable, Hashable] | None, spacing: tuple[float, float] | None,
+    seed: int,
+) -> tuple[list[tuple[Hashable, xr.DataArray, xr.DataArray]], dict[str, Any]]:  # fmt: skip
+    """The aligned pairs (forecast as (member, dim, *point), obs as (dim, *point)) and the
+    sums' record (its ``signature`` and ``times``), checked before anything is summed."""
     check_type(forecast, "forecast")
     check_type(obs, "obs")
     variables, orders = _variables(forecast, obs, member_dim, dim)
@@ -322,46 +353,30 @@ def accumulate(
         variables, member_dim, dim, _edges(variables, edges, bins), spatial_dims, spacing,
         seed, orders,
     )  # fmt: skip
-    o = variables[0][2]
-    meta = {"signature": signature, "starts": _starts(o, dim, batch), "done": 0,
-            "times": int(o.sizes[dim])}  # fmt: skip
-    arrays: dict[str, np.ndarray] = {}
-    path = Path(state) if state is not None else None
-    if path is not None and path.exists():
-        arrays, meta = _resume(path, meta)
-    _run(variables, meta, arrays, path)
-    return _to_dataset(arrays, meta, o)
+    return variables, {"signature": signature, "times": int(variables[0][2].sizes[dim])}
 
 
-def _run(
-    variables: list[tuple[Hashable, xr.DataArray, xr.DataArray]], meta: dict[str, Any],
-    arrays: dict[str, np.ndarray], path: Path | None,
-) -> None:  # fmt: skip
-    """Sum the chunks not yet done, saving the state after each."""
-    signature, starts = meta["signature"], meta["starts"]
+def chunk_sums(
+    meta: dict[str, Any], k: int, f: np.ndarray, o: np.ndarray, start: int
+) -> dict[str, np.ndarray]:
+    """The sums of variable ``k`` over the times ``start:start + len(o)``: ``f`` (member,
+    time, *point) and ``o`` (time, *point) as :func:`prepare` laid them out."""
+    signature = meta["signature"]
     edges = np.asarray(signature["edges"])
     plan = {"edges": edges, "shift": (edges[:, 0] + edges[:, -1]) / 2, "seed": signature["seed"],
             "spacing": tuple(signature["spacing"]) if signature["spacing"] else None}  # fmt: skip
     dim = signature["dim"]
-    for c in range(meta["done"], len(starts) - 1):
-        window = {dim: slice(starts[c], starts[c + 1])}
-        for k, (_, f, o) in enumerate(variables):
-            sizes = {str(d): int(n) for d, n in o.sizes.items()}
-            layout = [str(d) for d in o.dims]
-            index = _global_index(
-                layout, signature["forecast_order"][k], sizes, starts[c], starts[c + 1], dim
-            )
-            values_f = np.asarray(f.isel(window).values, dtype=np.float64)
-            values_o = np.asarray(o.isel(window).values, dtype=np.float64)
-            _add(arrays, k, _chunk_sums(values_f, values_o, index, plan, k), len(variables))
-        meta["done"] = c + 1
-        if path is not None:
-            _save(path, arrays, meta)
+    layout = [dim, *signature["point_dims"]]
+    sizes = dict(zip(signature["point_dims"], signature["point_shape"], strict=True))
+    sizes[dim] = meta["times"]
+    order = signature["forecast_order"][k]
+    index = _global_index(layout, order, sizes, start, start + o.shape[0], dim)
+    return _chunk_sums(f, o, index, plan, k)
 
 
 def _resume(path: Path, meta: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     try:
-        arrays, saved = _load(path)
+        arrays, saved = load_sums(path)
     except (OSError, ValueError, KeyError) as exc:
         raise ValueError(
             f"accumulate: state={str(path)!r} exists but is not a state of accumulate ({exc}); "
@@ -391,7 +406,7 @@ def _dims(key: str, points: list[str]) -> list[str]:
     return ["variable", *points]
 
 
-def _to_dataset(
+def sums_dataset(
     arrays: dict[str, np.ndarray], meta: dict[str, Any], template: xr.DataArray | xr.Dataset
 ) -> xr.Dataset:
     """The sums with their dims, the point coordinates of ``template`` and the signature."""
@@ -439,7 +454,7 @@ def merge_sums(*sums: xr.Dataset) -> xr.Dataset:
             )
         total = {k: total[k] + arrays[k] for k in total}
         meta = {**meta, "times": meta["times"] + other["times"], "starts": None, "done": None}
-    return _to_dataset(total, meta, sums[0])
+    return sums_dataset(total, meta, sums[0])
 
 
 # --- scores -------------------------------------------------------------------------------------
