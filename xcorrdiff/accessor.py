@@ -9,7 +9,7 @@ to the Dataset: the same arguments, spelled out in one place, the same documenta
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
 
 import xarray as xr
@@ -234,6 +234,28 @@ class CorrDiffDatasetAccessor(_CorrDiffAccessor[xr.Dataset]):
     fit = _method(_train_api.fit)
     downscale = _method(_api.downscale)
     downscale_to_zarr = _method(_api.downscale_to_zarr)
+
+    def climate_indices(
+        self,
+        obs: xr.Dataset,
+        indices: Sequence[str] | None = None,
+        *,
+        member_dim: str = "member",
+        variables: Mapping[str, Hashable] | None = None,
+        freq: str = "YS",
+        per_period: bool = False,
+    ) -> xr.Dataset:
+        """Climate indices' bias and CRPS against ``obs`` (xclim, the ``xcorrdiff[climate]``
+        extra); see :func:`xcorrdiff.verify.climate_indices`.
+
+        >>> ens.corrdiff.climate_indices(truth, ["TXx", "Rx1day"])  # doctest: +SKIP
+        """
+        from xcorrdiff.verify.indices import climate_indices
+
+        return climate_indices(
+            self._obj, obs, indices, member_dim=member_dim, variables=variables, freq=freq,
+            per_period=per_period,
+        )  # fmt: skip
 
 
 @xr.register_dataarray_accessor("corrdiff")

@@ -55,6 +55,7 @@ __all__ = [
     "autocorrelation_ratio",
     "band_power_ratio",
     "brier_score",
+    "climate_indices",
     "crps",
     "crps_gaussian",
     "fss",
@@ -85,7 +86,10 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # at_stations lives with the grid code in xcorrdiff.data, which loads pint and
-    # cf-xarray; verification imports it only when it is used.
+    # cf-xarray; verification imports it only when it is used. climate_indices needs the
+    # optional xclim, which its module imports on the first call.
     if name == "at_stations":
         return importlib.import_module("xcorrdiff.data.points").at_stations
+    if name == "climate_indices":
+        return importlib.import_module("xcorrdiff.verify.indices").climate_indices
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
