@@ -153,6 +153,28 @@ def test_verify_text_csv_and_figures(
     assert rows[0].startswith("variable,crps,") and rows[1].startswith("t2m,")
 
 
+def test_verify_climate_matches_the_library(stores: dict[str, Path], tmp_path: Path) -> None:
+    pytest.importorskip("xclim")
+    out = tmp_path / "climate.json"
+    args = ["verify", str(stores["ens"]), str(stores["truth"]), "--climate", "--indices", "TXx"]
+    assert main([*args, "--format", "json", "--output", str(out)]) == 0
+    table = json.loads(out.read_text())
+    ens = xr.open_zarr(stores["ens"], consolidated=False)
+    truth = xr.open_dataset(stores["truth"])
+    names = list(OUTPUTS)
+    sums = verify.accumulate(ens[names], truth[names])
+    maps = verify.scores_from_sums(sums, per_point=True, quantiles=[0.01, 0.99])
+    pooled = verify.scores_from_sums(sums)
+    for k, name in enumerate(names):
+        assert table[name]["perkins"] == pytest.approx(float(maps["perkins"][k].mean()))
+        q99 = float(maps["quantile_bias"][k].sel(quantile=0.99).mean())
+        assert table[name]["q99_bias"] == pytest.approx(q99)
+        assert table[name]["ralsd_db"] == pytest.approx(float(pooled["ralsd"][k]))
+    index = verify.climate_indices(ens, truth, ["TXx"])
+    assert table["index:TXx"]["index_bias"] == pytest.approx(float(index["TXx_bias"].mean()))
+    assert main([*args[:3], "--indices", "TXX"]) == 2  # an unknown index: one line, exit 2
+
+
 def test_verify_threshold_columns_match_the_library(
     stores: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -6,6 +6,12 @@ the ensemble (``rank_outside``: the two end bins of the rank histogram, ``2/(M+1
 calibrated ensemble); and the members' power in the highest third of wavenumbers relative
 to the truth's (``high_k_power_ratio``, 1 when the members are as sharp as the truth).
 
+``--climate`` scores a climate record instead, in one streamed pass over the store
+(:func:`xcorrdiff.verify.accumulate`): per variable, Perkins' score, the log histogram
+distance, the ratio of standard deviations and the 1 % and 99 % quantile biases per point
+over time (averaged over the points), RALSD and the finest octave's power ratio;
+``--indices TXx,SU,...`` adds a row per climate index with its bias and CRPS (xclim).
+
 ``--threshold NAME=T1,T2`` adds, for that variable, the Brier score of ``x >= T`` and its
 fractions skill score over ``--windows``. A TRUTH of station observations (1-D latitude and
 longitude on a station dimension) scores the ensemble interpolated to the stations
@@ -33,6 +39,7 @@ EXAMPLES = """examples:
   xcorrdiff verify ensemble.zarr truth.nc --area-weights --format json
   xcorrdiff verify ensemble.zarr truth.nc --threshold precip=1,10 --windows 1,9,33
   xcorrdiff verify ensemble.zarr stations.nc --threshold t2m=273.15
+  xcorrdiff verify ensemble.zarr truth.zarr --climate --indices TXx,Rx1day --format csv
 """
 
 COLUMNS = (
@@ -138,6 +145,58 @@ def score_table(
     return rows
 
 
+def _grid_dims(ens: Any, name: str) -> Any:
+    """The two spatial dims when a grid spacing can be found there, else None (no spectra)."""
+    from xcorrdiff.verify import grid_spacing
+
+    dims = tuple(ens[name].dims[-2:])
+    try:
+        grid_spacing(ens[name], dims)
+    except ValueError:
+        return None
+    return dims
+
+
+def _distribution_rows(ens: Any, truth: Any, names: list[str]) -> dict[str, dict[str, float]]:
+    from xcorrdiff import verify
+
+    sums = verify.accumulate(ens, truth, spatial_dims=_grid_dims(ens, names[0]))
+    maps = verify.scores_from_sums(sums, per_point=True, quantiles=[0.01, 0.99])
+    pooled = verify.scores_from_sums(sums)
+    rows: dict[str, dict[str, float]] = {}
+    for k, name in enumerate(names):
+        columns = ("perkins", "log_histogram_distance", "std_ratio")
+        row = {c: float(maps[c][k].mean()) for c in columns}
+        for q in (0.01, 0.99):
+            bias = maps["quantile_bias"][k].sel(quantile=q)
+            row[f"q{round(q * 100):02d}_bias"] = float(bias.mean())
+        if "ralsd" in pooled:
+            row["ralsd_db"] = float(pooled["ralsd"][k])
+            row["power_ratio_finest"] = float(pooled["band_power_ratio"][k, 0])
+        rows[name] = row
+    return rows
+
+
+def climate_table(ens: Any, truth: Any, names: list[str], indices: list[str]) -> dict[str, dict]:
+    """``{row: {column: value}}`` of ``--climate``: per variable, the distribution scores
+    per point over time (averaged over the points) and the spectral distances, from one
+    streamed pass (:func:`xcorrdiff.verify.accumulate`); per ``--indices`` index a row
+    ``index:<name>`` with its mean bias and CRPS (:func:`xcorrdiff.verify.climate_indices`)."""
+    from xcorrdiff import verify
+
+    rows: dict[str, dict[str, float]] = {}
+    if names:
+        rows |= _distribution_rows(ens[names], truth[names], names)
+    if indices:
+        scores = verify.climate_indices(ens, truth, indices)
+        for index in indices:
+            rows[f"index:{index}"] = {
+                "index_bias": float(scores[f"{index}_bias"].mean()),
+                "index_crps": float(scores[f"{index}_crps"].mean()),
+            }
+    return rows
+
+
 def _format(rows: dict[str, dict[str, float]], kind: str) -> str:
     columns = list(dict.fromkeys(c for row in rows.values() for c in row))
     rows = {v: {c: row.get(c, math.nan) for c in columns} for v, row in rows.items()}
@@ -217,8 +276,14 @@ def _verify(args: argparse.Namespace) -> int:
             raise CommandError("--area-weights weighs grid points; TRUTH holds stations")
         ens = _at_stations(ens[names], truth)
     weights = _area_weights(ens) if args.area_weights else None
-    ens, truth = ens[names].chunk({"member": -1}), truth[names]
-    rows = score_table(ens, truth, names, weights, thresholds, tuple(windows))
+    indices = [i.strip() for i in args.indices.split(",") if i.strip()] if args.indices else []
+    if (args.climate or indices) and station_dim(truth) is not None:
+        raise CommandError("--climate and --indices score grids over time; TRUTH holds stations")
+    if args.climate or indices:
+        rows = _climate(ens.chunk({"member": -1}), truth, names if args.climate else [], indices)
+    else:
+        ens, truth = ens[names].chunk({"member": -1}), truth[names]
+        rows = score_table(ens, truth, names, weights, thresholds, tuple(windows))
     text = _format(rows, args.format)
     if args.out is None:
         sys.stdout.write(text)
@@ -227,6 +292,13 @@ def _verify(args: argparse.Namespace) -> int:
     if args.figures is not None:
         _figures(Path(args.figures), ens, truth, thresholds, windows)
     return 0
+
+
+def _climate(ens: Any, truth: Any, names: list[str], indices: list[str]) -> dict[str, dict]:
+    try:
+        return climate_table(ens, truth, names, indices)
+    except (ImportError, ValueError) as exc:
+        raise CommandError(f"--climate/--indices: {exc}") from exc
 
 
 def _at_stations(ens: Any, truth: Any) -> Any:
@@ -273,5 +345,17 @@ def add_verify(subparsers: Any) -> Handler:
     )
     p.add_argument(
         "--windows", default="1,5,17", help="FSS neighbourhood sides in grid points (odd)"
+    )
+    p.add_argument(
+        "--climate",
+        action="store_true",
+        help="climate scores instead: distributions per point over time, quantile biases, "
+        "RALSD and the finest octave's power ratio, in one streamed pass",
+    )
+    p.add_argument(
+        "--indices",
+        default=None,
+        metavar="TXx,SU,...",
+        help="climate indices' bias and CRPS through xclim (pip install xcorrdiff[climate])",
     )
     return _verify
