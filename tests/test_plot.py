@@ -89,6 +89,26 @@ def test_spectra_plot() -> None:
     assert np.all(ax.get_lines()[-1].get_xdata() > 0)  # k = 0 dropped
 
 
+def test_climate_plots() -> None:
+    ens, truth = _data()
+    ax = xplot.quantile_quantile(ens, truth, quantiles=[0.1, 0.5, 0.9])
+    points, one_to_one = ax.get_lines()
+    expected = np.quantile(truth["t2m"].values, [0.1, 0.5, 0.9])
+    np.testing.assert_allclose(points.get_xdata(), expected)
+    assert one_to_one.get_label() == "1:1" and ax.get_xlabel() == "truth quantile [K]"
+    ax = xplot.band_power(ens, truth)
+    ratio = xv.band_power_ratio(ens["t2m"], truth["t2m"])
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), ratio.values)
+    assert ax.get_xscale() == "log"
+    scores = xr.Dataset({"TXx_bias": truth["t2m"].isel(time=0).assign_attrs(units="K")})
+    ax = xplot.index_bias_map(scores, "TXx")
+    assert ax.get_title() == "TXx bias" and len(ax.collections) == 1
+    lo, hi = ax.collections[0].get_clim()
+    assert lo == -hi
+    with pytest.raises(ValueError, match=r"scores has no 'SU_bias'"):
+        xplot.index_bias_map(scores, "SU")
+
+
 def test_maps_plot() -> None:
     ens, truth = _data()
     t0 = {"time": 0}

@@ -1,5 +1,6 @@
 """Verification plots: spread-skill curves, rank histograms, reliability diagrams, FSS
-curves, power spectra, maps.
+curves, power spectra, maps; for climate output, quantile–quantile plots, maps of a climate
+index's bias and the power ratio per wavelength band.
 
 matplotlib is optional (``pip install xcorrdiff[plot]``) and imported only when a plot is
 drawn. Every function draws on ``ax`` (or a new figure) and returns the matplotlib Axes
@@ -19,7 +20,17 @@ from xcorrdiff import verify
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-__all__ = ["fss", "maps", "rank_histogram", "reliability", "spectra", "spread_skill"]
+__all__ = [
+    "band_power",
+    "fss",
+    "index_bias_map",
+    "maps",
+    "quantile_quantile",
+    "rank_histogram",
+    "reliability",
+    "spectra",
+    "spread_skill",
+]
 
 
 def _pyplot() -> Any:
@@ -312,3 +323,89 @@ def maps(
             label=str(panels[-1][1].attrs.get("units", "")),
         )
     return flat[: len(panels)]
+
+
+# --- climate output -----------------------------------------------------------------------
+
+
+def quantile_quantile(
+    forecast: xr.Dataset | xr.DataArray,
+    obs: xr.Dataset | xr.DataArray,
+    *,
+    variable: Hashable | None = None,
+    quantiles: Sequence[float] | None = None,
+    member_dim: str = "member",
+    ax: Axes | None = None,
+) -> Axes:
+    """Quantiles of the members' pooled values against the truth's (every point and time;
+    NaN dropped), on a 1:1 line: above it the forecast is too high at that quantile.
+
+    ``quantiles`` default: 99 from 0.5 % to 99.5 % and the 0.1 % and 99.9 % tails.
+    """
+    f = _one_variable(forecast, variable, "forecast")
+    o = _one_variable(obs, variable, "obs")
+    if member_dim not in f.dims:
+        raise ValueError(f"forecast has no member dimension {member_dim!r} (dims {f.dims})")
+    p = np.asarray(quantiles if quantiles is not None else
+                   [0.001, *np.linspace(0.005, 0.995, 99), 0.999])  # fmt: skip
+    qf = np.nanquantile(np.asarray(f.values, dtype=np.float64), p)
+    qo = np.nanquantile(np.asarray(o.values, dtype=np.float64), p)
+    ax = _axes(ax)
+    ax.plot(qo, qf, "o", color="tab:orange", ms=3, label="members")
+    low, high = min(qo.min(), qf.min()), max(qo.max(), qf.max())
+    ax.plot([low, high], [low, high], color="k", lw=1, label="1:1")
+    units = o.attrs.get("units")
+    suffix = f" [{units}]" if units else ""
+    ax.set_xlabel(f"truth quantile{suffix}")
+    ax.set_ylabel(f"forecast quantile{suffix}")
+    ax.legend()
+    return ax
+
+
+def index_bias_map(
+    scores: xr.Dataset, index: str, *, cmap: str = "RdBu_r", ax: Axes | None = None
+) -> Axes:
+    """Map of ``<index>_bias`` from :func:`xcorrdiff.verify.climate_indices` (2-D: average
+    the periods first), on a colour scale symmetric about zero."""
+    name = f"{index}_bias"
+    if name not in scores.data_vars:
+        raise ValueError(
+            f"scores has no {name!r} (it has {list(scores.data_vars)}); pass the result of "
+            "xcorrdiff.verify.climate_indices with that index"
+        )
+    bias = scores[name]
+    if bias.ndim != 2:
+        raise ValueError(f"{name} has dims {bias.dims}; expected 2-D (y, x): average the periods")
+    limit = float(np.nanmax(np.abs(bias.values))) or 1.0
+    ax = _axes(ax)
+    bias.plot.pcolormesh(ax=ax, cmap=cmap, vmin=-limit, vmax=limit,
+                         cbar_kwargs={"label": f"{name} [{bias.attrs.get('units', '')}]"})  # fmt: skip
+    ax.set_title(f"{index} bias")
+    ax.set_aspect("equal")
+    return ax
+
+
+def band_power(
+    forecast: xr.Dataset | xr.DataArray,
+    obs: xr.Dataset | xr.DataArray,
+    *,
+    variable: Hashable | None = None,
+    bands: Sequence[tuple[float, float]] | None = None,
+    dims: tuple[Hashable, Hashable] = ("y", "x"),
+    member_dim: str = "member",
+    ax: Axes | None = None,
+) -> Axes:
+    """The forecast's power over the truth's per wavelength band
+    (:func:`xcorrdiff.verify.band_power_ratio`), one marker per band at its geometric
+    centre, on a log wavelength axis with the line of 1."""
+    f = _one_variable(forecast, variable, "forecast")
+    o = _one_variable(obs, variable, "obs")
+    ratio = verify.band_power_ratio(f, o, bands=bands, dims=dims, member_dim=member_dim)
+    centre = np.sqrt(ratio["wavelength_min"].values * ratio["wavelength_max"].values) / 1e3
+    ax = _axes(ax)
+    ax.semilogx(centre, ratio.values, "o-", color="tab:orange", label="members / truth")
+    ax.axhline(1.0, color="k", lw=1)
+    ax.set_xlabel("wavelength band centre [km]")
+    ax.set_ylabel("power ratio")
+    ax.legend()
+    return ax
