@@ -79,3 +79,18 @@ def test_truth_that_cannot_score_is_refused_before_writing(model_dir: Path, tmp_
     with pytest.raises(ValueError, match=r"the truth of 't2m' covers only part of the output"):
         downscale_to_zarr(lr, store, model_dir, verify_against=hr.isel(time=slice(4)), **KW)
     assert not store.exists()
+
+
+def test_scored_on_a_distributed_cluster(model_dir: Path, tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    lr, hr = tiny_data(6)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0",
+            env={"OMP_NUM_THREADS": "1"},
+        ) as cluster,
+        distributed.Client(cluster),
+    ):  # fmt: skip
+        run = downscale_to_zarr(lr, tmp_path / "ens.zarr", model_dir, verify_against=hr, **KW)
+    assert run.computed == (0, 1, 2)
+    _one_shot(run.open().load(), hr, run.verification)

@@ -95,6 +95,16 @@ def test_chunking_merging_and_lazy_input_give_the_same_sums(pair) -> None:  # ty
     assert merged.attrs["times"] == 40
 
 
+def test_accumulate_on_a_distributed_client(pair) -> None:  # type: ignore[no-untyped-def]
+    distributed = pytest.importorskip("distributed")
+    forecast, obs = pair
+    local = xs.accumulate(forecast, obs, batch=10)
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=2,
+                            dashboard_address=":0"):  # fmt: skip
+        remote = xs.accumulate(forecast.chunk(time=10), obs.chunk(time=10))
+    xr.testing.assert_allclose(remote, local, rtol=1e-12)
+
+
 def test_a_stopped_run_resumes_where_it_stopped(
     pair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]

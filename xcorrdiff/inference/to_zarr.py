@@ -7,6 +7,7 @@ resumable (:mod:`xcorrdiff.inference.store`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import shutil
@@ -232,7 +233,8 @@ def _write_pending(
             set_status(path, n - len(pending), n)
             score = truth = None
             if scoring is not None:
-                score = functools.partial(score_chunk, scoring)
+                # The tasks get the truth's chunks as arguments, not the whole truth.
+                score = functools.partial(score_chunk, dataclasses.replace(scoring, truth=()))
                 truth = functools.partial(truth_blocks, scoring)
             dask.compute(*write_tasks(ens, path, bounds, pending, digests, score, truth))
     except BaseException:
