@@ -160,18 +160,18 @@ def test_auto_crops_short_records_only() -> None:
         TrainConfig(diffusion_crops="yes")  # type: ignore[arg-type]
 
 
-def test_crops_cap_the_patch_at_half_the_domain() -> None:
+def test_crops_cap_the_patch_at_a_quarter_of_the_domain() -> None:
     from xcorrdiff.train.data import crop_patch
 
     on, off = TrainConfig(diffusion_crops=True), TrainConfig(diffusion_crops=False)
-    assert crop_patch(on, (64, 64), (64, 96), 3) == (32, 48)
-    assert crop_patch(on, (16, 16), (64, 96), 3) == (16, 16)  # already smaller
-    assert crop_patch(on, (12, 12), (12, 12), 3) == (6, 6)
+    assert crop_patch(on, (64, 64), (64, 96), 3) == (16, 24)
+    assert crop_patch(on, (12, 12), (64, 96), 3) == (12, 12)  # already smaller
+    assert crop_patch(on, (12, 12), (12, 12), 3) == (4, 4)  # at least twice the factor (2)
     assert crop_patch(off, (64, 64), (64, 96), 3) == (64, 64)
-    # Rounded down to the diffusion network's downsampling factor (2 for channel_mult (1, 2)).
-    net = NetworkConfig(model_channels=4, channel_mult=(1, 2))
-    assert crop_patch(TrainConfig(diffusion=net, diffusion_crops=True), (30, 30), (30, 30), 3) == (
-        14, 14,
+    # Rounded down to the diffusion network's downsampling factor (4 for channel_mult (1, 2, 2)).
+    net = NetworkConfig(model_channels=4, channel_mult=(1, 2, 2))
+    assert crop_patch(TrainConfig(diffusion=net, diffusion_crops=True), (60, 60), (60, 60), 3) == (
+        12, 12,
     )  # fmt: skip
 
 
@@ -192,4 +192,4 @@ def test_the_diffusion_trains_on_the_crops(
     config = _config(tmp_path, patch_shape=(16, 16), diffusion_crops=True)
     model = fit_regression(lr, hr[OUTPUTS], config=config, progress=False)
     fit_diffusion(model, lr, hr[OUTPUTS], config=config, progress=False)
-    assert seen == [(8, 8)]
+    assert seen == [(4, 4)]  # a quarter of the 16 × 16 domain

@@ -26,7 +26,7 @@ Three presets are provided by name; explicit values override the preset's:
     1 (on this problem the number of optimizer steps, not of samples, limits learning).
     On a short record (fewer than 20 training times) the regression predicts each output
     that is also an input as that input plus a correction, and the diffusion stage learns
-    out-of-fold residuals on crops of at most half the domain (``input_skip``,
+    out-of-fold residuals on crops of at most a quarter of the domain (``input_skip``,
     ``residual_folds`` and ``diffusion_crops`` ``"auto"``; measured in
     docs/user-guide/training.md).
 ``"mini"``
@@ -263,8 +263,9 @@ class ModelConfig:
         record is short (2 to 19 training times), else 0. ``0`` (PhysicsNeMo): the
         residuals of the model's regression.
     diffusion_crops : bool or "auto"
-        Train the diffusion on random patches at most half the domain's side
-        (``patch_shape`` capped), so that each training time gives many different crops;
+        Train the diffusion on random patches at most a quarter of the domain's side
+        (``patch_shape`` capped; at least twice the network's downsampling factor), so
+        that each training time gives many different crops;
         with whole-domain patches a short record's residuals are memorized, one per time,
         and the ensemble collapses as training goes on. ``"auto"`` (``tiny``): on short
         records (fewer than 20 training times).
@@ -311,7 +312,7 @@ class ModelConfig:
         return bool(self.input_skip)
 
     def crops(self, n_train: int) -> bool:
-        """Whether the diffusion trains on crops of at most half the domain's side."""
+        """Whether the diffusion trains on crops of at most a quarter of the domain's side."""
         if self.diffusion_crops == "auto":
             return n_train < SHORT_RECORD
         return bool(self.diffusion_crops)

@@ -208,14 +208,15 @@ def check_shape(config: TrainConfig, shape: tuple[int, int]) -> tuple[int, int]:
 def crop_patch(
     config: TrainConfig, patch: tuple[int, int], shape: tuple[int, int], n_train: int
 ) -> tuple[int, int]:
-    """The diffusion's training patch: ``patch``, its sides capped at half the domain's
-    (rounded down to the diffusion network's downsampling factor) when
+    """The diffusion's training patch: ``patch``, its sides capped at a quarter of the
+    domain's (rounded down to the diffusion network's downsampling factor, and at least
+    twice that factor, so the network's coarsest level keeps 2×2 pixels) when
     ``config.model.crops(n_train)``."""
     if not config.model.crops(n_train):
         return patch
     factor = config.model.diffusion.downsampling_factor
-    half = [max(factor, side // 2 // factor * factor) for side in shape]
-    return (min(patch[0], half[0]), min(patch[1], half[1]))
+    cap = [max(2 * factor, side // 4 // factor * factor) for side in shape]
+    return (min(patch[0], cap[0]), min(patch[1], cap[1]))
 
 
 def prepare_data(
