@@ -56,6 +56,10 @@ def test_the_sums_give_the_one_shot_scores(pair) -> None:  # type: ignore[no-unt
     for score in POOLED:
         _close(pooled[score], table[score])
         _close(maps[score], per_point[score].transpose("variable", "y", "x"))
+    for k, name in enumerate(["pr", "t2m"]):  # the members' own error, by hand
+        squares = ((forecast[name] - obs[name]) ** 2).mean("member")
+        _close(pooled["rmse_members"][k], np.sqrt(squares.mean()))
+        _close(maps["rmse_members"][k], np.sqrt(squares.mean("time")))
     ranks = xv.rank_histogram(forecast, obs)
     for k, name in enumerate(["pr", "t2m"]):
         f, o, edges = forecast[name], obs[name], _edges(sums, name)

@@ -12,8 +12,9 @@ time chunk at a time and keep only sums, so memory does not grow with the record
 
 The sums (float64; an ``xarray.Dataset`` with a ``variable`` dimension, writable to
 netCDF) hold, per variable and grid point, over the times: the CRPS and fair CRPS, the
-absolute and squared error of the ensemble mean, the corrected ensemble variance and its
-squared error (the pairs of :func:`~xcorrdiff.verify.spread_skill`), fixed-bin histograms
+absolute and squared error of the ensemble mean, the members' mean squared error, the
+corrected ensemble variance and its squared error (the pairs of
+:func:`~xcorrdiff.verify.spread_skill`), fixed-bin histograms
 of the members' pool and of the truth, and shifted first and second moments of both; over
 every point and time the rank-histogram counts; and, per variable, the summed radially
 averaged spectra of every member field and truth field without NaN (the one-shot
@@ -44,13 +45,6 @@ from xcorrdiff.verify.summary import _bin_index
 
 __all__ = ["accumulate", "merge_sums", "scores_from_sums"]
 
-#: The per-point sums of :func:`accumulate` (each with its count ``n_<group>``).
-_POINT_SUMS = {
-    "crps": "n", "crps_fair": "n_fair", "ae_mean": "n", "se_mean": "n",
-    "spread2": "n_moments", "se_moments": "n_moments",
-}  # fmt: skip
-_MOMENTS = ("s1_forecast", "s2_forecast", "n_forecast", "s1_obs", "s2_obs", "n_obs")
-
 
 # --- the sums of one chunk (numpy) ------------------------------------------------------------
 
@@ -67,11 +61,18 @@ def _error_sums(f: np.ndarray, o: np.ndarray) -> dict[str, np.ndarray]:
         )
     spread2 = variance * (count + 1) / count
     error = mean - o
+    squares = (f - o[..., None]) ** 2
+    valid = np.isfinite(squares)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        members = np.where(valid, squares, 0).sum(-1) / np.where(
+            valid.any(-1), valid.sum(-1), np.nan
+        )
     moments = np.isfinite(spread2) & np.isfinite(error)
     out = {
         "crps": np.nansum(crps, 0), "n": np.isfinite(crps).sum(0),
         "crps_fair": np.nansum(fair, 0), "n_fair": np.isfinite(fair).sum(0),
         "ae_mean": np.nansum(np.abs(error), 0), "se_mean": np.nansum(error**2, 0),
+        "se_members": np.nansum(np.where(np.isfinite(error), members, np.nan), 0),
         "spread2": np.where(moments, spread2, 0).sum(0),
         "se_moments": np.where(moments, error**2, 0).sum(0), "n_moments": moments.sum(0),
     }  # fmt: skip
@@ -522,7 +523,8 @@ def scores_from_sums(
     point and time (``per_point=False``, as the one-shot functions with ``dim=None``) or
     per point over the times (``per_point=True``, as ``dim="time"``). ``crps``,
     ``crps_fair``, ``mae``, ``rmse``, ``spread`` and ``spread_skill`` are
-    :func:`~xcorrdiff.verify.verify`'s; ``perkins``, ``log_histogram_distance`` and
+    :func:`~xcorrdiff.verify.verify`'s; ``rmse_members`` is the members' own (the root of
+    the mean over members and times of ``(x_m − y)²``); ``perkins``, ``log_histogram_distance`` and
     ``std_ratio`` those of :mod:`xcorrdiff.verify.distributions` on the fixed bins;
     ``quantile_bias`` comes from the bins (within a bin's width of the samples'; NaN
     where a quantile lies beyond the edges); ``rank_histogram`` (pooled, counts), and with
@@ -538,6 +540,7 @@ def scores_from_sums(
     scores = {
         "crps": s["crps"] / n, "crps_fair": s["crps_fair"] / s["n_fair"].where(s["n_fair"] > 0),
         "mae": s["ae_mean"] / n, "rmse": (s["se_mean"] / n) ** 0.5,
+        "rmse_members": (s["se_members"] / n) ** 0.5,
         "spread": (s["spread2"] / s["n_moments"].where(s["n_moments"] > 0)) ** 0.5,
         "spread_skill": (s["spread2"] / s["se_moments"]) ** 0.5,
     }  # fmt: skip
