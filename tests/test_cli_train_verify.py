@@ -173,6 +173,13 @@ def test_verify_climate_matches_the_library(stores: dict[str, Path], tmp_path: P
     index = verify.climate_indices(ens, truth, ["TXx"])
     assert table["index:TXx"]["index_bias"] == pytest.approx(float(index["TXx_bias"].mean()))
     assert main([*args[:3], "--indices", "TXX"]) == 2  # an unknown index: one line, exit 2
+    pytest.importorskip("matplotlib")
+    figures = tmp_path / "figures"
+    assert main([*args[:3], "--climate", "--figures", str(figures), "--out", str(out)]) == 0
+    assert sorted(p.name for p in figures.iterdir()) == [
+        "band_power.png", "quantile_quantile.png", "rank_histograms.png", "spectra.png",
+        "spread_skill.png",
+    ]  # fmt: skip
 
 
 def test_verify_threshold_columns_match_the_library(

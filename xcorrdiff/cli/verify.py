@@ -11,6 +11,8 @@ to the truth's (``high_k_power_ratio``, 1 when the members are as sharp as the t
 distance, the ratio of standard deviations and the 1 % and 99 % quantile biases per point
 over time (averaged over the points), RALSD and the finest octave's power ratio;
 ``--indices TXx,SU,...`` adds a row per climate index with its bias and CRPS (xclim).
+With ``--figures``, ``--climate`` adds quantile–quantile plots and the power ratio per
+wavelength band.
 
 ``--threshold NAME=T1,T2`` adds, for that variable, the Brier score of ``x >= T`` and its
 fractions skill score over ``--windows``. A TRUTH of station observations (1-D latitude and
@@ -242,14 +244,33 @@ def _panels(
     return panels
 
 
+def _climate_panels(ens: Any, truth: Any) -> dict[str, tuple[list[str], Any]]:
+    """``--climate --figures``: quantile–quantile plots, and the power ratio per band where
+    the grid spacing is known."""
+    from xcorrdiff import plot
+
+    names = [str(n) for n in ens.data_vars]
+    panels = {"quantile_quantile": (names, lambda ax, n: plot.quantile_quantile(
+        ens[n], truth[n], ax=ax))}  # fmt: skip
+    dims = _grid_dims(ens, names[0])
+    if dims is not None:
+        panels["band_power"] = (names, lambda ax, n: plot.band_power(
+            ens[n], truth[n], dims=dims, ax=ax))  # fmt: skip
+    return panels
+
+
 def _figures(
-    folder: Path, ens: Any, truth: Any, thresholds: dict[str, list[float]], windows: list[int]
-) -> list[Path]:
+    folder: Path, ens: Any, truth: Any, thresholds: dict[str, list[float]], windows: list[int],
+    climate: bool = False,
+) -> list[Path]:  # fmt: skip
     from matplotlib.figure import Figure
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for stem, (names, draw) in _panels(ens, truth, thresholds, windows).items():
+    panels = _panels(ens, truth, thresholds, windows)
+    if climate:
+        panels |= _climate_panels(ens, truth)
+    for stem, (names, draw) in panels.items():
         fig = Figure(figsize=(4.2 * len(names), 3.6), layout="constrained")
         for ax, name in zip(fig.subplots(1, len(names), squeeze=False)[0], names, strict=True):
             draw(ax, name)
@@ -290,7 +311,8 @@ def _verify(args: argparse.Namespace) -> int:
     else:
         write_text_atomic(Path(args.out), text)
     if args.figures is not None:
-        _figures(Path(args.figures), ens, truth, thresholds, windows)
+        chosen = (ens[names], truth[names])
+        _figures(Path(args.figures), *chosen, thresholds, windows, climate=args.climate)
     return 0
 
 
