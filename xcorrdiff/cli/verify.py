@@ -166,15 +166,15 @@ def _distribution_rows(ens: Any, truth: Any, names: list[str]) -> dict[str, dict
     maps = verify.scores_from_sums(sums, per_point=True, quantiles=[0.01, 0.99])
     pooled = verify.scores_from_sums(sums)
     rows: dict[str, dict[str, float]] = {}
-    for k, name in enumerate(names):
+    for name in names:
         columns = ("perkins", "log_histogram_distance", "std_ratio")
-        row = {c: float(maps[c][k].mean()) for c in columns}
+        row = {c: float(maps[c].sel(variable=name).mean()) for c in columns}
         for q in (0.01, 0.99):
-            bias = maps["quantile_bias"][k].sel(quantile=q)
+            bias = maps["quantile_bias"].sel(variable=name, quantile=q)
             row[f"q{round(q * 100):02d}_bias"] = float(bias.mean())
         if "ralsd" in pooled:
-            row["ralsd_db"] = float(pooled["ralsd"][k])
-            row["power_ratio_finest"] = float(pooled["band_power_ratio"][k, 0])
+            row["ralsd_db"] = float(pooled["ralsd"].sel(variable=name))
+            row["power_ratio_finest"] = float(pooled["band_power_ratio"].sel(variable=name)[0])
         rows[name] = row
     return rows
 

@@ -133,12 +133,13 @@ def _chunk_sums(
 def _variables(
     forecast: XarrayLike, obs: XarrayLike, member_dim: str, dim: str
 ) -> tuple[list[tuple[Hashable, xr.DataArray, xr.DataArray]], list[list[Hashable]]]:
-    """The aligned pairs, the forecast as (member, dim, *point) and the obs as (dim, *point),
-    every variable on the same points; and each forecast's own order of its other dims
+    """The aligned pairs in the order of their names, the forecast as (member, dim, *point)
+    and the obs as (dim, *point), every variable on the same points; and each forecast's own order of its other dims
     (the order of the rank histogram's tie draws)."""
     out: list[tuple[Hashable, xr.DataArray, xr.DataArray]] = []
     orders: list[list[Hashable]] = []
-    for name, f, o in pairs(forecast, obs):
+    # By name: sums of stores that list their variables in another order still merge.
+    for name, f, o in sorted(pairs(forecast, obs), key=lambda pair: str(pair[0])):
         f, o = align_pair(f, o, member_dim)
         orders.append([d for d in f.dims if d != member_dim])
         if dim not in o.dims:
