@@ -25,6 +25,7 @@ from xcorrdiff.inference.settings import MEMBER, TIME
 from xcorrdiff.inference.store import MARKER_DIR
 from xcorrdiff.verify.streaming import (
     add_sums,
+    add_total,
     chunk_sums,
     load_sums,
     prepare,
@@ -101,14 +102,21 @@ def score_chunk(
     truth: Sequence[np.ndarray],
 ) -> None:  # fmt: skip
     """Sum the scores of the blocks a write task just wrote; save them for :func:`collect`."""
+    target = _sums_path(path, index)
+    target.parent.mkdir(exist_ok=True)
+    save_sums(target, _sums(plan, start, written, truth), {**plan.meta, "chunk": index})
+
+
+def _sums(
+    plan: ScorePlan, start: int, written: dict[str, np.ndarray], truth: Sequence[Any]
+) -> dict[str, np.ndarray]:
+    """Every variable's sums of one chunk: the ensemble's blocks as written, the truth's."""
     arrays: dict[str, np.ndarray] = {}
     for k, name in enumerate(plan.names):
         f = np.transpose(written[name], plan.axes[name]).astype(np.float64)
         o = np.asarray(truth[k], dtype=np.float64)
         add_sums(arrays, k, chunk_sums(plan.meta, k, f, o, start), len(plan.names))
-    target = _sums_path(path, index)
-    target.parent.mkdir(exist_ok=True)
-    save_sums(target, arrays, {**plan.meta, "chunk": index})
+    return arrays
 
 
 def truth_blocks(plan: ScorePlan, start: int, stop: int) -> tuple[Any, ...]:
@@ -121,25 +129,15 @@ def collect(
 ) -> xr.Dataset:
     """The sums of every chunk: saved by the write tasks, else scored from the store."""
     total: dict[str, np.ndarray] = {}
-    store = None
+    store = xr.open_zarr(path, consolidated=False)
     for index, (start, stop) in enumerate(bounds):
         saved = _sums_path(path, index)
         if saved.is_file():
             arrays, meta = load_sums(saved)
             if meta["signature"] == plan.meta["signature"] and meta["times"] == plan.meta["times"]:
-                for key, value in arrays.items():
-                    total[key] = total.get(key, 0) + value
+                add_total(total, arrays)
                 continue
-        if store is None:
-            store = xr.open_zarr(path, consolidated=False)
         written = {n: store[n].isel({TIME: slice(start, stop)}).values for n in plan.names}
-        truth = [np.asarray(t) for t in truth_blocks(plan, start, stop)]
-        part: dict[str, np.ndarray] = {}
-        for k, name in enumerate(plan.names):
-            f = np.transpose(written[name], plan.axes[name]).astype(np.float64)
-            add_sums(part, k, chunk_sums(plan.meta, k, f, truth[k], start), len(plan.names))
-        for key, value in part.items():
-            total[key] = total.get(key, 0) + value
+        add_total(total, _sums(plan, start, written, truth_blocks(plan, start, stop)))
     meta = {**plan.meta, "starts": [b[0] for b in bounds] + [bounds[-1][1]], "done": len(bounds)}
-    template = xr.open_zarr(path, consolidated=False)
-    return sums_dataset(total, meta, template)
+    return sums_dataset(total, meta, store)

@@ -255,6 +255,12 @@ def _starts(o: xr.DataArray, dim: str, batch: int | None) -> list[int]:
     return [*range(0, size, int(step)), size]
 
 
+def add_total(total: dict[str, np.ndarray], part: dict[str, np.ndarray]) -> None:
+    """Add sums with the ``variable`` axis (one chunk's, one piece's) to the totals."""
+    for key, value in part.items():
+        total[key] = total[key] + value if key in total else np.array(value, np.float64)
+
+
 def add_sums(total: dict[str, np.ndarray], k: int, part: dict[str, np.ndarray], n: int) -> None:
     """Add variable ``k``'s sums of one chunk to the totals (``n`` variables)."""
     for key, value in part.items():
@@ -428,14 +434,20 @@ def sums_dataset(
     return xr.Dataset(data, coords=coords, attrs={"xcorrdiff_sums": json.dumps(meta)})
 
 
-def _from_dataset(sums: xr.Dataset, argname: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def _record(sums: xr.Dataset, argname: str) -> dict[str, Any]:
+    """The sums' record (signature, times), after checking ``sums`` came from accumulate."""
     if not isinstance(sums, xr.Dataset) or "xcorrdiff_sums" not in sums.attrs:
         raise ValueError(
             f"{argname} is not a result of xcorrdiff.verify.accumulate (no 'xcorrdiff_sums' "
             f"attribute; got {type(sums).__name__}); pass what accumulate returned"
         )
+    return dict(json.loads(sums.attrs["xcorrdiff_sums"]))
+
+
+def _from_dataset(sums: xr.Dataset, argname: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    meta = _record(sums, argname)
     arrays = {str(k): np.asarray(v.values, dtype=np.float64) for k, v in sums.data_vars.items()}
-    return arrays, json.loads(sums.attrs["xcorrdiff_sums"])
+    return arrays, meta
 
 
 def merge_sums(*sums: xr.Dataset) -> xr.Dataset:
@@ -454,7 +466,7 @@ def merge_sums(*sums: xr.Dataset) -> xr.Dataset:
                 f"merge_sums: sums[{j}] differs from sums[0] in {differ or 'its statistics'}; "
                 "only sums of the same variables, grid, members, bins, spacing and seed merge"
             )
-        total = {k: total[k] + arrays[k] for k in total}
+        add_total(total, arrays)
         meta = {**meta, "times": meta["times"] + other["times"], "starts": None, "done": None}
     return sums_dataset(total, meta, sums[0])
 
@@ -532,7 +544,7 @@ def scores_from_sums(
     spectra ``ralsd`` and ``band_power_ratio`` (:func:`~xcorrdiff.verify.ralsd`,
     :func:`~xcorrdiff.verify.band_power_ratio`) are over everything.
     """
-    _, meta = _from_dataset(sums, "sums")
+    meta = _record(sums, "sums")
     signature = meta["signature"]
     s = sums
     if not per_point:
