@@ -54,6 +54,22 @@ def raise_if_dask_computes(max_computes: int = 0) -> Iterator[_CountingScheduler
         yield scheduler
 
 
+@contextlib.contextmanager
+def two_worker_cluster() -> Iterator[object]:
+    """A dask.distributed client on two worker processes of one thread each (one torch
+    thread too), no dashboard; the caller skips when distributed is absent."""
+    import distributed
+
+    with (
+        distributed.LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
+            env={"OMP_NUM_THREADS": "1"},
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):  # fmt: skip
+        yield client
+
+
 @pytest.fixture
 def no_dask_compute():  # type: ignore[no-untyped-def]
     return raise_if_dask_computes

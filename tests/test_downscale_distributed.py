@@ -6,14 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_data, tiny_model
+from conftest import tiny_data, tiny_model, two_worker_cluster
 
 import xcorrdiff.inference.api
 from xcorrdiff.inference.api import downscale
 
 pytestmark = pytest.mark.numerics
 
-distributed = pytest.importorskip("distributed")
+pytest.importorskip("distributed")
 
 
 def _loads() -> int:
@@ -26,13 +26,7 @@ def test_model_loaded_once_per_worker_and_numbers_unchanged(tmp_path: Path) -> N
     kw = {"n_ensemble": 2, "num_steps": 2, "seed": 4, "device": "cpu", "member_batch_size": 1}
     ens = downscale(lr.chunk(time=1), path, **kw)  # type: ignore[arg-type]
     local = ens.compute(scheduler="sync")
-    with (
-        distributed.LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
-            env={"OMP_NUM_THREADS": "1"},
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):  # fmt: skip
+    with two_worker_cluster() as client:
         remote = ens.compute()
         loads = client.run(_loads)
         again = downscale(lr.chunk(time=2), path, **kw).compute()  # type: ignore[arg-type]

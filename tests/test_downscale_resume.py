@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from conftest import tiny_data, tiny_model
+from conftest import tiny_data, tiny_model, two_worker_cluster
 from dask.callbacks import Callback
 
 from xcorrdiff.cli import main
@@ -108,20 +108,14 @@ def test_interrupted_run_resumes_without_recomputing(
 def test_resume_on_a_distributed_cluster(
     model_dir: Path, reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("distributed")
     store = tmp_path / "ens.zarr"
     lr, _ = tiny_data(6)
     monkeypatch.setenv(_FAIL_ENV, "1")
     with dask.config.set(scheduler="sync"), pytest.raises(RuntimeError, match="injected"):
         downscale_to_zarr(lr, store, model_dir, time_chunk=2, **KW)
     monkeypatch.delenv(_FAIL_ENV)
-    with (
-        distributed.LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0",
-            env={"OMP_NUM_THREADS": "1"},
-        ) as cluster,
-        distributed.Client(cluster),
-    ):  # fmt: skip
+    with two_worker_cluster():
         run = downscale_to_zarr(lr, store, model_dir, time_chunk=2, **KW)
     (done,) = run.skipped
     assert run.computed == tuple(i for i in range(3) if i != done)

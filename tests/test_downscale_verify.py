@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import tiny_data, tiny_model
+from conftest import tiny_data, tiny_model, two_worker_cluster
 
 import xcorrdiff.verify as xv
 from xcorrdiff.inference.api import downscale_to_zarr
@@ -82,15 +82,9 @@ def test_truth_that_cannot_score_is_refused_before_writing(model_dir: Path, tmp_
 
 
 def test_scored_on_a_distributed_cluster(model_dir: Path, tmp_path: Path) -> None:
-    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("distributed")
     lr, hr = tiny_data(6)
-    with (
-        distributed.LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0",
-            env={"OMP_NUM_THREADS": "1"},
-        ) as cluster,
-        distributed.Client(cluster),
-    ):  # fmt: skip
+    with two_worker_cluster():
         run = downscale_to_zarr(lr, tmp_path / "ens.zarr", model_dir, verify_against=hr, **KW)
     assert run.computed == (0, 1, 2)
     _one_shot(run.open().load(), hr, run.verification)
