@@ -105,6 +105,10 @@ def test_climate_plots() -> None:
     assert ax.get_title() == "TXx bias" and len(ax.collections) == 1
     lo, hi = ax.collections[0].get_clim()
     assert lo == -hi
+    with pytest.raises(ValueError, match=r"forecast has no member dimension 'member'"):
+        xplot.quantile_quantile(truth, truth)
+    with pytest.raises(ValueError, match=r"TXx_bias has dims \('time', 'y', 'x'\); expected 2-D"):
+        xplot.index_bias_map(xr.Dataset({"TXx_bias": truth["t2m"]}), "TXx")
     with pytest.raises(ValueError, match=r"scores has no 'SU_bias'"):
         xplot.index_bias_map(scores, "SU")
 

@@ -117,6 +117,10 @@ def test_errors_name_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     no_units["pr"].attrs = {}
     with pytest.raises(ValueError, match=r"variable 'pr' has no 'units' attribute; set it"):
         climate_indices(forecast, no_units, ["CDD"])
+    with pytest.raises(ValueError, match=r"variables has roles \['tmax'\]; expected some of"):
+        climate_indices(forecast, obs, ["TXx"], variables={"tmax": "tasmax"})
+    with pytest.raises(ValueError, match=r"variables names \['tx'\], which the data lack"):
+        climate_indices(forecast, obs, ["TXx"], variables={"tasmax": "tx"})
     monkeypatch.setitem(sys.modules, "xclim.indices", None)
     with pytest.raises(
         ImportError,
