@@ -10,7 +10,8 @@ changes only the diffusion settings, so they would be trained identically again)
 Usage::
 
     python asv_benchmarks/diffusion_budget.py [--seed 0] [--budget 4]
-        [--variants base diff1x drop13 patch32 patch16 patch16d1x patch8 drop13p32]
+        [--variants base diff1x drop13 patch32 patch16 patch16d1x patch8 drop13p32 auto
+         autodrop13 autodrop30]
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "patch16d1x": {"diffusion_crops": False, "patch_shape": (16, 16), "diffusion_duration": 400},
     "patch8": {"diffusion_crops": False, "patch_shape": (8, 8)},
     "drop13p32": {"diffusion_crops": False, "net": {"dropout": 0.13}, "patch_shape": (32, 32)},
+    "auto": {},
+    "autodrop13": {"net": {"dropout": 0.13}},
+    "autodrop30": {"net": {"dropout": 0.3}},
 }
 
 
