@@ -27,7 +27,7 @@ Usage::
 
     python asv_benchmarks/sampler_steps.py [--case known|real] [--times 8] [--members 32]
         [--nfe 1 2 3 4 6 8 12 18 24 36] [--samplers euler heun dpmpp_2m ancestral]
-        [--runs euler:4,24 dpmpp_2m:2,4 ...] [--csv table.csv]
+        [--runs euler:4,24 dpmpp_2m:2,4 student ...] [--model DIR] [--csv table.csv]
 """
 
 from __future__ import annotations
@@ -55,11 +55,11 @@ COLUMNS = (
 )
 
 
-def known_case(n_times: int):  # type: ignore[no-untyped-def]
-    """The demo model, held-out synthetic inputs and truth, and the oracle ensemble."""
+def known_case(n_times: int, path: str = "demo"):  # type: ignore[no-untyped-def]
+    """The demo model (or the model at ``path``), held-out synthetic inputs and truth."""
     from xcorrdiff.demo.run import DATA_SEED, _held_out_data, _load
 
-    model = _load("demo", "cpu")
+    model = _load(path, "cpu")
     lr, hr = _held_out_data(model, n_times, DATA_SEED, (128, 128), 8)
     return model, lr, hr[list(model.output_names)]
 
@@ -113,10 +113,14 @@ def runs(samplers: list[str], nfes: list[int]) -> list[tuple[str, int]]:
 
 
 def parse_runs(texts: list[str]) -> list[tuple[str, int]]:
-    """``["euler:4,24", "heun:12"]`` → ``[("euler", 4), ("euler", 24), ("heun", 12)]``."""
+    """``["euler:4,24", "heun:12", "student"]`` → ``[("euler", 4), ("euler", 24),
+    ("heun", 12), ("student", 0)]`` (the student samples on its own levels)."""
     out = []
     for text in texts:
         name, _, steps = text.partition(":")
+        if name == "student":
+            out.append(("student", 0))
+            continue
         out += [(name, int(n)) for n in steps.split(",")]
     return out
 
@@ -144,6 +148,7 @@ def main() -> None:
         help="explicit rows instead of --samplers/--nfe, e.g. euler:4,24 dpmpp_2m:4,6",
     )  # fmt: skip
     parser.add_argument("--train-seed", type=int, default=0)
+    parser.add_argument("--model", default="demo", help="known case: the model (a directory)")
     parser.add_argument("--member-batch-size", type=int, default=8)
     parser.add_argument("--csv", type=Path, default=None)
     args = parser.parse_args()
@@ -152,7 +157,7 @@ def main() -> None:
 
     samplers = args.samplers or list(SAMPLERS)
     model, lr, truth = (
-        known_case(args.times) if args.case == "known" else real_case(args.train_seed)
+        known_case(args.times, args.model) if args.case == "known" else real_case(args.train_seed)
     )
     print(f"xcorrdiff {xcorrdiff.__version__}; case {args.case}: {truth.sizes['time']} time(s), "
           f"{args.members} members, outputs {list(truth.data_vars)}")  # fmt: skip
@@ -168,12 +173,17 @@ def main() -> None:
     listed = runs(samplers, args.nfe) if args.runs is None else parse_runs(args.runs)
     plan = [("euler", 12)] + [r for r in listed if r != ("euler", 12)]
     for name, steps in plan:
-        label, nfe = f"{name} {steps}", SAMPLERS[name].evaluations(steps)
+        options: dict = {"sampler": name, "num_steps": steps}
+        if name == "student":  # the model's distilled student, on its own levels
+            options, steps = {"student": True}, model.student_config.sampler.num_steps
+            label, nfe = f"student {steps}", steps
+        else:
+            label, nfe = f"{name} {steps}", SAMPLERS[name].evaluations(steps)
         started = time.perf_counter()
         try:
             ens = lr.corrdiff.downscale(
-                model, args.members, sampler=name, num_steps=steps, seed=0, device="cpu",
-                member_batch_size=args.member_batch_size,
+                model, args.members, seed=0, device="cpu",
+                member_batch_size=args.member_batch_size, **options,
             )  # fmt: skip
         except ValueError as error:
             print(f"| {label} | {nfe} | refused: {error} |", flush=True)

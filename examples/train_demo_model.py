@@ -6,7 +6,9 @@ factor=8)``, weather seed 0, terrain seed 0), the ``tiny`` preset with its defau
 0; its residual scaling included), the targets ``t2m``, ``u10m``, ``v10m`` and ``precip``
 (normalized after ``log1p``; ``orography`` and ``land_sea_mask`` are the invariants), on
 the CPU with one torch thread. The model's default sampler is set to 4 DPM-Solver++(2M)
-steps from sigma_max = 80 (see docs/performance.md, "Samplers: cost and skill by network
+steps from sigma_max = 80, and a 2-step student of it is distilled from the same data
+(``xcorrdiff.train.distill``, 1024 samples; ``--student-of DIR`` runs this last step alone
+on a trained model) (see docs/performance.md, "Samplers: cost and skill by network
 evaluations", for the table that chose it; before issue 26 it was 24 Euler steps, see
 docs/user-guide/training.md, "Residual scaling", for sigma_max). The demo (``xcorrdiff demo``) scores it on weather seed 1, which
 is not in this training set.
@@ -32,6 +34,7 @@ import torch
 
 import xcorrdiff
 from xcorrdiff.config import SamplerConfig
+from xcorrdiff.train.distill import distill
 from xcorrdiff.tutorial import make_synthetic
 
 #: The recipe (keep in step with docs/demo.md).
@@ -45,6 +48,9 @@ PRESET = "tiny"
 THREADS = 1
 #: Default sampler stored with the model.
 SAMPLER = SamplerConfig(sampler="dpmpp_2m", num_steps=4, sigma_max=80.0)
+#: The distilled student (xcorrdiff.train.distill): its evaluations and training samples.
+STUDENT_STEPS = 2
+STUDENT_SAMPLES = 1024
 
 
 def main() -> None:
@@ -52,6 +58,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="model directory to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--checkpoint-dir", type=Path, default=None)
+    parser.add_argument(
+        "--student-of", type=Path, default=None, metavar="MODEL_DIR",
+        help="skip both stages: distil the student of this trained model (the last step)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.out.exists() and not args.overwrite:
         parser.error(f"--out {args.out} already exists; pass --overwrite to replace it")
@@ -66,9 +76,13 @@ def main() -> None:
     )
     print(f"training {PRESET!r} on {N_TIMES} times of seed {WEATHER_SEED}; log in {checkpoints}")
 
-    model = lr.corrdiff.fit(hr, config=config)
+    if args.student_of is None:
+        model = lr.corrdiff.fit(hr, config=config)
+        model.sampler = SAMPLER
+    else:
+        model = xcorrdiff.load_model(args.student_of)
+    model = distill(model, lr, hr, STUDENT_STEPS, config=config, duration=STUDENT_SAMPLES)
     minutes = (time.perf_counter() - start) / 60
-    model.sampler = SAMPLER
     path = model.save(args.out, overwrite=args.overwrite)
     size = sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 1e6
     final = model.provenance["diffusion"]["final_validation"]
@@ -76,7 +90,8 @@ def main() -> None:
         f"trained in {minutes:.1f} min on {platform.machine()} CPU ({THREADS} torch thread), "
         f"torch {torch.__version__}; {size:.1f} MB saved to {path}\n"
         f"diffusion validation loss {final['val_loss']:.4f} vs zero residual "
-        f"{final['val_loss_zero_residual']:.4f}"
+        f"{final['val_loss_zero_residual']:.4f}; student of {STUDENT_STEPS} steps distilled on "
+        f"{model.provenance['student']['samples']} samples"
     )
 
 

@@ -68,6 +68,25 @@ def test_train_writes_a_model_that_downscales(pairs: dict[str, Path], tmp_path: 
     assert ens["t2m"].dims == ("member", "time", "y", "x") and np.isfinite(ens["t2m"]).all()
 
 
+def test_train_distills_a_student_that_downscale_uses(
+    pairs: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "model"
+    assert _train(pairs, out, "--distill", "2") == 0
+    model = xcorrdiff.load_model(out)
+    assert model.student is not None and model.student_config is not None
+    assert model.student_config.sampler.num_steps == 2  # of the default 12 Euler steps
+    assert model.provenance["student"]["samples"] == 4  # the diffusion stage's duration
+    ens_path = tmp_path / "ens.zarr"
+    assert main(["downscale", str(pairs["lr"]), "--model", str(out), "--members", "2",
+                 "--student", "--out", str(ens_path), "--device", "cpu", "--quiet"]) == 0  # fmt: skip
+    ens = xr.open_zarr(ens_path, consolidated=False)
+    assert ens.attrs["student"] and ens.attrs["num_steps"] == 2
+    lr = xr.open_zarr(pairs["lr"], consolidated=False)
+    expected = downscale(lr, out, 2, student=True, device="cpu")
+    np.testing.assert_allclose(ens["t2m"].values, expected["t2m"].values, rtol=1e-5)
+
+
 def test_train_resumes_from_its_checkpoint_directory(
     pairs: dict[str, Path], tmp_path: Path
 ) -> None:

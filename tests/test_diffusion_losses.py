@@ -26,7 +26,7 @@ from toy_denoisers import ToyDenoiser, ToyRegression
 def _loss(net, y, img_lr, mean, *, offsets=None, patch_shape=None, hr_mean_conditioning=True,
           residual_scale=None, **draws):  # fmt: skip
     """The residual loss as the diffusion stage assembles it: residual and condition cut at
-    the same corners (xcorrdiff.train.stages._DiffusionStage)."""
+    the same corners (xcorrdiff.train.stages.DiffusionStage)."""
     residual = y - mean
     if residual_scale is not None:
         residual = residual / residual_scale.reshape(1, -1, 1, 1)

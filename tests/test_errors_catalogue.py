@@ -9,6 +9,7 @@ of this table and of the command-line table of ``test_cli_contract.py`` (checked
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -27,12 +28,13 @@ from test_cli_contract import BAD_INPUTS, MISUSES
 
 import xcorrdiff
 import xcorrdiff.verify as xv
-from xcorrdiff.config import NetworkConfig
+from xcorrdiff.config import NetworkConfig, SamplerConfig, StudentConfig
 from xcorrdiff.inference.api import downscale, downscale_to_zarr
 from xcorrdiff.model import load_model
 from xcorrdiff.nn import CheckpointError, load_physicsnemo
 from xcorrdiff.train import CheckpointMismatchError, NonFiniteError, fit_diffusion, fit_regression
 from xcorrdiff.train.config import TrainConfig
+from xcorrdiff.train.distillation import distill
 from xcorrdiff.tutorial import make_synthetic
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
@@ -150,6 +152,10 @@ CASES: list[tuple[str, str, Callable[[Ctx], Any], type[BaseException], str]] = [
     ("members-zero", "ensemble size below 1", lambda c: downscale(c.lr, c.model_dir, **{**KW, "n_ensemble": 0}), E, r"n_ensemble=0 is invalid; expected an integer >= 1"),
     ("seed-negative", "negative seed", lambda c: downscale(c.lr, c.model_dir, seed=-1, **KW), E, r"seed=-1 is invalid"),
     ("sampler-unknown", "unknown sampler", lambda c: downscale(c.lr, c.model_dir, sampler="ddim", **KW), E, r"sampler='ddim' is invalid; expected None \(the model's\) or one of \['euler', 'heun', 'dpmpp_2m', 'ancestral'\]"),
+    ("sampler-student-missing", "student=True for a model without a student", lambda c: downscale(c.lr, c.model_dir, student=True, n_ensemble=2, device="cpu"), E, r"student=True but this model has no distilled student; distil one with xcorrdiff.train.distill"),
+    ("sampler-student-with-steps", "sampler settings beside the student", lambda c: downscale(c.lr, _with_student(), student=True, **KW), E, r"\['num_steps'\] may not be passed with student=True"),
+    ("distill-steps-indivisible", "a student step count that does not divide the teacher's", lambda c: distill(tiny_model(), c.train_lr, c.train_hr, 3, config=c.config(), progress=False), E, r"steps=3 is invalid for a teacher of 4 steps; expected a divisor of 4 below it"),
+    ("distill-stochastic-teacher", "distilling a stochastic sampler", lambda c: distill(_with_sampler("ancestral"), c.train_lr, c.train_hr, 2, config=c.config(), progress=False), E, r"model.sampler.sampler='ancestral' is stochastic"),
     ("sampler-noise-mismatch", "churn for a sampler without it", lambda c: downscale(c.lr, c.model_dir, sampler="dpmpp_2m", s_churn=0.5, **KW), E, r"s_churn=0.5 does not apply to sampler='dpmpp_2m'; it is an argument of \['euler', 'heun'\]"),
     ("steps-too-few", "too few steps for the sampler", lambda c: downscale(c.lr, c.model_dir, **{**KW, "sampler": "heun", "num_steps": 4}), E, r"num_steps=4 is too few for sampler='heun': it needs at least 12"),
     ("steps-zero", "no sampler steps", lambda c: downscale(c.lr, c.model_dir, **{**KW, "num_steps": 0}), E, r"num_steps=0 is invalid"),
@@ -258,6 +264,19 @@ CASES: list[tuple[str, str, Callable[[Ctx], Any], type[BaseException], str]] = [
     ("options-unknown", "an unknown option", lambda c: xcorrdiff.set_options(modle="x"), E, r"set_options got unknown option\(s\) \['modle'\]"),
     ("options-model-type", "a model option of the wrong type", lambda c: xcorrdiff.set_options(model=3), TypeError, r"model=3 is invalid; expected a CorrDiffModel"),
 ]  # fmt: skip
+
+
+def _with_student() -> xcorrdiff.CorrDiffModel:
+    model = copy.copy(tiny_model())
+    model.student = copy.deepcopy(model.diffusion)
+    model.student_config = StudentConfig(sampler=SamplerConfig(num_steps=2, sigma_min=0.5))
+    return model
+
+
+def _with_sampler(name: str) -> xcorrdiff.CorrDiffModel:
+    model = copy.copy(tiny_model())
+    model.sampler = SamplerConfig(sampler=name, num_steps=4)  # type: ignore[arg-type]
+    return model
 
 
 def _regression_only() -> xcorrdiff.CorrDiffModel:

@@ -111,7 +111,7 @@ def _keywords(fn: Any) -> dict[str, Any]:
 
 
 def test_every_entry_point_takes_every_option_with_the_same_default() -> None:
-    assert OPTIONS[:3] == ("n_ensemble", "seed", "sampler") and len(OPTIONS) == 18
+    assert OPTIONS[:3] == ("n_ensemble", "seed", "sampler") and len(OPTIONS) == 19
     for fn in (
         downscale,
         downscale_to_zarr,

@@ -40,6 +40,7 @@ def check_model(model: Any) -> None:
             raise ValueError(
                 f"residual_scale has invalid scales {bad}; expected positive finite numbers"
             )
+    _check_student(model)
     scale = model.sampler.noise_scale
     if scale is not None and len(scale) != len(model.output_variables):
         raise ValueError(
@@ -91,4 +92,19 @@ def _check_skip(model: Any) -> None:
             f"conditioning['input_skip'] has invalid entries {wrong}; expected "
             f"{{output: {{'input': name, 'spread': positive number}}}} with outputs among "
             f"{list(model.output_names)} and inputs among {list(model.input_names)}"
+        )
+
+
+def _check_student(model: Any) -> None:
+    """A student comes with its settings, beside a diffusion network of its class."""
+    student, config = model.student, model.student_config
+    if (student is None) != (config is None):
+        raise ValueError(
+            "student and student_config go together: got a student network "
+            f"{'and no' if config is None else 'missing, but a'} student_config"
+        )
+    if student is not None and type(student) is not type(model.diffusion):
+        raise ValueError(
+            f"the student network is a {type(student).__name__}; expected the diffusion "
+            f"network's class, {type(model.diffusion).__name__}"
         )

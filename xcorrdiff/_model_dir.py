@@ -26,7 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from xcorrdiff._files import file_record, member_path, verify_file
-from xcorrdiff.config import SamplerConfig
+from xcorrdiff.config import SamplerConfig, StudentConfig
 from xcorrdiff.data.normalize import Normalizer
 from xcorrdiff.data.prepare import VariableSpec
 from xcorrdiff.nn.physicsnemo import SUPPORTED_CLASSES
@@ -107,8 +107,8 @@ def write_files(
 
 
 _MODEL_FILES = frozenset(
-    {"config.json", "regression.safetensors", "diffusion.safetensors", "grid_hr.nc",
-     "grid_input.nc", "invariants.nc", "observed.nc"}
+    {"config.json", "regression.safetensors", "diffusion.safetensors", "student.safetensors",
+     "grid_hr.nc", "grid_input.nc", "invariants.nc", "observed.nc"}
 )  # fmt: skip
 # The files of an Earth2Studio package (CorrDiffModel.save(format="earth2studio")).
 _PACKAGE_FILES = frozenset(
@@ -222,7 +222,8 @@ def _listed(root: Path, config: Mapping[str, Any], name: object) -> Path:
 
 
 def read_network(root: Path, config: Mapping[str, Any], role: str) -> torch.nn.Module | None:
-    """The ``role`` network ("regression" or "diffusion"), or ``None`` if the model has none.
+    """The ``role`` network ("regression", "diffusion" or "student"), or ``None`` if the
+    model has none.
 
     The weight file's header (tensor names and shapes) is read first; the network described
     by the config must match it before the network is built and the weights are loaded.
@@ -299,6 +300,10 @@ def model_arguments(root: Path, config: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "regression": read_network(root, config, "regression"),
         "diffusion": read_network(root, config, "diffusion"),
+        "student": read_network(root, config, "student"),
+        "student_config": StudentConfig.from_dict(config["student"])
+        if "student" in config
+        else None,
         "input_variables": [VariableSpec.from_dict(v) for v in config["input_variables"]],
         "output_variables": [VariableSpec.from_dict(v) for v in config["output_variables"]],
         "grid": read_dataset(root, config, config["grid"]["file"]),

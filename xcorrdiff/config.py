@@ -4,6 +4,8 @@
   PhysicsNeMo's names.
 * :class:`SamplerConfig` — the default sampler settings stored with a model.
 * :data:`SAMPLERS` — the samplers a model or a call may name, with their defaults.
+* :class:`StudentConfig` — a distilled few-step student's sampler and whether it is the
+  model's default (:func:`xcorrdiff.train.distill`).
 
 The training settings are :class:`xcorrdiff.train.TrainConfig`.
 """
@@ -245,6 +247,43 @@ class SamplerConfig:
     def from_dict(cls, data: dict[str, Any]) -> SamplerConfig:
         """Rebuild from :meth:`to_dict` output."""
         return cls(**data)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudentConfig:
+    """The settings of a model's distilled student network (:func:`xcorrdiff.train.distill`).
+
+    Parameters
+    ----------
+    sampler : SamplerConfig
+        The student's own schedule: Euler steps on the noise levels it was distilled at
+        (every ``r``-th level of the teacher's schedule, itself a Karras schedule). Other
+        samplers or step counts are refused with the student.
+    default : bool, default False
+        Whether ``downscale`` uses the student when its ``student`` argument is None.
+    """
+
+    sampler: SamplerConfig
+    default: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sampler, SamplerConfig):
+            raise TypeError(f"sampler must be a SamplerConfig, got {type(self.sampler).__name__}")
+        if self.sampler.sampler != "euler":
+            raise ValueError(
+                f"a student samples with Euler steps on its distilled levels; got "
+                f"sampler={self.sampler.sampler!r}"
+            )
+        check_bool("default", self.default)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dictionary; the inverse of :meth:`from_dict`."""
+        return {"sampler": self.sampler.to_dict(), "default": self.default}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudentConfig:
+        """Rebuild from :meth:`to_dict` output."""
+        return cls(sampler=SamplerConfig.from_dict(data["sampler"]), default=data["default"])
 
 
 def check_steps(sampler: str, num_steps: object) -> int:

@@ -9,6 +9,8 @@ A :class:`CorrDiffModel` is saved as a directory::
                                other file ("files")
       regression.safetensors   regression UNet weights
       diffusion.safetensors    residual diffusion weights (absent for a regression-only model)
+      student.safetensors      a distilled few-step student of the diffusion network (optional;
+                               :func:`xcorrdiff.train.distill`)
       grid_hr.nc               HR grid coordinates (netCDF)
       grid_input.nc            input grid coordinates (optional)
       invariants.nc            invariant fields on the HR grid (optional)
@@ -48,7 +50,7 @@ from xcorrdiff._model_dir import (
     write_files,
 )
 from xcorrdiff._version import __version__
-from xcorrdiff.config import SamplerConfig
+from xcorrdiff.config import SamplerConfig, StudentConfig
 from xcorrdiff.data.convert import array_to_dataset, dataset_to_array, to_tensor
 from xcorrdiff.data.lead_time import map_leads
 from xcorrdiff.data.normalize import Normalizer
@@ -119,6 +121,11 @@ class CorrDiffModel:
         output is NaN where it is False. ``None``: observed everywhere.
     provenance : mapping, optional
         Free-form JSON-able record (training configuration, data, durations...).
+    student : torch.nn.Module, optional
+        A few-step student of ``diffusion`` (:func:`xcorrdiff.train.distill`), the same
+        class; needs ``student_config``.
+    student_config : StudentConfig, optional
+        The student's sampler and whether ``downscale`` uses it by default.
     """
 
     def __init__(
@@ -143,9 +150,13 @@ class CorrDiffModel:
         output_bounds: Mapping[str, Sequence[float | None]] | None = None,
         observed: xr.Dataset | None = None,
         provenance: Mapping[str, Any] | None = None,
+        student: torch.nn.Module | None = None,
+        student_config: StudentConfig | None = None,
     ) -> None:
         self.regression = regression.eval()
         self.diffusion = diffusion.eval() if diffusion is not None else None
+        self.student = student.eval() if student is not None else None
+        self.student_config = student_config
         self.input_variables = tuple(input_variables)
         self.output_variables = tuple(output_variables)
         self.grid = grid
@@ -227,6 +238,7 @@ class CorrDiffModel:
 
     def __repr__(self) -> str:
         stage = "regression + diffusion" if self.diffusion is not None else "regression only"
+        stage += " + student" if self.student is not None else ""
         return (
             f"<CorrDiffModel ({stage}) inputs={list(self.input_names)} "
             f"invariants={list(self.invariant_names)} outputs={list(self.output_names)} "
@@ -348,12 +360,12 @@ class CorrDiffModel:
         return ds.assign(masked)
 
     def to(self, device: str | torch.device | None) -> CorrDiffModel:
-        """Move both networks to ``device`` (in place; ``None``: the option ``device``, else
+        """Move the networks to ``device`` (in place; ``None``: the option ``device``, else
         CUDA when available, else the CPU); returns ``self``."""
         device = resolve_device(device)
-        self.regression.to(device)
-        if self.diffusion is not None:
-            self.diffusion.to(device)
+        for net in (self.regression, self.diffusion, self.student):
+            if net is not None:
+                net.to(device)
         return self
 
     # --- persistence ----------------------------------------------------------------------
@@ -392,11 +404,13 @@ class CorrDiffModel:
             "networks": {
                 "regression": network_entry(self.regression),
                 "diffusion": network_entry(self.diffusion) if self.diffusion is not None else None,
+                **({"student": network_entry(self.student)} if self.student is not None else {}),
             },
             "conditioning": dict(self.conditioning),
             "regrid_method": self.regrid_method,
             "residual_scale": self.residual_scale,
             "sampler": self.sampler.to_dict(),
+            **({"student": self.student_config.to_dict()} if self.student_config else {}),
             "provenance": self.provenance,
         }
 
@@ -453,8 +467,9 @@ class CorrDiffModel:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
         networks = {"regression": self.regression}
-        if self.diffusion is not None:
-            networks["diffusion"] = self.diffusion
+        for role, net in (("diffusion", self.diffusion), ("student", self.student)):
+            if net is not None:
+                networks[role] = net
         datasets = {"grid_hr.nc": self.grid}
         if self.input_grid is not None:
             datasets["grid_input.nc"] = self.input_grid

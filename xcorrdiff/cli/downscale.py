@@ -143,6 +143,10 @@ def _add_request(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     add("--s-churn", "--churn", type=nonnegative_float, help="EDM churn (euler, heun)")
     add("--renoise", type=nonnegative_float, help="re-drawn noise fraction (ancestral; default 1)")
+    add(
+        "--student", action=argparse.BooleanOptionalAction,
+        help="sample with the model's distilled few-step student (default: the model's choice)",
+    )  # fmt: skip
     add("--patch-shape", type=pair, help="patch size YxX (default: the whole domain)")
     add("--overlap", type=integer(0), help="patch overlap in pixels")
     add(

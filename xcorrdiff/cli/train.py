@@ -18,7 +18,8 @@ The TOML file holds the run and the training settings::
 
 Values on the command line win over the file's. Checkpoints go to ``--checkpoint-dir``
 (default ``OUT.checkpoints``), so running the same command again resumes an interrupted
-run; the model is written to ``OUT`` only when both stages finished.
+run; the model is written to ``OUT`` only when both stages finished (and, with
+``--distill STEPS``, the student of :func:`xcorrdiff.train.distill`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ EXAMPLES = """examples:
   xcorrdiff train lr.zarr hr.zarr --out model --preset tiny
   xcorrdiff train --config run.toml                # paths and settings in the file
   xcorrdiff train lr.nc hr.nc --out model --config settings.toml --seed 3
+  xcorrdiff train lr.zarr hr.zarr --out model --distill 2   # and a 2-step student
   (run the same command again to resume from OUT.checkpoints)
 """
 
@@ -102,15 +104,20 @@ def _train(args: argparse.Namespace) -> int:
     config = _train_config(args, run, checkpoints)
     from xcorrdiff.train.api import fit
 
+    lr, hr = open_dataset(lr_path, "LR"), open_dataset(hr_path, "HR")
     model = fit(
-        open_dataset(lr_path, "LR"),
-        open_dataset(hr_path, "HR"),
+        lr,
+        hr,
         config=config,
         input_variables=_variables(args.inputs) or run.get("input_variables"),
         output_variables=_variables(args.outputs) or run.get("output_variables"),
         regrid_method=args.regrid_method or run.get("regrid_method", "bilinear"),
         progress=not args.quiet,
     )
+    if args.distill is not None:
+        from xcorrdiff.train.distillation import distill
+
+        model = distill(model, lr, hr, args.distill, config=config, progress=not args.quiet)
     model.save(target, overwrite=args.overwrite)
     if not args.quiet:
         print(f"wrote the model to {out} (checkpoints in {checkpoints})", file=sys.stderr)
@@ -142,6 +149,10 @@ def add_train(subparsers: Any) -> Handler:
     p.add_argument(
         "--checkpoint-dir", type=path, default=None, help="default OUT.checkpoints (resumes)"
     )
+    p.add_argument(
+        "--distill", type=integer(1), default=None, metavar="STEPS",
+        help="then distil a STEPS-evaluation student of the diffusion network (same checkpoints)",
+    )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out model")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return _train

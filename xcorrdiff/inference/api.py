@@ -71,6 +71,7 @@ def downscale(
     num_steps: int | None = None,
     s_churn: float | None = None,
     renoise: float | None = None,
+    student: bool | None = None,
     patch_shape: Sequence[int] | None = None,
     overlap: int | None = None,
     region: Mapping[str, Any] | None = None,
@@ -125,6 +126,13 @@ def downscale(
     renoise : float, optional
         Fraction in ``[0, 1]`` of each step's noise that ``"ancestral"`` draws afresh;
         default 1. Refused for the other samplers.
+    student : bool, optional
+        Sample with the model's distilled few-step student (:func:`xcorrdiff.train.distill`)
+        instead of its diffusion network: Euler steps on the noise levels it was distilled
+        at (``model.student_config.sampler``), so ``sampler``, ``num_steps``, ``s_churn``
+        and ``renoise`` are refused with it. Default: the model's choice
+        (``model.student_config.default``; False for a model without a student). True for
+        a model without a student is refused.
     patch_shape : (int, int), optional
         Sample patch by patch (multi-diffusion) with patches of this size; any domain size,
         rectangular patches; sides divisible by the network's downsampling factor. Default:
@@ -215,6 +223,7 @@ def downscale_to_zarr(
     num_steps: int | None = None,
     s_churn: float | None = None,
     renoise: float | None = None,
+    student: bool | None = None,
     patch_shape: Sequence[int] | None = None,
     overlap: int | None = None,
     region: Mapping[str, Any] | None = None,
@@ -271,7 +280,7 @@ def downscale_to_zarr(
     recompute_changed : bool, default False
         When resuming, recompute the finished chunks whose input changed instead of
         refusing to resume.
-    seed, sampler, num_steps, s_churn, renoise, patch_shape, overlap, region, observations, \
+    seed, sampler, num_steps, s_churn, renoise, student, patch_shape, overlap, region, observations, \
 guidance_scale, fill_missing, return_mean, check_plausibility, member_batch_size, device, \
 precision, dtype
         As for :func:`downscale`.

@@ -332,6 +332,7 @@ def _residual_scale(model: CorrDiffModel, device: torch.device) -> torch.Tensor 
 
 
 def _denoiser(
+    net: torch.nn.Module,
     model: CorrDiffModel,
     grid: PatchGrid | None,
     precision: str,
@@ -340,18 +341,18 @@ def _denoiser(
     origin: tuple[int, int] = (0, 0),
     lead: torch.Tensor | None = None,
 ) -> Denoiser:
-    """The model's diffusion network with the condition of these rows bound (the block's
-    patch grid, built once per block: its blending weights are computed at construction)."""
-    assert model.diffusion is not None
+    """``net`` (the model's diffusion network or its student) with the condition of these
+    rows bound (the block's patch grid, built once per block: its blending weights are
+    computed at construction)."""
     hr_mean = bool(model.conditioning.get("hr_mean", True))
     condition = build_condition(inputs, mean if hr_mean else None, lead)
     return Denoiser(
-        model.diffusion,
+        net,
         condition,
         grid=grid,
         origin=origin,
         global_inputs=bool(model.conditioning.get("global_lowres", True)),
-        positional=isinstance(getattr(model.diffusion, "model", None), SongUNetPosEmbd),
+        positional=isinstance(getattr(net, "model", None), SongUNetPosEmbd),
         precision=precision,
     )
 
@@ -409,7 +410,8 @@ def sample_block(
     sampling, runtime = request.sampling, request.runtime
     device = worker_device(runtime.device)
     model = model_on(ref, device)
-    assert model.diffusion is not None  # checked by downscale
+    net = model.student if sampling.student else model.diffusion
+    assert net is not None  # checked by downscale
     n_times, n_members = condition.shape[0], request.ensemble.n_ensemble
     n_cond, n_out = condition.shape[1], settings.n_outputs
     sigmas = edm_sigmas(
@@ -417,7 +419,7 @@ def sample_block(
         sigma_min=sampling.sigma_min,
         sigma_max=sampling.sigma_max,
         rho=sampling.rho,
-        net=model.diffusion,
+        net=net,
         device=device,
     )
     rows = [(t, m) for t in range(n_times) for m in range(n_members)]
@@ -447,7 +449,7 @@ def sample_block(
         mu = mean_t[times]
         lead = settings.lead(len(times), device)
         denoiser = _denoiser(
-            model, grid, runtime.precision, cond_t[times], mu, settings.origin, lead
+            net, model, grid, runtime.precision, cond_t[times], mu, settings.origin, lead
         )
         mu = mu[..., y0 : y0 + h, x0 : x0 + w]
         frame = (tuple(condition.shape[2:]), settings.origin)

@@ -46,12 +46,13 @@ def _file_digest(root: Path) -> str:
 
 
 def _model_digest(model: CorrDiffModel) -> str:
-    """SHA-256 of an in-memory model: its configuration and both networks' weights."""
+    """SHA-256 of an in-memory model: its configuration and its networks' weights."""
     digest = hashlib.sha256()
     digest.update(json.dumps(model.config_dict(), sort_keys=True, default=str).encode())
     digest.update(state_digest(model.regression).encode())
-    if model.diffusion is not None:
-        digest.update(state_digest(model.diffusion).encode())
+    for net in (model.diffusion, model.student):
+        if net is not None:
+            digest.update(state_digest(net).encode())
     return digest.hexdigest()
 
 
@@ -178,15 +179,17 @@ def model_on(ref: ModelRef, device: torch.device) -> CorrDiffModel:
                 raise RuntimeError("model reference holds neither a model nor a path")
             model = load_model(ref.path, device=device)
             _LOADS["loads"] += 1
-        elif _on_device(ref.model.regression, device) and (
-            ref.model.diffusion is None or _on_device(ref.model.diffusion, device)
+        elif all(
+            net is None or _on_device(net, device)
+            for net in (ref.model.regression, ref.model.diffusion, ref.model.student)
         ):
             model = ref.model
         else:
             model = copy.copy(ref.model)  # the caller's model stays where it is
-            model.regression = copy.deepcopy(ref.model.regression).to(device)
-            if ref.model.diffusion is not None:
-                model.diffusion = copy.deepcopy(ref.model.diffusion).to(device)
+            for role in ("regression", "diffusion", "student"):
+                net = getattr(ref.model, role)
+                if net is not None:
+                    setattr(model, role, copy.deepcopy(net).to(device))
         _CACHE[key] = model
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)

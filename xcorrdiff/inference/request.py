@@ -79,6 +79,8 @@ class SamplerRequest:
     rho: float
     #: Where the settings came from: ``"model"`` or ``"argument (the model's: ...)"``.
     sampler_source: str = field(metadata=RUNTIME_ONLY)
+    #: Whether the model's distilled student samples (with its own settings above).
+    student: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -209,15 +211,55 @@ def resolve_precision(precision: Any, dtype: Any, device: torch.device) -> str:
     return name
 
 
+def _use_student(
+    model: CorrDiffModel,
+    student: bool | None,
+    sampler: str | None,
+    num_steps: int | None,
+    s_churn: float | None,
+    renoise: float | None,
+) -> bool:
+    """Whether the student samples: ``student``, else the model's default; sampler
+    options beside it, or a student the model lacks, are refused."""
+    config = model.student_config
+    given = {"sampler": sampler, "num_steps": num_steps, "s_churn": s_churn, "renoise": renoise}
+    given = {k: v for k, v in given.items() if v is not None}
+    if student is None:  # the model's default, unless the call sets the teacher's sampler
+        return config is not None and config.default and not given
+    if check_bool("student", student) and config is None:
+        raise ValueError(
+            "student=True but this model has no distilled student; distil one with "
+            "xcorrdiff.train.distill(model, lr, hr, steps=2), or pass student=False"
+        )
+    if student and given:
+        assert config is not None
+        raise ValueError(
+            f"{sorted(given)} may not be passed with student=True: the student samples on "
+            f"the levels it was distilled at ({config.sampler.num_steps} Euler steps); pass "
+            "student=False to sample the teacher with other settings"
+        )
+    return bool(student)
+
+
 def _sampler(
     model: CorrDiffModel,
     sampler: str | None,
     num_steps: int | None,
     s_churn: float | None,
     renoise: float | None,
+    student: bool | None = None,
 ) -> SamplerRequest:
     """The sampler's settings: the model's unless the call names them; each sampler's noise
     argument (:data:`~xcorrdiff.config.SAMPLERS`) defaulted, the other refused."""
+    if _use_student(model, student, sampler, num_steps, s_churn, renoise):
+        assert model.student_config is not None  # checked by _use_student
+        own = model.student_config.sampler
+        return SamplerRequest(
+            sampler=own.sampler, num_steps=own.num_steps, s_churn=0.0, renoise=None,
+            noise_scale=own.noise_scale, sigma_min=float(own.sigma_min),
+            sigma_max=float(own.sigma_max), rho=float(own.rho),
+            sampler_source="model (its distilled student)", student=True,
+        )  # fmt: skip
     stored = model.sampler
     if sampler is not None and sampler not in SAMPLERS:
         raise ValueError(
@@ -351,7 +393,9 @@ def make_request(
         model_hash=f"sha256:{ref.digest}",
         model_id=ref.model_id,
         ensemble=EnsembleRequest(n_ensemble=n_ensemble, seed=check_int("seed", o["seed"])),
-        sampling=_sampler(model, o["sampler"], o["num_steps"], o["s_churn"], o["renoise"]),
+        sampling=_sampler(
+            model, o["sampler"], o["num_steps"], o["s_churn"], o["renoise"], o["student"]
+        ),
         domain=domain,
         guidance=_guidance(o["observations"], o["guidance_scale"], domain.region),
         inputs=InputRequest(

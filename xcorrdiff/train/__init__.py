@@ -4,6 +4,8 @@
   the first call; the other names below load on first access).
 * :mod:`~xcorrdiff.train.stages` — :func:`fit_regression`, :func:`fit_diffusion`: what
   differs between the two stages (network, loss, validation).
+* :mod:`~xcorrdiff.train.distillation` — :func:`distill`: a few-step student of the diffusion
+  network, trained on the teacher's sampling trajectories.
 * :mod:`~xcorrdiff.train.config` — :class:`TrainConfig` in five frozen groups; the resume
   fingerprint derived from them.
 * :mod:`~xcorrdiff.train.data` — the prepared, normalized training data and its streams.
@@ -36,6 +38,7 @@ _LAZY = {
     "build_diffusion": "xcorrdiff.train.networks",
     "build_regression": "xcorrdiff.train.networks",
     "fit_diffusion": "xcorrdiff.train.stages",
+    "distill": "xcorrdiff.train.distillation",
     "fit_regression": "xcorrdiff.train.stages",
 }
 

@@ -192,7 +192,7 @@ def _validation_gap(
 # --- stage 2: residual diffusion ------------------------------------------------------------
 
 
-class _DiffusionStage:
+class DiffusionStage:
     """The diffusion stage: the residual EDM loss on random patches and its validation.
 
     μ is computed once per sample on the whole domain by the frozen regression and reused
@@ -232,7 +232,7 @@ class _DiffusionStage:
             return self.out_of_fold(condition, lead, time_index)
         return self.own_mean(condition, lead, time_index)
 
-    def _patches(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, Any, Any]:
+    def patches(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, Any, Any]:
         """The scaled residual, the condition and the mask (or None) on the batch's patches;
         the residual is 0 where the target is missing."""
         b = to_device(batch, self.device, self.config.runtime.channels_last)
@@ -250,7 +250,7 @@ class _DiffusionStage:
         return extract_patches(residual, b["offsets"], self.patch), condition, mask
 
     def loss(self, denoiser: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        residual, condition, mask = self._patches(batch)
+        residual, condition, mask = self.patches(batch)
         model = self.config.model
         loss = residual_loss(
             denoiser, residual, condition, generator=self.noise, P_mean=model.P_mean,
@@ -273,7 +273,7 @@ class _DiffusionStage:
         )  # fmt: skip
         with torch.no_grad():
             for batch in batches:
-                residual, condition, mask = self._patches(batch)
+                residual, condition, mask = self.patches(batch)
                 mask = torch.ones_like(residual) if mask is None else mask
                 n = residual.shape[0]
                 sigma = (
@@ -341,13 +341,7 @@ def fit_diffusion(
             f"config.time_features={config.data.time_features!r} differ from the regression "
             f"model's {model.time_features!r}; the diffusion stage conditions on the model's"
         )
-    data, _, _ = prepare_data(
-        lr, hr, input_variables=model.input_variables, output_variables=model.output_variables,
-        grid=model.grid, grid_dims=model.grid_dims, invariants=model.invariants,
-        input_normalizer=model.input_normalizer, output_normalizer=model.output_normalizer,
-        regrid_method=model.regrid_method, config=config, time_features=model.time_features,
-        lead_times=model.lead_times,
-    )  # fmt: skip
+    data = model_data(model, lr, hr, config)
     patch = crop_patch(config, patch, model.shape, len(data.train))
     parallel = init_distributed(config.runtime.device)
     seed = config.runtime.seed
@@ -363,7 +357,7 @@ def fit_diffusion(
             lead_time_steps=len(model.lead_times),
         ),
     ).to(parallel.device)
-    stage = _DiffusionStage(
+    stage = DiffusionStage(
         data, config, parallel.device, regression, patch, model.regression_grid(),
         model.regression_skip(),
     )  # fmt: skip
@@ -393,12 +387,27 @@ def fit_diffusion(
     return _with_diffusion(model, result.ema, config, scale, record)
 
 
+def model_data(
+    model: CorrDiffModel, lr: xr.Dataset, hr: xr.Dataset, config: TrainConfig
+) -> TrainingData:
+    """The training data prepared as ``model``'s regression saw it (its variables, grid,
+    invariants and normalization)."""
+    data, _, _ = prepare_data(
+        lr, hr, input_variables=model.input_variables, output_variables=model.output_variables,
+        grid=model.grid, grid_dims=model.grid_dims, invariants=model.invariants,
+        input_normalizer=model.input_normalizer, output_normalizer=model.output_normalizer,
+        regrid_method=model.regrid_method, config=config, time_features=model.time_features,
+        lead_times=model.lead_times,
+    )  # fmt: skip
+    return data
+
+
 def _residuals(
     model: CorrDiffModel,
     data: TrainingData,
     config: TrainConfig,
     parallel: DistributedContext,
-    stage: _DiffusionStage,
+    stage: DiffusionStage,
     progress: bool,
 ) -> tuple[dict[str, float] | None, dict[str, Any] | None]:
     """Set up the residuals the stage learns: out of fold (``residual_folds``, with the
@@ -428,7 +437,7 @@ def _out_of_fold(
     data: TrainingData,
     config: TrainConfig,
     parallel: DistributedContext,
-    stage: _DiffusionStage,
+    stage: DiffusionStage,
     k: int,
     progress: bool,
 ) -> OutOfFold:

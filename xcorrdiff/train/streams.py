@@ -5,12 +5,14 @@ spawn_key=name)`` with the name's UTF-8 bytes as the spawn key: streams of diffe
 are independent, adding a stream never changes another one, and the same
 ``(seed, name)`` gives the same stream on every machine.
 
-The names in use (:data:`STREAMS`), per stage ``regression`` / ``diffusion``:
+The names in use (:data:`STREAMS`), per stage ``regression`` / ``diffusion`` / ``student``
+(:mod:`xcorrdiff.train.distillation`):
 
 ``init``        the network's initial weights;
 ``batches``     the shuffling of training times and the patch corners;
 ``dropout``     torch's global stream during the stage (dropout);
-``noise``       the noise levels and noise of the residual loss (diffusion);
+``noise``       the noise levels and noise of the residual loss (diffusion), the
+                teacher's initial noise (student);
 ``validation``  the validation batches' patch corners and noise (diffusion).
 
 A cross-fit regression (``TrainConfig(residual_folds=k)``) draws its ``regression.*`` streams
@@ -28,7 +30,7 @@ __all__ = ["STREAMS", "stream_seed"]
 
 STREAMS: tuple[str, ...] = tuple(
     f"{stage}.{name}"
-    for stage in ("regression", "diffusion")
+    for stage in ("regression", "diffusion", "student")
     for name in ("init", "batches", "dropout", "noise", "validation")
 )
 
