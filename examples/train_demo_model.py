@@ -34,7 +34,7 @@ import torch
 
 import xcorrdiff
 from xcorrdiff.config import SamplerConfig
-from xcorrdiff.train.distill import distill
+from xcorrdiff.train.distillation import distill
 from xcorrdiff.tutorial import make_synthetic
 
 #: The recipe (keep in step with docs/demo.md).

@@ -19,7 +19,7 @@ from conftest import HR_SHAPE, OUTPUTS, tiny_model
 
 import xcorrdiff
 from xcorrdiff.cli import main
-from xcorrdiff.config import SamplerConfig
+from xcorrdiff.config import SamplerConfig, StudentConfig
 from xcorrdiff.data.regrid import regrid
 from xcorrdiff.demo import (
     DEMO_MODEL_DIR,
@@ -208,6 +208,25 @@ def test_demo_samples_with_the_models_sampler(tmp_path: Path) -> None:
     assert "46/46" in text  # 1 time x 2 members x 23 evaluations (Heun: 2 per step, 1 on the last)
     settings = json.loads((result.out / MARKER).read_text())["settings"]
     assert settings["sampler"] == "heun" and settings["num_steps"] == 12
+
+
+def test_demo_puts_the_student_beside_the_teacher(tmp_path: Path) -> None:
+    """A model with a distilled student: its members are scored too (same seed), and the
+    report ends with both seconds per member; without one, no student rows."""
+    model = copy.copy(tiny_model())
+    model.student = copy.deepcopy(model.diffusion)
+    model.student_config = StudentConfig(sampler=SamplerConfig(num_steps=2, sigma_min=0.5))
+    result, _ = _run(tmp_path / "out", model=model, num_steps=4)
+    assert "CRPS, distilled student's members" in result.report
+    assert "with 4 sampler steps" in result.report
+    assert "with the 2-step distilled student" in result.report
+    summary = json.loads((result.out / MARKER).read_text())
+    assert summary["settings"]["student_steps"] == 2
+    assert summary["scores"]["u10m"]["crps_student"] > 0
+    assert "downscale (student)" in summary["seconds"]
+    plain, _ = _run(tmp_path / "plain", num_steps=4)
+    assert "student" not in plain.report
+    assert np.isnan(plain.scores["crps_student"]).all()
 
 
 def test_existing_output_is_refused(tmp_path: Path) -> None:

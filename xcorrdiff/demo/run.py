@@ -339,6 +339,9 @@ def run_demo(
         clock.lap("model and held-out data")
         fields = _downscale(resolved, lr, hr, n_ensemble, seed, num_steps, clock)
         clock.lap("downscale")
+        if resolved.student is not None:
+            fields = _with_student(fields, resolved, lr, n_ensemble, seed)
+            clock.lap("downscale (student)")
         scores, criteria, oracle, bilinear = _score(fields, lr, n_ensemble, seed, clock)
         clock.lap("oracle ensemble and scores")
         steps, sampler = fields.steps, resolved.sampler.sampler
@@ -346,7 +349,7 @@ def run_demo(
             f" — {n_times} held-out time(s) x {shape[0]}x{shape[1]} points, "
             f"{n_ensemble} members, {steps} {sampler.capitalize()} steps, weather seed {data_seed}"
         )
-        report = format_tables(scores, criteria, header)
+        report = format_tables(scores, criteria, header) + _speed(fields, clock.seconds)
         print(report, file=report_stream, flush=True)
         written = _figures(staging, fields, oracle, lr, dpi) if figures else []
         if figures:
@@ -359,6 +362,7 @@ def run_demo(
             "n_times": n_times,
             "sampler": sampler,
             "num_steps": steps,
+            "student_steps": fields.student_steps,
             "seed": seed,
             "data_seed": data_seed,
             "hr_shape": list(hr_shape),
@@ -428,6 +432,35 @@ class _Fields:
     truth: xr.Dataset
     attrs: dict[str, Any]
     steps: int
+    student: xr.Dataset | None = None
+    student_steps: int | None = None
+
+
+def _with_student(
+    fields: _Fields, model: CorrDiffModel, lr: xr.Dataset, n_ensemble: int, seed: int
+) -> _Fields:
+    """``fields`` with the members of the model's distilled student (same seed)."""
+    from xcorrdiff.inference.api import downscale
+
+    assert model.student is not None and model.student_config is not None
+    device = next(model.student.parameters()).device
+    ens = downscale(lr, model, n_ensemble, seed=seed, student=True, device=device)
+    steps = model.student_config.sampler.num_steps
+    return dataclasses.replace(fields, student=ens[list(fields.members.data_vars)],
+                               student_steps=steps)  # fmt: skip
+
+
+def _speed(fields: _Fields, seconds: dict[str, float]) -> str:
+    """The report's last line: seconds per member of the teacher and of the student."""
+    if fields.student is None:
+        return ""
+    count = fields.members.sizes["member"] * fields.members.sizes["time"]
+    teacher, student = seconds["downscale"] / count, seconds["downscale (student)"] / count
+    return (
+        f"\nseconds per member (downscale, regression included): {teacher:.3f} with "
+        f"{fields.steps} sampler steps, {student:.3f} with the {fields.student_steps}-step "
+        f"distilled student ({teacher / student:.1f}x faster)"
+    )
 
 
 def _downscale(
@@ -475,7 +508,10 @@ def _score(
     in_input = [n for n in names if n in lr.data_vars]
     bilinear = regrid(lr[in_input], fields.truth) if in_input else None
     exact_mean = oracle_mean(lr)[names]
-    scores = demo_scores(fields.truth, fields.members, fields.mean, oracle, bilinear, exact_mean)
+    scores = demo_scores(
+        fields.truth, fields.members, fields.mean, oracle, bilinear, exact_mean,
+        student=fields.student,
+    )  # fmt: skip
     return scores, check_criteria(scores), oracle, bilinear
 
 

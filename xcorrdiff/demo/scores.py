@@ -19,6 +19,7 @@ from xcorrdiff.verify.spectra import high_wavenumber_power
 __all__ = [
     "METRICS",
     "SPREAD_SKILL_VARIABLES",
+    "STUDENT_METRICS",
     "Criterion",
     "check_criteria",
     "demo_scores",
@@ -43,7 +44,12 @@ METRICS: dict[str, str] = {
     "power_oracle_mean": "high-k power / truth's, E[hr|lr]",
     "power_members": "high-k power / truth's, CorrDiff members",
     "power_oracle": "high-k power / truth's, oracle ensemble",
+    "crps_student": "CRPS, distilled student's members",
+    "spread_skill_student": "spread-skill ratio, student's members",
+    "power_student": "high-k power / truth's, student's members",
 }
+#: The scores of the distilled student's members (NaN for a model without one).
+STUDENT_METRICS = ("crps_student", "spread_skill_student", "power_student")
 
 
 def demo_scores(
@@ -54,6 +60,7 @@ def demo_scores(
     bilinear: xr.Dataset | None = None,
     oracle_mean: xr.Dataset | None = None,
     *,
+    student: xr.Dataset | None = None,
     member_dim: str = "member",
 ) -> xr.Dataset:
     """The demo's scores per variable, pooled over every time and grid point.
@@ -73,6 +80,9 @@ def demo_scores(
     oracle_mean : xarray.Dataset, optional
         The exact conditional mean ``E[hr | lr]`` (:func:`xcorrdiff.tutorial.oracle_mean`),
         the best any regression can do; its scores are NaN without it.
+    student : xarray.Dataset, optional
+        The members of the model's distilled student (:data:`STUDENT_METRICS`; NaN
+        without them).
     member_dim : str, default "member"
         The ensemble dimension.
 
@@ -111,6 +121,8 @@ def demo_scores(
         )
         rows["power_members"].append(high_wavenumber_power(f) / truth_power)
         rows["power_oracle"].append(high_wavenumber_power(o) / truth_power)
+        for metric, value in _student_scores(student, name, t, truth_power, member_dim).items():
+            rows[metric].append(value)
     # Object dtype: zarr stores it as variable-length UTF-8, a specified zarr v3 type.
     variable = np.array(names, dtype=object)
     scores = xr.Dataset(
@@ -122,6 +134,22 @@ def demo_scores(
     units = [str(members[n].attrs.get("units", "")) for n in names]
     scores["units"] = ("variable", np.array(units, dtype=object))
     return scores
+
+
+def _student_scores(
+    student: xr.Dataset | None, name: str, truth: xr.DataArray, power: float, member_dim: str
+) -> dict[str, float]:
+    """The student's CRPS, spread-skill ratio and relative high-k power (NaN without it)."""
+    from xcorrdiff import verify
+
+    if student is None:
+        return dict.fromkeys(STUDENT_METRICS, math.nan)
+    f = student[name]
+    return {
+        "crps_student": float(verify.crps(f, truth, member_dim=member_dim)),
+        "spread_skill_student": float(verify.spread_skill(f, truth, member_dim=member_dim)),
+        "power_student": high_wavenumber_power(f) / power,
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,7 +186,7 @@ def check_criteria(scores: xr.Dataset) -> list[Criterion]:
     """
     out: list[Criterion] = []
     for name in map(str, scores["variable"].values):
-        s = {metric: float(scores[metric].sel(variable=name)) for metric in METRICS}
+        s = {m: float(scores[m].sel(variable=name)) for m in METRICS if m in scores}
         if not math.isnan(s["mae_bilinear"]):
             out.append(
                 Criterion(
@@ -191,7 +219,7 @@ def format_tables(scores: xr.Dataset, criteria: Sequence[Criterion], header: str
         lines.append(f"\n{name} [{units}]{header}")
         lines.append(f"  {'score':<42} {'value':>8}   {'criterion':<22} result")
         for metric, label in METRICS.items():
-            value = float(scores[metric].sel(variable=name))
+            value = float(scores[metric].sel(variable=name)) if metric in scores else math.nan
             if math.isnan(value):
                 continue
             c = by_key.get((name, metric))
