@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 import xarray as xr
 
 import xcorrdiff
-from xcorrdiff.config import NetworkConfig
+from xcorrdiff.config import NetworkConfig, SamplerConfig
 from xcorrdiff.io.earth2studio import REQUIRED_FILES
 from xcorrdiff.train.config import TrainConfig
 from xcorrdiff.tutorial import make_synthetic
@@ -26,8 +27,11 @@ def trained() -> tuple[xcorrdiff.CorrDiffModel, xr.Dataset]:
         batch_size=2, patch_shape=(8, 8), regression_duration=2, diffusion_duration=2,
         residual_scaling=False,  # Earth2Studio's CorrDiff does not scale the residual
         input_skip=False,  # nor skip the inputs
+        global_lowres=False,  # nor give the network the whole-domain input
     )  # fmt: skip
     model = lr.corrdiff.fit(hr, config=config, output_variables=["t2m", "u10m"], progress=False)
+    # The sampler Earth2Studio runs on a package with HR-mean conditioning: Heun, no churn.
+    model.sampler = SamplerConfig(sampler="heun", num_steps=12, s_churn=0.0)
     return model, lr
 
 
@@ -61,7 +65,7 @@ def test_round_trip_is_bit_identical(
         np.testing.assert_array_equal(back.invariants[name].values, model.invariants[name].values)
     np.testing.assert_array_equal(back.grid.lat.values, model.grid.lat.values)
 
-    kw = {"n_ensemble": 2, "num_steps": 4, "seed": 3}
+    kw = {"n_ensemble": 2, "num_steps": 12, "seed": 3}
     ours = lr.isel(time=slice(0, 2)).corrdiff.downscale(model=model, **kw)
     theirs = lr.isel(time=slice(0, 2)).corrdiff.downscale(model=back, **kw)
     for name in model.output_names:
@@ -100,3 +104,35 @@ def test_overwrite_replaces_only_a_package_xcorrdiff_wrote(
     with pytest.raises(FileExistsError, match=r"did not write"):
         model.save(tmp_path / "nvidia", format="earth2studio", overwrite=True)
     assert (tmp_path / "nvidia" / "metadata.json").is_file()
+
+
+def test_the_package_says_which_sampler_earth2studio_runs(
+    trained: tuple[xcorrdiff.CorrDiffModel, xr.Dataset], tmp_path: Path
+) -> None:
+    """Earth2Studio 0.19 samples a package with HR-mean conditioning with PhysicsNeMo's
+    stochastic sampler (Heun, no churn) whatever its ``solver``: the export says so and
+    warns when the model samples otherwise; a package without xcorrdiff's own record reads
+    as what Earth2Studio runs."""
+    model, _ = trained
+    path = model.save(tmp_path / "heun", format="earth2studio")  # no warning: the same
+    metadata = json.loads((path / "metadata.json").read_text())
+    assert (metadata["sampler_type"], metadata["solver"]) == ("stochastic", "heun")
+    euler = copy.copy(model)
+    euler.sampler = SamplerConfig(sampler="euler", num_steps=8)
+    with pytest.warns(
+        UserWarning, match=r"heun steps without churn .* not with the model's 'euler'"
+    ):
+        path = euler.save(tmp_path / "euler", format="earth2studio")
+    metadata = json.loads((path / "metadata.json").read_text())
+    assert (metadata["sampler_type"], metadata["solver"]) == ("stochastic", "heun")
+    del metadata["xcorrdiff"]  # a package NVIDIA or Earth2Studio wrote
+    (path / "metadata.json").write_text(json.dumps({**metadata, "solver": "euler"}))
+    read = xcorrdiff.CorrDiffModel.from_earth2studio(path, device="cpu").sampler
+    assert (read.sampler, read.num_steps, read.s_churn) == ("heun", 8, 0.0)
+    (path / "metadata.json").write_text(json.dumps({**metadata, "sampler_type": "deterministic",
+                                                    "solver": "euler"}))  # fmt: skip
+    read = xcorrdiff.CorrDiffModel.from_earth2studio(path, device="cpu").sampler
+    assert (read.sampler, read.s_churn) == ("euler", 0.0)
+    (path / "metadata.json").write_text(json.dumps({**metadata, "sampler_type": "ode"}))
+    with pytest.raises(ValueError, match=r"sampler_type='ode' is invalid"):
+        xcorrdiff.CorrDiffModel.from_earth2studio(path, device="cpu")

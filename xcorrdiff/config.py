@@ -210,6 +210,9 @@ class SamplerConfig:
         Per output channel, a factor on the initial noise (a sampling temperature: 1 is
         the trained model; above 1 widens the ensemble), as chosen by
         :func:`xcorrdiff.inference.calibrate.calibrate`. None: 1 for every channel.
+    s_churn : float, optional
+        EDM churn of ``"euler"``/``"heun"`` (an imported Earth2Studio package's Heun runs
+        without churn: 0). None: the sampler's default (:data:`SAMPLERS`).
     """
 
     sampler: SamplerName = "euler"
@@ -218,6 +221,7 @@ class SamplerConfig:
     sigma_max: float = 800.0
     rho: float = 7.0
     noise_scale: tuple[float, ...] | None = None
+    s_churn: float | None = None
 
     def __post_init__(self) -> None:
         check_choice("sampler", self.sampler, list(SAMPLERS))
@@ -233,13 +237,21 @@ class SamplerConfig:
             object.__setattr__(self, "noise_scale", tuple(float(v) for v in self.noise_scale))
             for v in self.noise_scale:
                 check_positive("noise_scale entry", v)
+        if self.s_churn is not None:
+            if SAMPLERS[self.sampler].noise != "s_churn":
+                raise ValueError(
+                    f"s_churn={self.s_churn!r} does not apply to sampler={self.sampler!r}"
+                )
+            check_positive("s_churn", self.s_churn, allow_zero=True)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dictionary (``noise_scale`` left out when None, as older models have it)."""
+        """JSON-able dictionary (``noise_scale`` and ``s_churn`` left out when None, as older
+        models have them)."""
         data = dataclasses.asdict(self)
-        if self.noise_scale is None:
-            del data["noise_scale"]
-        else:
+        for key in ("noise_scale", "s_churn"):
+            if data[key] is None:
+                del data[key]
+        if self.noise_scale is not None:
             data["noise_scale"] = list(self.noise_scale)
         return data
 

@@ -121,8 +121,10 @@ def downscale(
         ``default_steps`` in :data:`~xcorrdiff.config.SAMPLERS` (12; 18 for Heun). Counts
         below a sampler's ``min_steps`` are refused.
     s_churn : float, optional
-        EDM churn of ``"euler"`` and ``"heun"``; default 0 for Euler and ``0.1 * num_steps``
-        for Heun. Refused for the other samplers.
+        EDM churn of ``"euler"`` and ``"heun"``; default the model's stored churn
+        (``model.sampler.s_churn``: 0 for an imported Earth2Studio package) when the sampler is
+        the model's, else 0 for Euler and ``0.1 * num_steps`` for Heun. Refused for the
+        other samplers.
     renoise : float, optional
         Fraction in ``[0, 1]`` of each step's noise that ``"ancestral"`` draws afresh;
         default 1. Refused for the other samplers.

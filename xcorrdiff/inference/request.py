@@ -278,8 +278,9 @@ def _sampler(
                 f"{argument}={value!r} does not apply to sampler={name!r}; it is an argument "
                 f"of {[n for n, i in SAMPLERS.items() if i.noise == argument]}"
             )
-    if info.noise == "s_churn":
-        s_churn = info.default_noise * num_steps if s_churn is None else s_churn
+    if info.noise == "s_churn" and s_churn is None:
+        stored_churn = stored.s_churn if name == stored.sampler else None
+        s_churn = info.default_noise * num_steps if stored_churn is None else stored_churn
     if info.noise == "renoise":
         renoise = info.default_noise if renoise is None else renoise
         if check_positive("renoise", renoise, allow_zero=True) > 1:

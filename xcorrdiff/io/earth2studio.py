@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import numpy as np
 import xarray as xr
 
 from xcorrdiff._model_dir import read_netcdf
-from xcorrdiff.config import SamplerConfig
+from xcorrdiff.config import SAMPLERS, SamplerConfig
 from xcorrdiff.data.normalize import Normalizer
 from xcorrdiff.data.prepare import VariableSpec
 from xcorrdiff.data.regrid import latlon_names
@@ -163,11 +164,49 @@ def _invariants(root: Path, metadata: Mapping[str, Any], grid: xr.Dataset) -> xr
 
 
 def _sampler(metadata: Mapping[str, Any]) -> SamplerConfig:
+    """What Earth2Studio 0.19's ``CorrDiff`` samples the package with: its
+    ``sampler_type`` (default ``"stochastic"``) picks PhysicsNeMo's ``stochastic_sampler``
+    — Heun steps without churn, whatever ``solver`` says — or ``deterministic_sampler``
+    with ``solver`` (also without churn)."""
+    kind = metadata.get("sampler_type", "stochastic")
+    if kind not in ("stochastic", "deterministic"):
+        raise ValueError(
+            f"metadata.json: sampler_type={kind!r} is invalid; Earth2Studio's CorrDiff takes "
+            "'stochastic' or 'deterministic'"
+        )
+    solver = "heun" if kind == "stochastic" else str(metadata.get("solver", "euler"))
+    if solver not in ("euler", "heun"):
+        raise ValueError(
+            f"metadata.json: solver={solver!r} is invalid; Earth2Studio's CorrDiff takes "
+            "'euler' or 'heun'"
+        )
     return SamplerConfig(
-        sampler=metadata.get("solver", "euler"),
+        sampler=solver,  # type: ignore[arg-type]
         num_steps=int(metadata.get("number_of_steps", 18)),
         sigma_min=float(metadata.get("sigma_min") or 0.002),
         sigma_max=float(metadata.get("sigma_max") or 800.0),
+        s_churn=0.0,
+    )
+
+
+def package_sampler(model: Any) -> tuple[dict[str, Any], str | None]:
+    """The package's sampler fields for ``model``, and a note when Earth2Studio will not
+    sample it as the model does (it runs Heun without churn, or, for a model without
+    HR-mean conditioning, Euler or Heun without churn; always the Karras schedule)."""
+    own = model.sampler
+    hr_mean = bool(model.conditioning.get("hr_mean", True))
+    exact_deterministic = not hr_mean and own.sampler in ("euler", "heun")
+    kind = "deterministic" if exact_deterministic else "stochastic"
+    fields = {"sampler_type": kind, "solver": own.sampler if exact_deterministic else "heun"}
+    churn = own.s_churn if own.s_churn is not None else SAMPLERS[own.sampler].default_noise
+    same = own.sampler == fields["solver"] and churn == 0 and own.noise_scale is None
+    if same:
+        return fields, None
+    return fields, (
+        f"Earth2Studio will sample this package with {fields['solver']} steps without churn "
+        f"({kind} sampler), not with the model's {own.sampler!r} (churn {churn:g}"
+        + (", a calibrated noise scale" if own.noise_scale is not None else "")
+        + "); xcorrdiff's reader restores the model's own sampler"
     )
 
 
@@ -209,6 +248,11 @@ def check_exportable(model: Any) -> None:
         problems.append("an input skip in the regression (train with input_skip=False)")
     if model.diffusion is None:
         problems.append("no diffusion network (fit the diffusion stage first)")
+    elif model.conditioning.get("global_lowres", True):
+        problems.append(
+            "a diffusion network that takes the whole-domain input on every patch "
+            "(Earth2Studio's CorrDiff gives it none: train with global_lowres=False)"
+        )
     if model.time_features:
         problems.append(f"time features {list(model.time_features)} (the package has no field)")
     if model.lead_times:
@@ -227,6 +271,9 @@ def check_exportable(model: Any) -> None:
 def write_package(model: Any, folder: Path) -> None:
     """Write ``model`` into the (empty) ``folder`` in the Earth2Studio package layout."""
     check_exportable(model)
+    sampler, note = package_sampler(model)
+    if note is not None:
+        warnings.warn(note, UserWarning, stacklevel=3)
     save_physicsnemo(model.regression, folder / "regression.mdlus")
     save_physicsnemo(model.diffusion, folder / "diffusion.mdlus")
     invariants = list(model.invariant_names)
@@ -241,7 +288,7 @@ def write_package(model: Any, folder: Path) -> None:
         "output_variables": list(model.output_names),
         "invariant_variables": invariants,
         "number_of_steps": model.sampler.num_steps,
-        "solver": model.sampler.sampler,
+        **sampler,
         "hr_mean_conditioning": bool(model.conditioning.get("hr_mean", True)),
         "sigma_min": model.sampler.sigma_min,
         "sigma_max": model.sampler.sigma_max,
@@ -259,7 +306,9 @@ def write_package(model: Any, folder: Path) -> None:
     grid = xr.Dataset({"lat": model.grid[lat].variable, "lon": model.grid[lon].variable})
     _clean(grid).to_netcdf(folder / "output_latlon_grid.nc")
     if model.input_grid is not None:
-        _clean(model.input_grid).to_netcdf(folder / "input_latlon_grid.nc")
+        # Earth2Studio refuses a 1-D input grid that is not increasing (South to North)
+        ascending = model.input_grid.sortby(list(model.input_grid.indexes))
+        _clean(ascending).to_netcdf(folder / "input_latlon_grid.nc")
     if model.invariants is not None:
         _clean(model.invariants.reset_coords(drop=True)).to_netcdf(folder / "invariants.nc")
 

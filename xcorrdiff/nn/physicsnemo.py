@@ -58,7 +58,18 @@ PHYSICSNEMO_MODULES = {
     "SongUNetPosEmbd": "physicsnemo.models.diffusion_unets.song_unet",
     "SongUNetPosLtEmbd": "physicsnemo.models.diffusion_unets.song_unet",
 }
-_MDLUS_METADATA = {"physicsnemo_version": "2.2.2", "mdlus_file_version": "0.2.0"}
+#: PhysicsNeMo 2.2.2's ``__model_checkpoint_version__`` of each class: its loader reads a
+#: checkpoint's ``mdlus_file_version`` as the class's version and refuses any other it
+#: cannot map (Earth2Studio 0.19 refused our EDMPrecondSuperResolution written as "0.2.0").
+CHECKPOINT_VERSIONS = {
+    "UNet": "0.2.0",
+    "CorrDiffRegressionUNet": "0.2.0",
+    "EDMPrecondSuperResolution": "0.1.0",
+    "EDMPrecondSR": "0.1.0",
+    "SongUNet": "0.1.0",
+    "SongUNetPosEmbd": "0.1.0",
+    "SongUNetPosLtEmbd": "0.1.0",
+}
 
 
 class CheckpointError(ValueError):
@@ -337,7 +348,11 @@ def save_physicsnemo(net: torch.nn.Module, path: str | os.PathLike[str]) -> None
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
             archive.writestr("model.pt", weights.getvalue())
             archive.writestr("args.json", json.dumps(args))
-            archive.writestr("metadata.json", json.dumps(_MDLUS_METADATA))
+            metadata = {
+                "physicsnemo_version": "2.2.2",
+                "mdlus_file_version": CHECKPOINT_VERSIONS[name],
+            }
+            archive.writestr("metadata.json", json.dumps(metadata))
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):

@@ -230,6 +230,10 @@ class ModelConfig:
         Hyperparameters of the regression UNet and of the diffusion denoiser.
     hr_mean_conditioning : bool
         Condition the diffusion model on the regression mean μ as well as on the input.
+    global_lowres : bool
+        Also give the diffusion model, on every patch, the whole domain's input resized to the
+        patch (PhysicsNeMo's patch-based conditioning). False: the patch's own input only, as
+        Earth2Studio's ``CorrDiff`` samples (the model can then be exported to it).
     residual_scaling : bool
         Divide each output's residual ``HR − μ`` by ``s = rms / sigma_data`` before the
         diffusion model learns it (``rms`` measured with the trained regression on up to
@@ -274,6 +278,7 @@ class ModelConfig:
     regression: NetworkConfig
     diffusion: NetworkConfig
     hr_mean_conditioning: bool = True
+    global_lowres: bool = True
     residual_scaling: bool = False
     P_mean: float = 0.0
     P_std: float = 1.2
@@ -287,6 +292,7 @@ class ModelConfig:
         object.__setattr__(self, "regression", _network("regression", self.regression))
         object.__setattr__(self, "diffusion", _network("diffusion", self.diffusion))
         check_bool("hr_mean_conditioning", self.hr_mean_conditioning)
+        check_bool("global_lowres", self.global_lowres)
         check_bool("residual_scaling", self.residual_scaling)
         check_positive("P_std", self.P_std)
         check_positive("sigma_data", self.sigma_data)

@@ -62,11 +62,13 @@ def build_diffusion(
     """The residual denoiser of ``config.diffusion``.
 
     Its condition is ``[μ (if hr_mean_conditioning), condition patch, whole-domain condition
-    resized to the patch]``, as PhysicsNeMo's patch-based ``ResidualLoss`` builds it.
+    resized to the patch (if global_lowres)]``, as PhysicsNeMo's patch-based
+    ``ResidualLoss`` builds it.
     """
     kwargs = config.model.diffusion.to_kwargs()
     appended = _lead_time(config, kwargs, lead_time_steps)
-    cond = (out_channels if config.model.hr_mean_conditioning else 0) + 2 * in_channels
+    copies = 2 if config.model.global_lowres else 1
+    cond = (out_channels if config.model.hr_mean_conditioning else 0) + copies * in_channels
     return EDMPrecondSuperResolution(
         img_resolution=list(shape),
         img_in_channels=cond + appended,

@@ -244,7 +244,9 @@ class DiffusionStage:
             residual = residual / self.scale.to(residual).reshape(1, -1, 1, 1)
         hr_mean = self.config.model.hr_mean_conditioning
         whole = build_condition(b["condition"], mean if hr_mean else None, lead)
-        condition = crop_condition(whole, b["offsets"], self.patch)
+        condition = crop_condition(
+            whole, b["offsets"], self.patch, global_inputs=self.config.model.global_lowres
+        )
         if mask is not None:
             mask = extract_patches(mask, b["offsets"], self.patch)
         return extract_patches(residual, b["offsets"], self.patch), condition, mask
@@ -514,7 +516,7 @@ def _bundle(
         output_normalizer=normalizers[1],
         conditioning={
             "hr_mean": config.model.hr_mean_conditioning,
-            "global_lowres": True,
+            "global_lowres": config.model.global_lowres,
             **({"regression_patch": list(patch)} if patch else {}),
             **({"input_skip": dict(input_skip)} if input_skip else {}),
         },
