@@ -6,6 +6,7 @@ a write task raises once the store holds that many finished chunks.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,22 @@ def test_resume_refuses_another_request(
     with pytest.raises(ValueError, match=match):
         downscale_to_zarr(lr, reference, model_dir, **kw)
     assert sorted(p.stat().st_mtime_ns for p in reference.rglob("*") if p.is_file()) == before
+
+
+def test_a_store_written_before_a_request_key_existed_resumes(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """A store recorded without ``student`` (written before students existed) sampled with
+    the teacher: it resumes under student=False, and not under a student."""
+    lr, _ = tiny_data(2)
+    store = tmp_path / "ens.zarr"
+    downscale_to_zarr(lr, store, model_dir, time_chunk=1, **KW)
+    record = store / ".xcorrdiff" / "request.json"
+    old = json.loads(record.read_text())
+    del old["student"]
+    record.write_text(json.dumps(old))
+    run = downscale_to_zarr(lr, store, model_dir, time_chunk=1, **KW)
+    assert run.computed == () and run.skipped == (0, 1)
 
 
 def test_existing_store_needs_resume_or_overwrite(model_dir: Path, tmp_path: Path) -> None:

@@ -138,6 +138,11 @@ def read_request(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     return result if isinstance(result, dict) else None
 
 
+#: Request keys added after stores were first written, with the value every store written
+#: before them had: such a store resumes under a request that sets them so.
+ADDED_KEYS: dict[str, Any] = {"student": False}
+
+
 def check_request(path: str | os.PathLike[str], request: Mapping[str, Any]) -> None:
     """Refuse to resume a store written for another request.
 
@@ -154,6 +159,7 @@ def check_request(path: str | os.PathLike[str], request: Mapping[str, Any]) -> N
             f"({MARKER_DIR}/request.json): it was not written by downscale_to_zarr or its "
             "setup was interrupted; pass overwrite=True to replace it or choose another path"
         )
+    stored = {**ADDED_KEYS, **stored}
     diffs = [
         f"{key}: store has {stored.get(key)!r}, this call {request[key]!r}"
         for key in request["checked"]
