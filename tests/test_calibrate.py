@@ -13,6 +13,7 @@ import pytest
 import torch
 from conftest import tiny_data, tiny_model
 
+import xcorrdiff
 import xcorrdiff.verify as xv
 from xcorrdiff.config import SamplerConfig
 from xcorrdiff.diffusion import edm_sigmas, euler, initial_state
@@ -111,3 +112,25 @@ def test_calibrate_refuses_truth_without_the_outputs_and_bad_factors() -> None:
         model = copy.copy(tiny_model())  # the cached model stays as it is
         model.sampler = SamplerConfig(noise_scale=(2.0,))
         model._validate()
+
+
+def test_fit_calibrates_on_its_validation_times() -> None:
+    """``fit(calibrate=True)``: trained, then calibrated on the last quarter of the record
+    (the validation times); without validation times it is refused before training."""
+    from xcorrdiff.config import NetworkConfig
+    from xcorrdiff.train.api import fit
+    from xcorrdiff.train.config import TrainConfig
+
+    lr, hr = xcorrdiff.tutorial.make_synthetic(n_times=8, hr_shape=(16, 16), factor=4, seed=3)
+    net = {"model_channels": 4, "channel_mult": (1, 2), "num_blocks": 1}
+    config = TrainConfig(
+        regression=NetworkConfig(**net, embedding_type="zero"), diffusion=NetworkConfig(**net),
+        batch_size=2, patch_shape=(8, 8), regression_duration=4, diffusion_duration=4,
+        validation_fraction=0.25, residual_folds=0, device="cpu",
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"calibrate=True needs validation times"):
+        fit(lr, hr, config=config.replace(validation_fraction=0.0), calibrate=True)
+    model = fit(lr, hr, config=config, output_variables=["t2m"], calibrate=True, progress=False)
+    record = model.provenance["calibration"]
+    assert record["times"] == 2 and record["chosen"]["t2m"] in record["candidates"]
+    assert model.sampler.noise_scale == (record["chosen"]["t2m"],)

@@ -112,6 +112,7 @@ def _train(args: argparse.Namespace) -> int:
         input_variables=_variables(args.inputs) or run.get("input_variables"),
         output_variables=_variables(args.outputs) or run.get("output_variables"),
         regrid_method=args.regrid_method or run.get("regrid_method", "bilinear"),
+        calibrate=args.calibrate,
         progress=not args.quiet,
     )
     if args.distill is not None:
@@ -152,6 +153,10 @@ def add_train(subparsers: Any) -> Handler:
     p.add_argument(
         "--distill", type=integer(1), default=None, metavar="STEPS",
         help="then distil a STEPS-evaluation student of the diffusion network (same checkpoints)",
+    )  # fmt: skip
+    p.add_argument(
+        "--calibrate", action="store_true",
+        help="then calibrate the ensemble's spread on the validation times (fit(calibrate=True))",
     )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out model")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
