@@ -6,21 +6,23 @@ factor=8)``, weather seed 0, terrain seed 0), the ``tiny`` preset with its defau
 0; its residual scaling included), the targets ``t2m``, ``u10m``, ``v10m`` and ``precip``
 (normalized after ``log1p``; ``orography`` and ``land_sea_mask`` are the invariants), on
 the CPU with one torch thread. The model's default sampler is set to 4 DPM-Solver++(2M)
-steps from sigma_max = 80, and a 2-step student of it is distilled from the same data
-(``xcorrdiff.train.distill``, 1024 samples; ``--student-of DIR`` runs this last step alone
-on a trained model) (see docs/performance.md, "Samplers: cost and skill by network
+steps from sigma_max = 80 (see docs/performance.md, "Samplers: cost and skill by network
 evaluations", for the table that chose it; before issue 26 it was 24 Euler steps, see
-docs/user-guide/training.md, "Residual scaling", for sigma_max). The demo (``xcorrdiff demo``) scores it on weather seed 1, which
-is not in this training set.
+docs/user-guide/training.md, "Residual scaling", for sigma_max). Last, a 2-step student of
+that sampler is distilled on the same data (``xcorrdiff.train.distill``, 1,024 samples;
+``--student-of DIR`` runs this step alone on a trained model, as was done for the packaged
+one). The demo (``xcorrdiff demo``) scores the model and its student on weather seed 1,
+which is not in this training set.
 
 Usage::
 
     python examples/train_demo_model.py --out xcorrdiff/models/demo [--overwrite]
 
 The model directory (config.json, safetensors weights, grid and invariant files, about
-6 MB) is written to ``--out`` when both stages are done; checkpoints and the training log
+9 MB) is written to ``--out`` when every stage is done; checkpoints and the training log
 go to ``--out``'s sibling ``<out>-checkpoints`` unless ``--checkpoint-dir`` is given. On a
-shared two-core CPU it took 57.7 minutes (docs/demo.md has the details).
+shared two-core CPU the two stages took 57.7 minutes and the student 25.0 (docs/demo.md
+has the details).
 """
 
 from __future__ import annotations
