@@ -12,9 +12,11 @@ import pytest
 import torch
 from conftest import tiny_data, tiny_model
 
+import xcorrdiff.verify as xv
 from xcorrdiff.config import NetworkConfig, SamplerConfig, StudentConfig
 from xcorrdiff.diffusion import edm_sigmas, euler
 from xcorrdiff.inference.api import downscale
+from xcorrdiff.inference.calibrate import calibrate
 from xcorrdiff.model import CorrDiffModel, load_model
 from xcorrdiff.train.config import TrainConfig
 from xcorrdiff.train.distillation import distill, step_targets, student_levels, teacher_states
@@ -181,3 +183,17 @@ def test_a_student_without_its_settings_is_refused() -> None:
         )  # fmt: skip
     with pytest.raises(ValueError, match="a student samples with Euler steps"):
         StudentConfig(sampler=SamplerConfig(sampler="dpmpp_2m"))
+
+
+def test_calibration_calibrates_the_teacher_even_where_the_student_is_the_default(
+    student_model: CorrDiffModel,
+) -> None:
+    """calibrate sets model.sampler's factor, so it scores the teacher's members; with
+    factor 1 its CRPS is the plain teacher's, not the student's."""
+    model = copy.copy(student_model)
+    model.student_config = dataclasses.replace(student_model.student_config, default=True)
+    lr, hr = tiny_data(2)
+    out = calibrate(model, lr, hr, scales=(1.0,), n_ensemble=2, device="cpu")
+    teacher = downscale(lr, model, 2, student=False, **KW)
+    expected = float(xv.crps(teacher["t2m"], hr["t2m"], fair=True))
+    assert out.provenance["calibration"]["crps_fair"]["t2m"][0] == pytest.approx(expected)

@@ -124,7 +124,8 @@ def _check(
     if not candidates or not all(np.isfinite(s) and s > 0 for s in candidates):
         raise ValueError(f"scales={list(scales)!r} is invalid; expected positive finite numbers")
     sampler_options = sorted(
-        set(options) & {"sampler", "num_steps", "s_churn", "renoise", "n_ensemble", "seed"}
+        set(options)
+        & {"sampler", "num_steps", "s_churn", "renoise", "student", "n_ensemble", "seed"}
     )
     if sampler_options:
         raise ValueError(
@@ -152,4 +153,5 @@ def _members(
 
     trial = copy.copy(model)
     trial.sampler = dataclasses.replace(model.sampler, noise_scale=scale)
-    return downscale(lr, trial, n_ensemble, seed=seed, **options).compute()
+    # model.sampler is what is calibrated, so it samples, even where a student is the default
+    return downscale(lr, trial, n_ensemble, seed=seed, student=False, **options).compute()
