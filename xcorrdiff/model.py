@@ -359,13 +359,22 @@ class CorrDiffModel:
                 masked[name] = ds[name].where(observed[base].variable)
         return ds.assign(masked)
 
+    def networks(self) -> dict[str, torch.nn.Module]:
+        """The networks the model has, by role: ``"regression"``, then ``"diffusion"`` and
+        ``"student"`` when present (each saved as ``<role>.safetensors``)."""
+        roles = {
+            "regression": self.regression,
+            "diffusion": self.diffusion,
+            "student": self.student,
+        }
+        return {role: net for role, net in roles.items() if net is not None}
+
     def to(self, device: str | torch.device | None) -> CorrDiffModel:
         """Move the networks to ``device`` (in place; ``None``: the option ``device``, else
         CUDA when available, else the CPU); returns ``self``."""
         device = resolve_device(device)
-        for net in (self.regression, self.diffusion, self.student):
-            if net is not None:
-                net.to(device)
+        for net in self.networks().values():
+            net.to(device)
         return self
 
     # --- persistence ----------------------------------------------------------------------
@@ -466,10 +475,7 @@ class CorrDiffModel:
             check_replaceable(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-        networks = {"regression": self.regression}
-        for role, net in (("diffusion", self.diffusion), ("student", self.student)):
-            if net is not None:
-                networks[role] = net
+        networks = self.networks()
         datasets = {"grid_hr.nc": self.grid}
         if self.input_grid is not None:
             datasets["grid_input.nc"] = self.input_grid

@@ -49,10 +49,8 @@ def _model_digest(model: CorrDiffModel) -> str:
     """SHA-256 of an in-memory model: its configuration and its networks' weights."""
     digest = hashlib.sha256()
     digest.update(json.dumps(model.config_dict(), sort_keys=True, default=str).encode())
-    digest.update(state_digest(model.regression).encode())
-    for net in (model.diffusion, model.student):
-        if net is not None:
-            digest.update(state_digest(net).encode())
+    for net in model.networks().values():
+        digest.update(state_digest(net).encode())
     return digest.hexdigest()
 
 
@@ -179,17 +177,12 @@ def model_on(ref: ModelRef, device: torch.device) -> CorrDiffModel:
                 raise RuntimeError("model reference holds neither a model nor a path")
             model = load_model(ref.path, device=device)
             _LOADS["loads"] += 1
-        elif all(
-            net is None or _on_device(net, device)
-            for net in (ref.model.regression, ref.model.diffusion, ref.model.student)
-        ):
+        elif all(_on_device(net, device) for net in ref.model.networks().values()):
             model = ref.model
         else:
             model = copy.copy(ref.model)  # the caller's model stays where it is
-            for role in ("regression", "diffusion", "student"):
-                net = getattr(ref.model, role)
-                if net is not None:
-                    setattr(model, role, copy.deepcopy(net).to(device))
+            for role, net in ref.model.networks().items():
+                setattr(model, role, copy.deepcopy(net).to(device))
         _CACHE[key] = model
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
