@@ -42,7 +42,6 @@ improved sampling speed. arXiv:2101.02388.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -109,6 +108,7 @@ class _DistillStage:
             rho=sampler.rho, net=teacher, dtype=torch.float32, device=device,
         )  # fmt: skip
         self.stride = sampler.num_steps // steps
+        self.levels = self.sigmas[:: self.stride].tolist()  # the student's, ending in 0
         self.noise = torch.Generator(device=device).manual_seed(
             stream_seed(source.config.runtime.seed, "student.noise")
         )
@@ -126,10 +126,9 @@ class _DistillStage:
             return denoise(self.teacher, state, sigma.expand(state.shape[0]), condition)
 
         states = teacher_states(teacher, x, self.sigmas, self.sampler.sampler, self.stride)
-        levels = self.sigmas[:: self.stride].tolist()
         total = residual.new_zeros(())
-        for k, target in enumerate(step_targets(states, levels)):
-            sigma = residual.new_full((residual.shape[0],), levels[k])
+        for k, target in enumerate(step_targets(states, self.levels)):
+            sigma = residual.new_full((residual.shape[0],), self.levels[k])
             error = (denoise(student, states[k], sigma, condition) - target) ** 2
             total = total + masked_mean(error, mask)
         return total / self.steps
@@ -255,7 +254,7 @@ def distill(
             **stage_provenance(data, result),
             "teacher_sampler": teacher_sampler.to_dict(),
             "steps": steps,
-            "levels": stage.sigmas[:: stage.stride].tolist(),
+            "levels": stage.levels,
             "config": config.to_dict(),
         },
     }
@@ -276,4 +275,4 @@ def _check(model: CorrDiffModel, steps: int) -> SamplerConfig:
         )
     if isinstance(steps, bool) or not isinstance(steps, int):
         raise TypeError(f"steps must be an int, got {type(steps).__name__}")
-    return dataclasses.replace(teacher)
+    return teacher
