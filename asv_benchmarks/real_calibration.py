@@ -16,11 +16,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -77,18 +75,12 @@ def main() -> None:
 
     print(f"xcorrdiff {xcorrdiff.__version__}; small real case, trained on days 0-1, "
           f"calibrated on day 2, scored on day 3; budget x{args.budget:g}, {args.members} members")  # fmt: skip
-    print(f"{'seed':>4} " + " ".join(f"{c:>15}" for c in COLUMNS) + f" {'seconds':>8}")
-    rows = []
-    context = multiprocessing.get_context("spawn")
-    n = len(args.seeds)
-    with ProcessPoolExecutor(args.workers, mp_context=context) as pool:
-        for row in pool.map(run_seed, args.seeds, [args.budget] * n, [args.members] * n):
-            rows.append(row)
-            print(f"{row['seed']:>4} " + " ".join(f"{row[c]:>15.3f}" for c in COLUMNS)
-                  + f" {row['seconds']:>8.0f}", flush=True)  # fmt: skip
-    table = np.array([[row[c] for c in COLUMNS] for row in rows])
-    for label, values in (("mean", table.mean(axis=0)), ("sd", table.std(axis=0, ddof=1))):
-        print(f"{label:>4} " + " ".join(f"{v:>15.3f}" for v in values))
+    from real_skill import seed_table
+
+    seed_table(
+        run_seed, args.seeds, (args.budget, args.members), COLUMNS, workers=args.workers,
+        width=15,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

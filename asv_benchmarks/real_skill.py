@@ -39,6 +39,7 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -140,6 +141,28 @@ def run_seed(seed: int, budget: float, n_members: int, options: dict, name: str)
     return {"seed": seed, **result, "seconds": time.perf_counter() - started}
 
 
+def seed_table(
+    run: Any, seeds: list[int], arguments: tuple, columns: tuple[str, ...], *,
+    workers: int, width: int = 12,
+) -> list[dict]:  # fmt: skip
+    """``run(seed, *arguments)`` for each seed in ``workers`` spawned processes, each row
+    printed as it comes (``columns``, then its ``seconds``), then the columns' mean and
+    standard deviation over the seeds; returns the rows."""
+    print(f"{'seed':>4} " + " ".join(f"{c:>{width}}" for c in columns) + f" {'seconds':>8}")
+    rows = []
+    context = multiprocessing.get_context("spawn")
+    spread = [[value] * len(seeds) for value in arguments]
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        for row in pool.map(run, seeds, *spread):
+            rows.append(row)
+            print(f"{row['seed']:>4} " + " ".join(f"{row[c]:>{width}.3f}" for c in columns)
+                  + f" {row['seconds']:>8.0f}", flush=True)  # fmt: skip
+    table = np.array([[row[c] for c in columns] for row in rows])
+    for label, values in (("mean", table.mean(axis=0)), ("sd", table.std(axis=0, ddof=1))):
+        print(f"{label:>4} " + " ".join(f"{v:>{width}.3f}" for v in values))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -159,21 +182,10 @@ def main() -> None:
     print(f"xcorrdiff {xcorrdiff.__version__} from {Path(xcorrdiff.__file__).parent}; "
           f"case {args.case}, budget x{args.budget:g}, {args.members} members, options {options}")  # fmt: skip
     started = time.perf_counter()
-    context = multiprocessing.get_context("spawn")
-    print(f"{'seed':>4} " + " ".join(f"{c:>12}" for c in COLUMNS) + f" {'seconds':>8}")
-    rows = []
-    with ProcessPoolExecutor(args.workers, mp_context=context) as pool:
-        for row in pool.map(
-            run_seed, args.seeds, [args.budget] * len(args.seeds),
-            [args.members] * len(args.seeds), [options] * len(args.seeds),
-            [args.case] * len(args.seeds),
-        ):  # fmt: skip
-            rows.append(row)
-            print(f"{row['seed']:>4} " + " ".join(f"{row[c]:>12.3f}" for c in COLUMNS)
-                  + f" {row['seconds']:>8.0f}", flush=True)  # fmt: skip
-    table = np.array([[row[c] for c in COLUMNS] for row in rows])
-    for label, values in (("mean", table.mean(axis=0)), ("sd", table.std(axis=0, ddof=1))):
-        print(f"{label:>4} " + " ".join(f"{v:>12.3f}" for v in values))
+    rows = seed_table(
+        run_seed, args.seeds, (args.budget, args.members, options, args.case), COLUMNS,
+        workers=args.workers,
+    )  # fmt: skip
     print(f"{len(rows)} seeds in {time.perf_counter() - started:.0f} s")
 
 
