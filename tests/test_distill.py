@@ -197,3 +197,28 @@ def test_calibration_calibrates_the_teacher_even_where_the_student_is_the_defaul
     teacher = downscale(lr, model, 2, student=False, **KW)
     expected = float(xv.crps(teacher["t2m"], hr["t2m"], fair=True))
     assert out.provenance["calibration"]["crps_fair"]["t2m"][0] == pytest.approx(expected)
+
+
+def test_bad_arguments_to_distill_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    lr, hr = tiny_data()
+    folder = tmp_path / "checkpoints"
+    config = _config(folder)
+    with pytest.raises(TypeError, match=r"model must be a CorrDiffModel, got str"):
+        distill("model_dir", lr, hr, 2, config=config, progress=False)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"steps must be an int, got float"):
+        distill(tiny_model(), lr, hr, 2.0, config=config, progress=False)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"steps=3 is invalid for a teacher of 4 steps"):
+        distill(tiny_model(), lr, hr, 3, config=config, progress=False)
+    assert not folder.exists()
+
+
+def test_student_and_sampler_settings_are_checked() -> None:
+    with pytest.raises(TypeError, match=r"sampler must be a SamplerConfig, got dict"):
+        StudentConfig(sampler={"sampler": "euler"})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"s_churn=0.1 does not apply to sampler='dpmpp_2m'"):
+        SamplerConfig(sampler="dpmpp_2m", s_churn=0.1)
+    with pytest.raises(ValueError, match=r"s_churn=-1"):
+        SamplerConfig(sampler="heun", num_steps=12, s_churn=-1.0)
+    stored = SamplerConfig(sampler="heun", num_steps=12, s_churn=0.0)
+    assert SamplerConfig.from_dict(stored.to_dict()) == stored
+    assert "s_churn" not in SamplerConfig().to_dict()  # older models' config.json unchanged

@@ -136,3 +136,7 @@ def test_the_package_says_which_sampler_earth2studio_runs(
     (path / "metadata.json").write_text(json.dumps({**metadata, "sampler_type": "ode"}))
     with pytest.raises(ValueError, match=r"sampler_type='ode' is invalid"):
         xcorrdiff.CorrDiffModel.from_earth2studio(path, device="cpu")
+    (path / "metadata.json").write_text(json.dumps({**metadata, "sampler_type": "deterministic",
+                                                    "solver": "dpm"}))  # fmt: skip
+    with pytest.raises(ValueError, match=r"solver='dpm' is invalid"):
+        xcorrdiff.CorrDiffModel.from_earth2studio(path, device="cpu")
