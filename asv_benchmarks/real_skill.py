@@ -11,7 +11,8 @@ over the southern Appalachians, 128 × 128, four days, PRISM terrain):
 * three days trained, the fourth held out; a fixed short budget: the ``tiny`` preset with
   16 channels, 900 regression and 400 diffusion samples, learning rate 4e-3 halved every
   300 samples (all scaled by ``--budget``), no validation split, one torch thread;
-* 16 members (seed 0, the model's sampler) on the held-out day.
+* 16 members (seed 0, the model's sampler) on the held-out day, and with each sampler of
+  ``--samplers NAME:STEPS ...`` from the same trained model (columns suffixed ``@NAME:STEPS``).
 
 For each training seed it prints the held-out MAE of the bilinear input and of the
 regression mean, the CRPS and fair CRPS of the members, and the spread/skill ratio
@@ -28,6 +29,7 @@ script runs unchanged on older commits of xcorrdiff (put their checkout first on
 Seeds run in ``--workers`` processes (default 2). Usage::
 
     python asv_benchmarks/real_skill.py [--seeds 0 1 2 3 4] [--budget 1] [--workers 2]
+    python asv_benchmarks/real_skill.py --case small --samplers dpmpp_2m:4 euler:24
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from real_data import SMALL, load
 
 FACTOR = 4
 COLUMNS = ("mae_bilinear", "mae_mean", "bias_mean", "crps", "crps_fair", "spread_skill")
+ENSEMBLE = ("crps", "crps_fair", "spread_skill")  # the columns each extra sampler adds
 
 
 def _upsample(coarse: np.ndarray, n: int) -> np.ndarray:
@@ -115,8 +118,11 @@ def scores(members: np.ndarray, mean: np.ndarray, bilinear: np.ndarray, truth: n
     }
 
 
-def run_seed(seed: int, budget: float, n_members: int, options: dict, name: str) -> dict:
-    """Train on three days of case ``name`` with ``seed``, downscale the fourth, score it."""
+def run_seed(
+    seed: int, budget: float, n_members: int, options: dict, name: str, samplers: tuple = ()
+) -> dict:
+    """Train on three days of case ``name`` with ``seed``, downscale the fourth with the
+    model's sampler and with each ``(name, steps)`` of ``samplers``, score each."""
     import torch
 
     import xcorrdiff  # noqa: F401  (registers the accessor)
@@ -134,10 +140,15 @@ def run_seed(seed: int, budget: float, n_members: int, options: dict, name: str)
         model, n_members, seed=0, return_mean=True, device="cpu"
     )
     truth = hr["tmax"].isel(time=held).values.astype(np.float64)
-    result = scores(
-        ens["tmax"].values.astype(np.float64), ens["tmax_mean"].values.astype(np.float64),
-        lr["tmax"].isel(time=held).values.astype(np.float64), truth,
-    )  # fmt: skip
+    bilinear = lr["tmax"].isel(time=held).values.astype(np.float64)
+    mean = ens["tmax_mean"].values.astype(np.float64)
+    result = scores(ens["tmax"].values.astype(np.float64), mean, bilinear, truth)
+    for sampler, steps in samplers:
+        other = lr.isel(time=held).corrdiff.downscale(
+            model, n_members, seed=0, sampler=sampler, num_steps=steps, device="cpu"
+        )
+        extra = scores(other["tmax"].values.astype(np.float64), mean, bilinear, truth)
+        result.update({f"{c}@{sampler}:{steps}": extra[c] for c in ENSEMBLE})
     return {"seed": seed, **result, "seconds": time.perf_counter() - started}
 
 
@@ -158,7 +169,9 @@ def seed_table(
             print(f"{row['seed']:>4} " + " ".join(f"{row[c]:>{width}.3f}" for c in columns)
                   + f" {row['seconds']:>8.0f}", flush=True)  # fmt: skip
     table = np.array([[row[c] for c in columns] for row in rows])
-    for label, values in (("mean", table.mean(axis=0)), ("sd", table.std(axis=0, ddof=1))):
+    summary = [("mean", table.mean(axis=0))]
+    summary += [("sd", table.std(axis=0, ddof=1))] if len(rows) > 1 else []
+    for label, values in summary:
         print(f"{label:>4} " + " ".join(f"{v:>{width}.3f}" for v in values))
     return rows
 
@@ -174,7 +187,11 @@ def main() -> None:
     parser.add_argument(
         "--residual-folds", type=int, default=0, help="TrainConfig(residual_folds=k)"
     )
+    parser.add_argument("--samplers", nargs="*", default=[], metavar="NAME:STEPS",
+                        help="also score these samplers of the same trained model")  # fmt: skip
     args = parser.parse_args()
+    samplers = tuple((name, int(steps)) for name, steps in (s.split(":") for s in args.samplers))
+    columns = COLUMNS + tuple(f"{c}@{n}:{k}" for n, k in samplers for c in ENSEMBLE)
     options = {"input_skip": True} if args.input_skip else {}
     options.update({"residual_folds": args.residual_folds} if args.residual_folds else {})
     import xcorrdiff
@@ -183,8 +200,8 @@ def main() -> None:
           f"case {args.case}, budget x{args.budget:g}, {args.members} members, options {options}")  # fmt: skip
     started = time.perf_counter()
     rows = seed_table(
-        run_seed, args.seeds, (args.budget, args.members, options, args.case), COLUMNS,
-        workers=args.workers,
+        run_seed, args.seeds, (args.budget, args.members, options, args.case, samplers), columns,
+        workers=args.workers, width=max(12, *map(len, columns)),
     )  # fmt: skip
     print(f"{len(rows)} seeds in {time.perf_counter() - started:.0f} s")
 
