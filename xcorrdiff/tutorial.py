@@ -105,7 +105,7 @@ import numpy as np
 import xarray as xr
 
 from xcorrdiff._checks import check_int
-from xcorrdiff._synthetic import checks, fields, layout
+from xcorrdiff._synthetic import checks, fields, layout, posterior
 from xcorrdiff._synthetic.domain import Domain, DomainSpec, build_domain
 from xcorrdiff._synthetic.physics import (
     HR_VARIABLES,
@@ -121,7 +121,7 @@ from xcorrdiff._synthetic.physics import (
 from xcorrdiff._synthetic.weather import LR_VARIABLES, WeatherParams, make_weather
 from xcorrdiff.data.grids import coordinates_agree
 
-__all__ = ["invariants", "make_synthetic", "oracle_ensemble", "oracle_mean"]
+__all__ = ["invariants", "make_synthetic", "oracle_ensemble", "oracle_mean", "oracle_posterior"]
 
 RECIPE_ATTR = layout.RECIPE_ATTR
 RECIPE_VERSION = 1
@@ -465,6 +465,42 @@ def oracle_ensemble(
         "oracle_seed": seed,
     }
     return layout.hr_dataset(domain, data, ("member", "time", "y", "x"), coords, attrs)
+
+
+def oracle_posterior(
+    lr: xr.Dataset,
+    stations: xr.Dataset | xr.DataArray,
+    observations: xr.Dataset | None = None,
+) -> xr.Dataset:
+    """The exact law of ``t2m``, ``u10m`` and ``v10m`` at ``stations``, given ``lr`` and
+    station ``observations``: what perfect guidance would know.
+
+    Given the LR state these three are Gaussian fields with a known covariance, so their
+    values at points (bilinear, as :func:`xcorrdiff.data.at_stations`) conditioned on noisy
+    observations at other points are Gaussian, in closed form
+    (:mod:`xcorrdiff._synthetic.posterior`). Without ``observations``: the law given ``lr``
+    alone, that of :func:`oracle_ensemble` at the stations.
+
+    Parameters
+    ----------
+    lr : xarray.Dataset
+        LR data set from :func:`make_synthetic` (any subset of times).
+    stations : xarray.Dataset or xarray.DataArray
+        Where to give the law: 1-D ``lat``/``lon`` coordinates on one station dimension.
+    observations : xarray.Dataset, optional
+        Observed ``t2m``/``u10m``/``v10m`` (units ``K``, ``m s-1``) on a station dimension
+        with 1-D ``lat``/``lon``, on ``lr``'s times or without time, each with its error
+        standard deviation ``<name>_error`` (> 0, same units); NaN values take no part.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``<name>_mean`` and ``<name>_std`` (float64, the variable's units) on ``(time,
+        station)`` for the three variables, with the stations' coordinates.
+    """
+    domain, physics, arrays, times = _lr_inputs(lr)
+    values = {name: np.asarray(array) for name, array in arrays.items()}
+    return posterior.station_law(domain, physics, values, times, stations, observations)
 
 
 def invariants(ds: xr.Dataset | xr.DataArray) -> xr.Dataset:
