@@ -352,12 +352,32 @@ def _slope(
 def _guided_denoise(
     denoiser: Denoiser, x: torch.Tensor, sigma: torch.Tensor, guidance: Guidance, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``D(x, σ)`` and the gradient of the guidance potential at it, ``∇ₓ G(D(x, σ), σ)``."""
+    """``D(x, σ)`` and the gradient of the guidance potential at it, ``∇ₓ G(D(x, σ), σ)``:
+    ``J(x, σ)ᵀ ∇_D G``, a vector–Jacobian product through the denoiser.
+
+    Above the guidance's ``trusted_sigma`` (:class:`~xcorrdiff.diffusion.guidance.
+    StationGuidance`) the network was never trained, and its Jacobian, which the pull
+    multiplies by ``σ²``, is noise; there ``σ² J(x, σ)`` is the prior covariance of the data
+    (Tweedie: ``Cov[x₀ | x_σ] = σ² J``, which tends to ``Cov[x₀]`` as σ grows), so the
+    Jacobian is taken at the trusted level ``σ_t`` on the state scaled to it:
+    ``J(x, σ) ≈ (σ_t/σ)² J(x σ_t/σ, σ_t)`` (exact for Gaussian data up to ``1/(1 + σ_t²)``).
+    """
+    trusted = getattr(guidance, "trusted_sigma", math.inf)
+    if float(sigma) <= trusted:
+        with torch.enable_grad():
+            state = x.detach().requires_grad_(True)
+            denoised = denoiser(state, sigma).to(dtype)
+            (pull,) = torch.autograd.grad(guidance(denoised, sigma).sum(), state)
+        return denoised.detach(), pull
+    denoised = denoiser(x, sigma).to(dtype)
+    level, scale = torch.full_like(sigma, trusted), trusted / sigma
     with torch.enable_grad():
-        state = x.detach().requires_grad_(True)
-        denoised = denoiser(state, sigma).to(dtype)
-        (pull,) = torch.autograd.grad(guidance(denoised, sigma).sum(), state)
-    return denoised.detach(), pull
+        estimate = denoised.detach().requires_grad_(True)
+        (outer,) = torch.autograd.grad(guidance(estimate, sigma).sum(), estimate)
+        state = (x * scale).detach().requires_grad_(True)
+        near = denoiser(state, level).to(dtype)
+        (pull,) = torch.autograd.grad(near, state, grad_outputs=outer)
+    return denoised, pull * scale**2
 
 
 @torch.no_grad()
