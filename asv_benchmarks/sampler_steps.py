@@ -27,7 +27,8 @@ Usage::
 
     python asv_benchmarks/sampler_steps.py [--case known|real] [--times 8] [--members 32]
         [--nfe 1 2 3 4 6 8 12 18 24 36] [--samplers euler heun dpmpp_2m ancestral]
-        [--runs euler:4,24 dpmpp_2m:2,4 student ...] [--model DIR] [--csv table.csv]
+        [--runs euler:4,24 dpmpp_2m:2,4 dpmpp_2m:4@bfloat16 student ...] [--model DIR]
+        [--csv table.csv]
 """
 
 from __future__ import annotations
@@ -112,16 +113,18 @@ def runs(samplers: list[str], nfes: list[int]) -> list[tuple[str, int]]:
     return out
 
 
-def parse_runs(texts: list[str]) -> list[tuple[str, int]]:
-    """``["euler:4,24", "heun:12", "student"]`` → ``[("euler", 4), ("euler", 24),
-    ("heun", 12), ("student", 0)]`` (the student samples on its own levels)."""
-    out = []
+def parse_runs(texts: list[str]) -> list[tuple[str, int, str | None]]:
+    """``["euler:4,24", "heun:12@bfloat16", "student"]`` → ``[("euler", 4, None), ("euler",
+    24, None), ("heun", 12, "bfloat16"), ("student", 0, None)]``: sampler, steps (the student
+    samples on its own levels) and the network's precision (``@NAME``; None: float32)."""
+    out: list[tuple[str, int, str | None]] = []
     for text in texts:
-        name, _, steps = text.partition(":")
+        spec, _, precision = text.partition("@")
+        name, _, steps = spec.partition(":")
         if name == "student":
-            out.append(("student", 0))
+            out.append(("student", 0, precision or None))
             continue
-        out += [(name, int(n)) for n in steps.split(",")]
+        out += [(name, int(n), precision or None) for n in steps.split(",")]
     return out
 
 
@@ -170,15 +173,22 @@ def main() -> None:
         print(row_text("oracle ensemble (floor)", "", values), flush=True)
         rows.append({"label": "oracle", "nfe": None, **values})
     baseline = None
-    listed = runs(samplers, args.nfe) if args.runs is None else parse_runs(args.runs)
-    plan = [("euler", 12)] + [r for r in listed if r != ("euler", 12)]
-    for name, steps in plan:
+    listed = (
+        [(name, n, None) for name, n in runs(samplers, args.nfe)]
+        if args.runs is None
+        else parse_runs(args.runs)
+    )
+    plan = [("euler", 12, None)] + [r for r in listed if r != ("euler", 12, None)]
+    for name, steps, precision in plan:
         options: dict = {"sampler": name, "num_steps": steps}
         if name == "student":  # the model's distilled student, on its own levels
             options, steps = {"student": True}, model.student_config.sampler.num_steps
             label, nfe = f"student {steps}", steps
         else:
             label, nfe = f"{name} {steps}", SAMPLERS[name].evaluations(steps)
+        if precision is not None:
+            options["precision"] = precision
+            label += f" ({precision})"
         started = time.perf_counter()
         try:
             ens = lr.corrdiff.downscale(

@@ -148,9 +148,9 @@ MISUSES: list[tuple[str, list[str], str]] = [
     ),
     ("dtype-unknown", ["--out", "o.zarr", "--dtype", "float64"], r"--dtype: invalid choice"),
     (
-        "bf16-on-cpu",
-        ["--out", "o.zarr", "--dtype", "bfloat16"],
-        r"reduced-precision inference\) needs a CUDA device",
+        "fp16-on-cpu",
+        ["--out", "o.zarr", "--dtype", "float16"],
+        r"half-precision inference\) needs a CUDA device",
     ),
     ("mode-unknown", ["--out", "o.zarr", "--mode", "a"], r"--mode: invalid choice: 'a'"),
     (

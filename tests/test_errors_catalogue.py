@@ -166,7 +166,7 @@ CASES: list[tuple[str, str, Callable[[Ctx], Any], type[BaseException], str]] = [
     ("overlap-without-patch", "overlap without patches", lambda c: downscale(c.lr, c.model_dir, overlap=4, **KW), E, r"overlap=4 needs patch_shape"),
     ("member-batch-zero", "member batch below 1", lambda c: downscale(c.lr, c.model_dir, member_batch_size=0, **KW), E, r"member_batch_size=0 is invalid"),
     ("device-invalid", "unknown device", lambda c: downscale(c.lr, c.model_dir, **{**KW, "device": "tpu"}), E, r"device='tpu' is invalid"),
-    ("reduced-precision-on-cpu", "bfloat16 inference on the CPU", lambda c: downscale(c.lr, c.model_dir, precision="bfloat16", **KW), E, r"needs a CUDA device"),
+    ("half-precision-on-cpu", "float16 inference on the CPU", lambda c: downscale(c.lr, c.model_dir, precision="float16", **KW), E, r"needs a CUDA device"),
     ("plausibility-flag", "check_plausibility not a bool", lambda c: downscale(c.lr, c.model_dir, check_plausibility="no", **KW), E, r"check_plausibility='no' is invalid; expected True or False"),
     # --- downscale input
     ("input-not-a-dataset", "a DataArray or array instead of a Dataset", lambda c: downscale(c.lr["t2m"], c.model_dir, **KW), TypeError, r"lr must be an xarray.Dataset, got DataArray"),

@@ -179,7 +179,9 @@ def downscale(
     device : str or torch.device, optional
         Default: the option ``device``, else CUDA when available, else the CPU.
     precision : {"float32", "bfloat16", "float16"}, optional
-        Network precision; reduced precision (autocast) needs CUDA. Default float32.
+        Network precision under autocast (the sampler's state and updates stay float32);
+        ``"float16"`` needs CUDA, ``"bfloat16"`` runs on the CPU too (fast only where the
+        CPU has bfloat16 instructions). Default float32.
     dtype : optional
         Deprecated spelling of ``precision`` (warns).
 

@@ -203,10 +203,10 @@ def resolve_precision(precision: Any, dtype: Any, device: torch.device) -> str:
     if precision is None:
         return "float32"
     name = precision_name(precision, argument=argument)
-    if name != "float32" and device.type != "cuda":
+    if name == "float16" and device.type != "cuda":
         raise ValueError(
-            f"{argument}={precision!r} (reduced-precision inference) needs a CUDA device, got "
-            f"device={str(device)!r}; use {argument}=None (float32) on the CPU"
+            f"{argument}={precision!r} (half-precision inference) needs a CUDA device, got "
+            f"device={str(device)!r}; on the CPU use {argument}=None (float32) or 'bfloat16'"
         )
     return name
 
