@@ -5,11 +5,12 @@ The packaged demo model (its own sampler) is calibrated by :func:`xcorrdiff.cali
 the model and its calibrated copy downscale ``--times`` times of *another* weather seed,
 which calibration never saw, with ``--members`` members; per output variable the fair
 CRPS and the spread/skill ratio (Fortin-corrected; 1 is calibrated) before and after, and
-the factor calibration chose.
+the factor calibration chose. ``--student``: the same for the demo model's distilled
+student (its own sampler calibrated, its members scored).
 
 Usage::
 
-    python asv_benchmarks/calibration.py [--times 8] [--members 16]
+    python asv_benchmarks/calibration.py [--times 8] [--members 16] [--student]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--times", type=int, default=8)
     parser.add_argument("--members", type=int, default=16)
+    parser.add_argument("--student", action="store_true", help="calibrate the student")
     args = parser.parse_args()
     model = _load("demo", "cpu")
     names = list(model.output_names)
@@ -34,19 +36,23 @@ def main() -> None:
     new_lr, new_hr = _held_out_data(model, args.times, DATA_SEED + 1, (128, 128), 8)
     start = time.perf_counter()
     calibrated = xcorrdiff.calibrate(
-        model, seen_lr, seen_hr[names], n_ensemble=args.members, device="cpu"
-    )
+        model, seen_lr, seen_hr[names], n_ensemble=args.members, device="cpu",
+        student=args.student,
+    )  # fmt: skip
     seconds = time.perf_counter() - start
-    chosen = calibrated.sampler.noise_scale
-    print(f"xcorrdiff {xcorrdiff.__version__}; demo model, sampler {model.sampler.sampler} "
-          f"{model.sampler.num_steps} steps; calibrated on {args.times} times of data seed "
+    own = calibrated.student_config.sampler if args.student else calibrated.sampler
+    chosen = own.noise_scale
+    print(f"xcorrdiff {xcorrdiff.__version__}; demo model{' (its student)' * args.student}, "
+          f"sampler {own.sampler} {own.num_steps} steps; calibrated on {args.times} times of data seed "
           f"{DATA_SEED} in {seconds:.0f} s, scored on {args.times} times of seed "
           f"{DATA_SEED + 1}, {args.members} members")  # fmt: skip
     print(f"{'variable':<9}{'factor':>7}{'fair CRPS before':>18}{'after':>8}"
           f"{'spread/skill before':>21}{'after':>8}")  # fmt: skip
     scores = {}
     for label, m in (("before", model), ("after", calibrated)):
-        ens = new_lr.corrdiff.downscale(model=m, n_ensemble=args.members, device="cpu")
+        ens = new_lr.corrdiff.downscale(
+            model=m, n_ensemble=args.members, device="cpu", student=args.student
+        )
         scores[label] = (
             xv.crps(ens[names], new_hr[names], fair=True),
             xv.spread_skill(ens[names], new_hr[names]),

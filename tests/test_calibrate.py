@@ -15,7 +15,7 @@ from conftest import tiny_data, tiny_model
 
 import xcorrdiff
 import xcorrdiff.verify as xv
-from xcorrdiff.config import SamplerConfig
+from xcorrdiff.config import SamplerConfig, StudentConfig
 from xcorrdiff.diffusion import edm_sigmas, euler, initial_state
 from xcorrdiff.inference.api import downscale
 from xcorrdiff.inference.calibrate import calibrate
@@ -94,6 +94,8 @@ def test_calibrate_picks_the_least_fair_crps_and_records_the_search(tmp_path: Pa
         ({"scales": (1.0, -1.0)}, r"scales=\[1.0, -1.0\] is invalid; expected positive"),
         ({"n_ensemble": 1}, r"n_ensemble=1 is invalid; expected an integer >= 2"),
         ({"num_steps": 4}, r"\['num_steps'\] may not be passed to calibrate"),
+        ({"student": True}, r"student=True but the model has no distilled student"),
+        ({"student": 1}, r"student=1 is invalid; expected True or False"),
     ],
 )
 def test_calibrate_refuses_bad_arguments(kwargs: dict, match: str) -> None:
@@ -134,3 +136,39 @@ def test_fit_calibrates_on_its_validation_times() -> None:
     record = model.provenance["calibration"]
     assert record["times"] == 2 and record["chosen"]["t2m"] in record["candidates"]
     assert model.sampler.noise_scale == (record["chosen"]["t2m"],)
+
+
+def _with_student(model: xcorrdiff.CorrDiffModel) -> xcorrdiff.CorrDiffModel:
+    """``model`` with a student network (a copy of its diffusion network: calibration does
+    not care how it was trained) on a 2-step Euler schedule."""
+    out = copy.copy(model)
+    out.student = copy.deepcopy(model.diffusion)
+    sampler = SamplerConfig(sampler="euler", num_steps=2, sigma_min=0.5, sigma_max=80.0)
+    out.student_config = StudentConfig(sampler=sampler)
+    return out
+
+
+def test_calibrate_the_student_sets_its_own_sampler_only(tmp_path: Path) -> None:
+    model = _with_student(tiny_model())
+    lr, hr = tiny_data(2)
+    scales = (0.5, 1.0, 3.0)
+    tuned = calibrate(model, lr, hr, scales=scales, n_ensemble=3, student=True, device="cpu")
+    record = tuned.provenance["student_calibration"]
+    assert "calibration" not in tuned.provenance and tuned.sampler == model.sampler
+    assert tuned.student_config is not None and tuned.student_config.default is False
+    trial = _with_student(tiny_model())
+    assert trial.student_config is not None
+    trial.student_config = dataclasses.replace(
+        trial.student_config,
+        sampler=dataclasses.replace(trial.student_config.sampler, noise_scale=(3.0, 3.0)),
+    )
+    ens = downscale(lr, trial, 3, device="cpu", student=True)  # the student's members
+    for i, name in enumerate(model.output_names):
+        crps = record["crps_fair"][name]
+        assert tuned.student_config.sampler.noise_scale[i] == scales[int(np.argmin(crps))]
+        fair = float(xv.crps(ens[name], hr[name], fair=True))
+        assert math.isclose(crps[2], fair, rel_tol=1e-12)
+    tuned.save(tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    assert again.student_config == tuned.student_config
+    assert again.provenance["student_calibration"]["chosen"] == record["chosen"]

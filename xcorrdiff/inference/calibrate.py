@@ -44,6 +44,7 @@ def calibrate(
     scales: Sequence[float] = SCALES,
     n_ensemble: int = 16,
     seed: int = 0,
+    student: bool = False,
     **downscale_options: Any,
 ) -> CorrDiffModel:
     """A copy of ``model`` whose sampler's ``noise_scale`` minimizes the fair CRPS on
@@ -62,6 +63,9 @@ def calibrate(
         Members per candidate (at least 2).
     seed : int, default 0
         Seed of the members, the same for every candidate.
+    student : bool, default False
+        Calibrate the distilled student's sampler (``model.student_config.sampler``)
+        instead of the model's own.
     **downscale_options
         Passed to :func:`~xcorrdiff.inference.api.downscale` (``device``,
         ``member_batch_size``, ``patch_shape``...; not the sampler, which stays the model's).
@@ -71,7 +75,9 @@ def calibrate(
     CorrDiffModel
         The same networks, with ``sampler.noise_scale`` set per output variable and
         ``provenance["calibration"]``: the candidates, each variable's fair CRPS and
-        spread/skill per candidate, the chosen factors, the times and members used.
+        spread/skill per candidate, the chosen factors, the times and members used (with
+        ``student=True``: ``student_config.sampler.noise_scale`` and
+        ``provenance["student_calibration"]``).
 
     Raises
     ------
@@ -79,24 +85,24 @@ def calibrate(
         No diffusion network, bad candidates or ensemble size, a sampler option among
         ``downscale_options``, or ``hr`` lacking an output variable.
     """
-    candidates = _check(model, hr, scales, n_ensemble, downscale_options)
+    candidates = _check(model, hr, scales, n_ensemble, downscale_options, student)
     from xcorrdiff import verify
 
     names = list(model.output_names)
     crps: dict[str, list[float]] = {n: [] for n in names}
     ratio: dict[str, list[float]] = {n: [] for n in names}
     for scale in candidates:
-        ens = _members(model, (scale,) * len(names), lr, n_ensemble, seed, downscale_options)
+        trial = _with_scale(model, (scale,) * len(names), student)
+        ens = _members(trial, lr, n_ensemble, seed, downscale_options, student)
         truth = hr.sel(time=ens["time"]) if "time" in ens.dims else hr
         for n in names:
             crps[n].append(float(verify.crps(ens[n], truth[n], fair=True)))
             ratio[n].append(float(verify.spread_skill(ens[n], truth[n])))
     chosen = tuple(candidates[int(np.argmin(crps[n]))] for n in names)
-    result = copy.copy(model)
-    result.sampler = dataclasses.replace(model.sampler, noise_scale=chosen)
+    result = _with_scale(model, chosen, student)
     result.provenance = {
         **model.provenance,
-        "calibration": {
+        "student_calibration" if student else "calibration": {
             "parameter": "noise_scale",
             "candidates": list(candidates),
             "crps_fair": crps,
@@ -110,15 +116,35 @@ def calibrate(
     return result
 
 
+def _with_scale(model: CorrDiffModel, scale: tuple[float, ...], student: bool) -> CorrDiffModel:
+    """A shallow copy of ``model`` whose (student's) sampler has the noise factors ``scale``."""
+    trial = copy.copy(model)
+    if student:
+        assert model.student_config is not None  # checked by _check
+        sampler = dataclasses.replace(model.student_config.sampler, noise_scale=scale)
+        trial.student_config = dataclasses.replace(model.student_config, sampler=sampler)
+    else:
+        trial.sampler = dataclasses.replace(model.sampler, noise_scale=scale)
+    return trial
+
+
 def _check(
     model: CorrDiffModel,
     hr: xr.Dataset,
     scales: Sequence[float],
     n_ensemble: int,
     options: dict[str, Any],
+    student: bool,
 ) -> list[float]:
     if model.diffusion is None:
         raise ValueError("model has no diffusion network to calibrate; train it with fit first")
+    if not isinstance(student, bool):
+        raise ValueError(f"student={student!r} is invalid; expected True or False")
+    if student and model.student is None:
+        raise ValueError(
+            "student=True but the model has no distilled student; train one with "
+            "xcorrdiff.train.distill first, or calibrate the model's own sampler"
+        )
     check_int("n_ensemble", n_ensemble, minimum=2)
     candidates = [float(s) for s in scales]
     if not candidates or not all(np.isfinite(s) and s > 0 for s in candidates):
@@ -142,16 +168,14 @@ def _check(
 
 
 def _members(
-    model: CorrDiffModel,
-    scale: tuple[float, ...],
+    trial: CorrDiffModel,
     lr: xr.Dataset,
     n_ensemble: int,
     seed: int,
     options: dict[str, Any],
+    student: bool,
 ) -> xr.Dataset:
     from xcorrdiff.inference.api import downscale
 
-    trial = copy.copy(model)
-    trial.sampler = dataclasses.replace(model.sampler, noise_scale=scale)
-    # model.sampler is what is calibrated, so it samples, even where a student is the default
-    return downscale(lr, trial, n_ensemble, seed=seed, student=False, **options).compute()
+    # the sampler calibrated is the one that samples, whichever is the model's default
+    return downscale(lr, trial, n_ensemble, seed=seed, student=student, **options).compute()
