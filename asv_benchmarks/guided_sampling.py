@@ -19,7 +19,9 @@ Other columns: the held-out stations' spread/skill; the high-k power of the memb
 the truth's (:func:`xcorrdiff.verify.high_wavenumber_power`, whole grid); the **spike**
 ratio: the members' squared difference between each assimilated station's nearest grid point
 and the mean of its eight neighbours, over the truth's (1: as rough as the weather there;
-single-pixel spikes make it large); and seconds relative to the unguided run (same run).
+single-pixel spikes make it large); seconds relative to the unguided run (same run); and the
+process's peak resident memory after each run (MiB; it only grows, so a guided run's
+excess over the unguided one is what the vector–Jacobian product through the network kept).
 
     python asv_benchmarks/guided_sampling.py                     # the issue's table
     python asv_benchmarks/guided_sampling.py --sampler euler --steps 12 --scales 1
@@ -28,6 +30,7 @@ single-pixel spikes make it large); and seconds relative to the unguided run (sa
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 
 import numpy as np
@@ -125,6 +128,7 @@ def model_row(ens, hr, truth, points, used, rings, seconds, base):  # type: igno
         "high-k power": float(np.mean(power)),
         "spike": spikes(ens, hr, points.sel(station=used)),
         "time ratio": seconds / base,
+        "peak MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
@@ -142,11 +146,9 @@ def print_table(rows: dict[str, dict], columns: list[str], title: str) -> None:
     print(f"| | {' | '.join(columns)} |")
     print("| --- " * (len(columns) + 1) + "|")
     for label, row in rows.items():
-        print(
-            f"| {label} | "
-            + " | ".join(f"{row[c]:.3f}" if c in row else "" for c in columns)
-            + " |"
-        )
+        cells = [f"{row[c]:.0f}" if c == "peak MiB" else f"{row[c]:.3f}" if c in row else ""
+                 for c in columns]  # fmt: skip
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
