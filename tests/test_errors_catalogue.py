@@ -30,7 +30,7 @@ import xcorrdiff
 import xcorrdiff.verify as xv
 from xcorrdiff.config import NetworkConfig, SamplerConfig, StudentConfig
 from xcorrdiff.inference.api import downscale, downscale_to_zarr
-from xcorrdiff.model import load_model
+from xcorrdiff.model import CorrDiffModel, load_model
 from xcorrdiff.nn import CheckpointError, load_physicsnemo
 from xcorrdiff.train import CheckpointMismatchError, NonFiniteError, fit_diffusion, fit_regression
 from xcorrdiff.train.config import TrainConfig
@@ -145,6 +145,15 @@ def _mdlus(c: Ctx, args: dict[str, Any]) -> Path:
     return path
 
 
+def _dit_package(c: Ctx) -> Path:
+    """The layout of Earth2Studio's CorrDiffEra5Hrrr package (``x_pred/metadata.json``)."""
+    folder = c.work / "era5_hrrr"
+    (folder / "x_pred").mkdir(parents=True, exist_ok=True)
+    metadata = {"checkpoint": "dit.mdlus", "network": {"kind": "rectified_flow"}}
+    (folder / "x_pred" / "metadata.json").write_text(json.dumps(metadata))
+    return folder
+
+
 E = ValueError
 # (id, class of mistake, action, exception, message regex)
 CASES: list[tuple[str, str, Callable[[Ctx], Any], type[BaseException], str]] = [
@@ -235,6 +244,7 @@ CASES: list[tuple[str, str, Callable[[Ctx], Any], type[BaseException], str]] = [
     ("lead-time-plain-model", "forecasts with lead times for a model without them", lambda c: downscale(c.lr.expand_dims(lead_time=[np.timedelta64(6, "h")]), c.model_dir, **KW), E, r"lr has a 'lead_time' dimension but the model is not lead-time-aware"),
     ("train-lead-time-truth", "forecast inputs with a truth without lead times", lambda c: fit_regression(c.train_lr.expand_dims(lead_time=[np.timedelta64(0, "h")]), c.train_hr, config=c.config(), output_variables=["t2m"], progress=False), E, r"lr has lead times \['0 days 00:00:00'\] but hr has \[\]"),
     ("region-outside-grid", "a region box outside the model's grid", lambda c: downscale(c.lr, c.model_dir, region={"lat": (-80.0, -79.0), "lon": (0.0, 1.0)}, **KW), E, r"holds no point of the model's grid"),
+    ("package-dit", "an Earth2Studio CorrDiffEra5Hrrr (DiT, rectified-flow) package", lambda c: CorrDiffModel.from_earth2studio(_dit_package(c)), E, r"is a CorrDiffEra5Hrrr package \(x_pred/metadata.json: network kind 'rectified_flow'.*not supported by xcorrdiff yet"),
     ("export-not-representable", "an Earth2Studio export of what the package cannot hold", lambda c: load_model("demo").save(c.work / "pkg", format="earth2studio"), E, r"cannot be written as an Earth2Studio package.*format='xcorrdiff'"),
     ("train-units-missing", "training data without units", lambda c: fit_regression(c.train_lr, c.train_hr.assign(t2m=c.train_hr.t2m.drop_attrs()), config=c.config(), output_variables=["t2m"], progress=False), E, r"hr variable 't2m' has no 'units' attribute"),
     ("train-grid-indivisible", "an HR grid the network cannot halve", lambda c: fit_regression(c.train_lr, c.train_hr.isel(y=slice(0, 15)), config=c.config(), output_variables=["t2m"], progress=False), E, r"is not divisible by 2"),
@@ -322,9 +332,9 @@ def test_catalogue(
     allowed = {"model/config.json", "model/diffusion.safetensors", "model/regression.safetensors",
                "model/grid_hr.nc", "ours.zarr/notes.txt", "ckpt/regression-checkpoint.safetensors"}  # fmt: skip
     assert damaged <= allowed, sorted(damaged - allowed)
-    assert set(after) - set(before) <= {"ours.zarr/notes.txt", "net.mdlus"}, sorted(
-        set(after) - set(before)
-    )
+    made = {"ours.zarr/notes.txt", "net.mdlus", "era5_hrrr", "era5_hrrr/x_pred",
+            "era5_hrrr/x_pred/metadata.json"}  # written by the cases themselves  # fmt: skip
+    assert set(after) - set(before) <= made, sorted(set(after) - set(before))
 
 
 def _documented() -> set[str]:
