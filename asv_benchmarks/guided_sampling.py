@@ -146,7 +146,7 @@ def print_table(rows: dict[str, dict], columns: list[str], title: str) -> None:
     print(f"| | {' | '.join(columns)} |")
     print("| --- " * (len(columns) + 1) + "|")
     for label, row in rows.items():
-        cells = [f"{row[c]:.0f}" if c == "peak MiB" else f"{row[c]:.3f}" if c in row else ""
+        cells = ["" if c not in row else f"{row[c]:.0f}" if c == "peak MiB" else f"{row[c]:.3f}"
                  for c in columns]  # fmt: skip
         print(f"| {label} | " + " | ".join(cells) + " |")
 
