@@ -36,6 +36,7 @@ __all__ = [
     "condition",
     "noise_covariance",
     "point_covariance",
+    "point_variance",
     "station_law",
 ]
 
@@ -73,6 +74,16 @@ def point_covariance(cov: np.ndarray, std: np.ndarray, a: Corners, b: Corners) -
     dy = (ra[:, :, None, None] - rb[None, None]) % py  # (4, n_a, 4, n_b)
     dx = (ca[:, :, None, None] - cb[None, None]) % px
     return np.einsum("kalb,ka,lb->ab", cov[dy, dx], sa, sb)
+
+
+def point_variance(cov: np.ndarray, std: np.ndarray, points: Corners) -> np.ndarray:
+    """The diagonal of :func:`point_covariance` ``(points, points)``, ``(n,)``, without
+    forming the ``n × n`` matrix."""
+    rows, cols, weights = points
+    scaled = weights * std[rows, cols]  # (4, n)
+    py, px = cov.shape
+    lags = cov[(rows[:, None] - rows[None]) % py, (cols[:, None] - cols[None]) % px]  # (4, 4, n)
+    return np.einsum("kln,kn,ln->n", lags, scaled, scaled)
 
 
 def condition(
@@ -193,7 +204,7 @@ def _law_at(
     mean, std = mean.astype(np.float64), std.astype(np.float64)
     prior = {
         "mean_b": at_points(mean, targets),
-        "var_b": np.diag(point_covariance(cov, std, targets, targets)).copy(),
+        "var_b": point_variance(cov, std, targets),
     }
     if seen is None:
         return prior["mean_b"], np.sqrt(prior["var_b"])
