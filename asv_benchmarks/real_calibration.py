@@ -6,7 +6,10 @@ time three ways: the model trains on days 0 and 1, :func:`xcorrdiff.calibrate` c
 initial-noise factor on day 2 (16 members, member seed 1), and day 3 is scored before and
 after (16 members, member seed 0): CRPS, fair CRPS and spread/skill as ``real_skill.py``
 computes them (brute force, float64), with the factor chosen, per training seed and as
-mean and standard deviation over the seeds.
+mean and standard deviation over the seeds. One search gives both of calibrate's rules:
+the default one-standard-error rule (columns ``factor``, ``..._after``) and the least
+fair CRPS (``least``, ``..._least``); each seed's search (fair CRPS and standard error
+per candidate on day 2) is printed after the table.
 
 Usage::
 
@@ -16,6 +19,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import sys
 import tempfile
 import time
@@ -25,7 +30,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-COLUMNS = ("factor", "crps", "crps_after", "crps_fair", "crps_fair_after", "ss", "ss_after")
+COLUMNS = (
+    "factor", "least", "crps", "crps_after", "crps_least", "crps_fair", "crps_fair_after",
+    "crps_fair_least", "ss", "ss_after", "ss_least",
+)  # fmt: skip
 
 
 def run_seed(seed: int, budget: float, n_members: int) -> dict:
@@ -34,6 +42,7 @@ def run_seed(seed: int, budget: float, n_members: int) -> dict:
     from real_skill import case, scores, train_config
 
     import xcorrdiff
+    from xcorrdiff.inference.calibrate import choose
 
     torch.set_num_threads(1)
     lr, hr = case("small")
@@ -43,15 +52,21 @@ def run_seed(seed: int, budget: float, n_members: int) -> dict:
             hr.isel(time=slice(0, 2)), config=train_config(seed, budget, folder, {}),
             invariants=[], input_variables=["tmax"], output_variables=["tmax"], progress=False,
         )  # fmt: skip
-    calibrated = xcorrdiff.calibrate(
+    least = xcorrdiff.calibrate(
         model, lr.isel(time=[2]), hr[["tmax"]].isel(time=[2]), n_ensemble=n_members, seed=1,
-        device="cpu",
+        device="cpu", rule="least_crps",
     )  # fmt: skip
+    search = least.provenance["calibration"]
+    factor = choose(search["candidates"], search["crps_fair"]["tmax"],
+                    search["standard_error"]["tmax"], "one_se")  # fmt: skip
+    after = copy.copy(least)
+    after.sampler = dataclasses.replace(least.sampler, noise_scale=(factor,))
     held = slice(3, 4)
     truth = hr["tmax"].isel(time=held).values.astype(np.float64)
     bilinear = lr["tmax"].isel(time=held).values.astype(np.float64)
-    row: dict = {"seed": seed, "factor": calibrated.sampler.noise_scale[0]}
-    for suffix, candidate in (("", model), ("_after", calibrated)):
+    row: dict = {"seed": seed, "factor": factor, "least": least.sampler.noise_scale[0],
+                 "search": search}  # fmt: skip
+    for suffix, candidate in (("", model), ("_after", after), ("_least", least)):
         ens = lr.isel(time=held).corrdiff.downscale(
             candidate, n_members, seed=0, return_mean=True, device="cpu"
         )
@@ -77,10 +92,16 @@ def main() -> None:
           f"calibrated on day 2, scored on day 3; budget x{args.budget:g}, {args.members} members")  # fmt: skip
     from real_skill import seed_table
 
-    seed_table(
+    rows = seed_table(
         run_seed, args.seeds, (args.budget, args.members), COLUMNS, workers=args.workers,
         width=15,
     )  # fmt: skip
+    print("\nday-2 search: fair CRPS (standard error of the difference from the least)")
+    for row in rows:
+        search = row["search"]
+        cells = zip(search["candidates"], search["crps_fair"]["tmax"],
+                    search["standard_error"]["tmax"], strict=True)  # fmt: skip
+        print(f"seed {row['seed']}: " + ", ".join(f"{c:g}: {v:.4f} ({e:.4f})" for c, v, e in cells))
 
 
 if __name__ == "__main__":

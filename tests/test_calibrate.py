@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 from conftest import tiny_data, tiny_model
 
 import xcorrdiff
@@ -18,7 +19,7 @@ import xcorrdiff.verify as xv
 from xcorrdiff.config import SamplerConfig, StudentConfig
 from xcorrdiff.diffusion import edm_sigmas, euler, initial_state
 from xcorrdiff.inference.api import downscale
-from xcorrdiff.inference.calibrate import calibrate
+from xcorrdiff.inference.calibrate import block_means, calibrate, choose, standard_errors
 from xcorrdiff.model import load_model
 
 KW = {"device": "cpu", "num_steps": 3}
@@ -63,13 +64,15 @@ def test_calibrate_picks_the_least_fair_crps_and_records_the_search(tmp_path: Pa
     model = tiny_model()
     lr, hr = tiny_data(2)
     scales = (0.5, 1.0, 3.0)
-    tuned = calibrate(model, lr, hr, scales=scales, n_ensemble=3, device="cpu")
+    tuned = calibrate(model, lr, hr, scales=scales, n_ensemble=3, device="cpu", rule="least_crps")
     record = tuned.provenance["calibration"]
     assert record["candidates"] == list(scales) and record["n_ensemble"] == 3
+    assert record["rule"] == "least_crps"
     for i, name in enumerate(model.output_names):
         crps = record["crps_fair"][name]
         assert tuned.sampler.noise_scale[i] == scales[int(np.argmin(crps))]
         assert record["chosen"][name] == tuned.sampler.noise_scale[i]
+        assert record["standard_error"][name][int(np.argmin(crps))] == 0.0
     # The recorded scores are those of a downscale with that factor, checked independently.
     trial = copy.copy(model)
     trial.sampler = dataclasses.replace(model.sampler, noise_scale=(3.0, 3.0))
@@ -88,9 +91,63 @@ def test_calibrate_picks_the_least_fair_crps_and_records_the_search(tmp_path: Pa
     assert again.provenance["calibration"]["chosen"] == record["chosen"]
 
 
+def test_the_default_rule_is_one_standard_error_from_the_same_search() -> None:
+    """The default search scores as the least-CRPS one (same members) and picks by its
+    recorded standard errors."""
+    model = tiny_model()
+    lr, hr = tiny_data(2)
+    scales = (0.5, 1.0, 3.0)
+    least = calibrate(model, lr, hr, scales=scales, n_ensemble=3, device="cpu", rule="least_crps")
+    tuned = calibrate(model, lr, hr, scales=scales, n_ensemble=3, device="cpu")
+    record, other = tuned.provenance["calibration"], least.provenance["calibration"]
+    assert record["rule"] == "one_se" and record["crps_fair"] == other["crps_fair"]
+    for i, name in enumerate(model.output_names):
+        crps, errors = record["crps_fair"][name], record["standard_error"][name]
+        best = min(crps)
+        near = [s for s, c, e in zip(scales, crps, errors, strict=True) if c - best <= e]
+        assert tuned.sampler.noise_scale[i] == min(near, key=lambda s: abs(math.log(s)))
+        assert all(e >= 0 for e in errors)
+
+
+def test_block_means_and_standard_errors_by_hand() -> None:
+    """Each time is cut into 4 x 4 blocks (NaN points skipped, an empty block NaN); the
+    standard error is that of the mean paired block difference from the best candidate."""
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(2, 8, 8))
+    values[1, :2, :2] = np.nan  # one empty block
+    values[0, 2, 3] = np.nan  # one missing point
+    field = xr.DataArray(values, dims=("time", "y", "x"))
+    means = block_means(field.transpose("y", "time", "x"))
+    expected = [
+        np.nanmean(block) if np.isfinite(block).any() else np.nan
+        for t in range(2) for i in range(4) for j in range(4)
+        for block in [values[t, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2]]
+    ]  # fmt: skip
+    assert np.isnan(expected[16])
+    np.testing.assert_allclose(means, expected, rtol=1e-12)
+    other = means + rng.normal(size=means.size)
+    diff = (other - means)[np.isfinite(means)]
+    errors = standard_errors([0.0, 1.0], [means, other])
+    assert errors[0] == 0.0
+    assert math.isclose(errors[1], diff.std(ddof=1) / math.sqrt(diff.size), rel_tol=1e-12)
+
+
+def test_the_rules_choose_by_hand() -> None:
+    candidates = [0.8, 1.0, 1.2, 1.5]
+    crps, errors = [0.50, 0.45, 0.41, 0.40], [0.02, 0.03, 0.015, 0.0]
+    assert choose(candidates, crps, errors, "least_crps") == 1.5
+    assert choose(candidates, crps, errors, "one_se") == 1.2  # 1.0 misses by 0.02
+    assert choose(candidates, crps, [0.2, 0.06, 0.0, 0.0], "one_se") == 1.0
+    assert choose([0.9, 1.1], [0.3, 0.3], [0.0, 0.0], "one_se") == 1.1  # |log| 0.095 < 0.105
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
+        (
+            {"rule": "median"},
+            r"rule='median' is invalid; expected one of \['one_se', 'least_crps'\]",
+        ),
         ({"scales": (1.0, -1.0)}, r"scales=\[1.0, -1.0\] is invalid; expected positive"),
         ({"n_ensemble": 1}, r"n_ensemble=1 is invalid; expected an integer >= 2"),
         ({"num_steps": 4}, r"\['num_steps'\] may not be passed to calibrate"),
