@@ -1,4 +1,4 @@
-"""Networks (pure torch): SongUNet, EDM preconditioning, PhysicsNeMo checkpoint import.
+"""Networks (pure torch): SongUNet, EDM preconditioning, the DiT, PhysicsNeMo checkpoint import.
 
 State_dict-compatible with PhysicsNeMo 2.2.2, so its CorrDiff checkpoints load with
 :func:`load_physicsnemo` and give the same outputs.
@@ -7,6 +7,7 @@ State_dict-compatible with PhysicsNeMo 2.2.2, so its CorrDiff checkpoints load w
 from __future__ import annotations
 
 from .compile import maybe_compile, set_channels_last
+from .dit import DiT
 from .physicsnemo import CheckpointError, load_physicsnemo
 from .precond import (
     CorrDiffRegressionUNet,
@@ -22,6 +23,7 @@ from .song_unet_pos_lt import SongUNetPosLtEmbd
 __all__ = [
     "CheckpointError",
     "CorrDiffRegressionUNet",
+    "DiT",
     "EDMPrecondSR",
     "EDMPrecondSuperResolution",
     "SongUNet",

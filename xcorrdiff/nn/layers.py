@@ -234,6 +234,8 @@ class PositionalEmbedding(torch.nn.Module):
         Longest period.
     endpoint : bool, default False
         Include the last frequency ``1 / max_positions``.
+    sin_first : bool, default False
+        Order the output ``[sin, cos]`` (PhysicsNeMo's ``embed_fn="np_sin_cos"``).
 
     Notes
     -----
@@ -242,10 +244,15 @@ class PositionalEmbedding(torch.nn.Module):
     """
 
     def __init__(
-        self, num_channels: int, max_positions: int = 10000, endpoint: bool = False
+        self,
+        num_channels: int,
+        max_positions: int = 10000,
+        endpoint: bool = False,
+        sin_first: bool = False,
     ) -> None:
         super().__init__()
         self.num_channels = num_channels
+        self.sin_first = sin_first
         half = num_channels // 2
         freqs = torch.arange(start=0, end=half, dtype=torch.float32)
         freqs = freqs / (half - (1 if endpoint else 0))
@@ -256,7 +263,7 @@ class PositionalEmbedding(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Embed ``x`` of shape ``(batch,)`` into ``(batch, num_channels)``."""
         x = torch.outer(x, self.freqs.to(x.dtype))
-        return torch.cat([x.cos(), x.sin()], dim=1)
+        return torch.cat([x.sin(), x.cos()] if self.sin_first else [x.cos(), x.sin()], dim=1)
 
 
 class FourierEmbedding(torch.nn.Module):

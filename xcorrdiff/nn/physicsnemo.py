@@ -57,6 +57,7 @@ PHYSICSNEMO_MODULES = {
     "SongUNet": "physicsnemo.models.diffusion_unets.song_unet",
     "SongUNetPosEmbd": "physicsnemo.models.diffusion_unets.song_unet",
     "SongUNetPosLtEmbd": "physicsnemo.models.diffusion_unets.song_unet",
+    "DiT": "physicsnemo.models.dit.dit",
 }
 #: PhysicsNeMo 2.2.2's ``__model_checkpoint_version__`` of each class: its loader reads a
 #: checkpoint's ``mdlus_file_version`` as the class's version and refuses any other it
@@ -69,6 +70,7 @@ CHECKPOINT_VERSIONS = {
     "SongUNet": "0.1.0",
     "SongUNetPosEmbd": "0.1.0",
     "SongUNetPosLtEmbd": "0.1.0",
+    "DiT": "0.2.0",
 }
 
 
@@ -241,7 +243,8 @@ def _constructor_args(name: str, args: Mapping[str, Any], use_apex_gn: bool) -> 
     for key in ("sigma_min", "sigma_max", "sigma_data"):
         if isinstance(kwargs.get(key), str):  # "inf"/"Infinity" from hand-written JSON
             kwargs[key] = float(kwargs[key])
-    kwargs["use_apex_gn"] = use_apex_gn
+    if name != "DiT":  # the U-Nets' group norms; a DiT has none
+        kwargs["use_apex_gn"] = use_apex_gn
     return kwargs
 
 

@@ -21,6 +21,7 @@ import torch
 from xcorrdiff._checks import check_int
 from xcorrdiff._resources import format_bytes, physical_memory
 
+from .dit import DiT
 from .precond import EDMPrecondSR, EDMPrecondSuperResolution, UNet
 from .song_unet import SongUNet
 from .song_unet_pos import SongUNetPosEmbd
@@ -36,6 +37,7 @@ NETWORK_CLASSES: dict[str, type[torch.nn.Module]] = {
     "SongUNet": SongUNet,
     "SongUNetPosEmbd": SongUNetPosEmbd,
     "SongUNetPosLtEmbd": SongUNetPosLtEmbd,
+    "DiT": DiT,
 }
 
 # Inclusive bounds of the integer constructor arguments (far beyond any CorrDiff network).
@@ -54,6 +56,10 @@ _INT_BOUNDS: dict[str, tuple[int, int]] = {
     "lead_time_steps": (0, 4096),
     "lead_time_channels": (1, 1024),
     "checkpoint_level": (0, 64),
+    "hidden_size": (1, 16384),
+    "depth": (1, 256),
+    "num_heads": (1, 256),
+    "condition_dim": (0, 65536),
 }
 _MAX_SIDE = 1 << 15
 _MAX_LIST = 16
@@ -85,6 +91,14 @@ def check_network_kwargs(kwargs: Mapping[str, Any], *, where: str) -> None:
     for key, (low, high) in _INT_BOUNDS.items():
         if key in kwargs and kwargs[key] is not None:
             _check_int(where, key, kwargs[key], low, high)
+    if "input_size" in kwargs:  # a DiT
+        for key in ("input_size", "patch_size"):
+            value = kwargs.get(key, 8)
+            if isinstance(value, int) and not isinstance(value, bool):
+                _check_int(where, key, value, 1, _MAX_SIDE)
+            else:
+                _check_int_list(where, key, value, 1, _MAX_SIDE)
+        return
     resolution = kwargs.get("img_resolution")
     if isinstance(resolution, int) and not isinstance(resolution, bool):
         _check_int(where, "img_resolution", resolution, 1, _MAX_SIDE)
@@ -218,7 +232,14 @@ def build_network(
 
 
 def _upper_bound_bytes(kwargs: Mapping[str, Any]) -> int:
-    """A generous upper bound of a SongUNet's float32 weights (within ~10x of the truth)."""
+    """A generous upper bound of a network's float32 weights (within ~10x of the truth)."""
+    if "input_size" in kwargs:  # a DiT: 12 h² per block (attention, MLP at ratio 4, adaLN)
+        hidden, depth = int(kwargs.get("hidden_size", 384)), int(kwargs.get("depth", 12))
+        ratio = float(kwargs.get("mlp_ratio", 4.0))
+        size = kwargs["input_size"]
+        tokens = size * size if isinstance(size, int) else math.prod(size)
+        per_block = (4 + 2 * ratio + 6) * hidden**2
+        return 8 * (depth * per_block + tokens * hidden + 64 * hidden**2)
     mult = kwargs.get("channel_mult", (1, 2, 2, 2))
     widest = int(kwargs.get("model_channels", 128)) * max(mult, default=1)
     channels = int(kwargs.get("img_in_channels", kwargs.get("in_channels", 1))) + int(
