@@ -5,8 +5,10 @@ The packaged demo model (its own sampler) is calibrated by :func:`xcorrdiff.cali
 the model and its calibrated copy downscale ``--times`` times of *another* weather seed,
 which calibration never saw, with ``--members`` members; per output variable the fair
 CRPS and the spread/skill ratio (Fortin-corrected; 1 is calibrated) before and after, and
-the factor calibration chose. ``--student``: the same for the demo model's distilled
-student (its own sampler calibrated, its members scored).
+the factor calibration chose. One search gives both of calibrate's rules: the default
+one-standard-error rule (``factor``, ``after``) and the least fair CRPS (``least``).
+``--student``: the same for the demo model's distilled student (its own sampler
+calibrated, its members scored).
 
 Usage::
 
@@ -20,6 +22,7 @@ import time
 
 import xcorrdiff
 import xcorrdiff.verify as xv
+from xcorrdiff.inference.calibrate import _with_scale, choose
 
 
 def main() -> None:
@@ -35,21 +38,27 @@ def main() -> None:
     seen_lr, seen_hr = _held_out_data(model, args.times, DATA_SEED, (128, 128), 8)
     new_lr, new_hr = _held_out_data(model, args.times, DATA_SEED + 1, (128, 128), 8)
     start = time.perf_counter()
-    calibrated = xcorrdiff.calibrate(
+    least = xcorrdiff.calibrate(
         model, seen_lr, seen_hr[names], n_ensemble=args.members, device="cpu",
-        student=args.student,
+        student=args.student, rule="least_crps",
     )  # fmt: skip
     seconds = time.perf_counter() - start
+    search = least.provenance["student_calibration" if args.student else "calibration"]
+    chosen = tuple(
+        choose(search["candidates"], search["crps_fair"][n], search["standard_error"][n],
+               "one_se")
+        for n in names
+    )  # fmt: skip
+    calibrated = _with_scale(least, chosen, args.student)
     own = calibrated.student_config.sampler if args.student else calibrated.sampler
-    chosen = own.noise_scale
     print(f"xcorrdiff {xcorrdiff.__version__}; demo model{' (its student)' * args.student}, "
           f"sampler {own.sampler} {own.num_steps} steps; calibrated on {args.times} times of data seed "
           f"{DATA_SEED} in {seconds:.0f} s, scored on {args.times} times of seed "
           f"{DATA_SEED + 1}, {args.members} members")  # fmt: skip
-    print(f"{'variable':<9}{'factor':>7}{'fair CRPS before':>18}{'after':>8}"
-          f"{'spread/skill before':>21}{'after':>8}")  # fmt: skip
+    print(f"{'variable':<9}{'factor':>7}{'least':>6}{'fair CRPS before':>18}{'after':>8}"
+          f"{'least':>8}{'spread/skill before':>21}{'after':>8}{'least':>8}")  # fmt: skip
     scores = {}
-    for label, m in (("before", model), ("after", calibrated)):
+    for label, m in (("before", model), ("after", calibrated), ("least", least)):
         ens = new_lr.corrdiff.downscale(
             model=m, n_ensemble=args.members, device="cpu", student=args.student
         )
@@ -57,10 +66,17 @@ def main() -> None:
             xv.crps(ens[names], new_hr[names], fair=True),
             xv.spread_skill(ens[names], new_hr[names]),
         )
+    own_least = least.student_config.sampler if args.student else least.sampler
     for k, name in enumerate(names):
-        crps = [float(scores[x][0][name]) for x in ("before", "after")]
-        ssr = [float(scores[x][1][name]) for x in ("before", "after")]
-        print(f"{name:<9}{chosen[k]:7.2f}{crps[0]:18.4f}{crps[1]:8.4f}{ssr[0]:21.3f}{ssr[1]:8.3f}")
+        crps = [float(scores[x][0][name]) for x in ("before", "after", "least")]
+        ssr = [float(scores[x][1][name]) for x in ("before", "after", "least")]
+        print(f"{name:<9}{chosen[k]:7.2f}{own_least.noise_scale[k]:6.2f}{crps[0]:18.4f}"
+              f"{crps[1]:8.4f}{crps[2]:8.4f}{ssr[0]:21.3f}{ssr[1]:8.3f}{ssr[2]:8.3f}")  # fmt: skip
+    print("\nthe search: fair CRPS (standard error of the difference from the least)")
+    for name in names:
+        cells = zip(search["candidates"], search["crps_fair"][name],
+                    search["standard_error"][name], strict=True)  # fmt: skip
+        print(f"{name}: " + ", ".join(f"{c:g}: {v:.4f} ({e:.4f})" for c, v, e in cells))
 
 
 if __name__ == "__main__":
