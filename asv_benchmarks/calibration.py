@@ -22,7 +22,7 @@ import time
 
 import xcorrdiff
 import xcorrdiff.verify as xv
-from xcorrdiff.inference.calibrate import _with_scale, choose
+from xcorrdiff.inference.calibrate import choose, with_noise_scale
 
 
 def main() -> None:
@@ -49,7 +49,7 @@ def main() -> None:
                "one_se")
         for n in names
     )  # fmt: skip
-    calibrated = _with_scale(least, chosen, args.student)
+    calibrated = with_noise_scale(least, chosen, args.student)
     own = calibrated.student_config.sampler if args.student else calibrated.sampler
     print(f"xcorrdiff {xcorrdiff.__version__}; demo model{' (its student)' * args.student}, "
           f"sampler {own.sampler} {own.num_steps} steps; calibrated on {args.times} times of data seed "

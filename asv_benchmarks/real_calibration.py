@@ -19,8 +19,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import copy
-import dataclasses
 import sys
 import tempfile
 import time
@@ -42,7 +40,7 @@ def run_seed(seed: int, budget: float, n_members: int) -> dict:
     from real_skill import case, scores, train_config
 
     import xcorrdiff
-    from xcorrdiff.inference.calibrate import choose
+    from xcorrdiff.inference.calibrate import choose, with_noise_scale
 
     torch.set_num_threads(1)
     lr, hr = case("small")
@@ -59,8 +57,7 @@ def run_seed(seed: int, budget: float, n_members: int) -> dict:
     search = least.provenance["calibration"]
     factor = choose(search["candidates"], search["crps_fair"]["tmax"],
                     search["standard_error"]["tmax"], "one_se")  # fmt: skip
-    after = copy.copy(least)
-    after.sampler = dataclasses.replace(least.sampler, noise_scale=(factor,))
+    after = with_noise_scale(least, (factor,))
     held = slice(3, 4)
     truth = hr["tmax"].isel(time=held).values.astype(np.float64)
     bilinear = lr["tmax"].isel(time=held).values.astype(np.float64)

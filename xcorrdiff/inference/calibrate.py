@@ -38,7 +38,7 @@ from xcorrdiff._checks import check_int
 if TYPE_CHECKING:
     from xcorrdiff.model import CorrDiffModel
 
-__all__ = ["RULES", "SCALES", "calibrate"]
+__all__ = ["RULES", "SCALES", "calibrate", "choose", "with_noise_scale"]
 
 #: The candidate factors of :func:`calibrate`.
 SCALES: tuple[float, ...] = (0.8, 0.9, 1.0, 1.1, 1.2, 1.35, 1.5, 1.75, 2.0)
@@ -110,7 +110,7 @@ def calibrate(
     ratio: dict[str, list[float]] = {n: [] for n in names}
     blocks: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for scale in candidates:
-        trial = _with_scale(model, (scale,) * len(names), student)
+        trial = with_noise_scale(model, (scale,) * len(names), student)
         ens = _members(trial, lr, n_ensemble, seed, downscale_options, student)
         truth = hr.sel(time=ens["time"]) if "time" in ens.dims else hr
         for n in names:
@@ -119,7 +119,7 @@ def calibrate(
             blocks[n].append(block_means(verify.crps(ens[n], truth[n], fair=True, dim=[])))
     errors = {n: standard_errors(crps[n], blocks[n]) for n in names}
     chosen = tuple(choose(candidates, crps[n], errors[n], rule) for n in names)
-    result = _with_scale(model, chosen, student)
+    result = with_noise_scale(model, chosen, student)
     result.provenance = {
         **model.provenance,
         "student_calibration" if student else "calibration": {
@@ -182,11 +182,15 @@ def choose(candidates: list[float], crps: list[float], errors: list[float], rule
     return candidates[min(near, key=lambda k: (abs(np.log(candidates[k])), crps[k]))]
 
 
-def _with_scale(model: CorrDiffModel, scale: tuple[float, ...], student: bool) -> CorrDiffModel:
-    """A shallow copy of ``model`` whose (student's) sampler has the noise factors ``scale``."""
+def with_noise_scale(
+    model: CorrDiffModel, scale: tuple[float, ...], student: bool = False
+) -> CorrDiffModel:
+    """A shallow copy of ``model`` whose sampler (``student=True``: the student's) has the
+    per-output initial-noise factors ``scale``."""
     trial = copy.copy(model)
     if student:
-        assert model.student_config is not None  # checked by _check
+        if model.student_config is None:
+            raise ValueError("student=True but the model has no distilled student")
         sampler = dataclasses.replace(model.student_config.sampler, noise_scale=scale)
         trial.student_config = dataclasses.replace(model.student_config, sampler=sampler)
     else:
