@@ -130,6 +130,18 @@ def test_bilinear_curvilinear_lambert_accuracy(chunked: bool) -> None:
     np.testing.assert_allclose(out["neg"].values, -out["t2m"].values)
 
 
+def test_float32_input_gives_the_same_float32_numbers_lazy_or_eager() -> None:
+    """Interpolation computes float64 blocks of a float32 dask array whose recorded dtype
+    stays float32: the blocks are cast, so chunked input gives the eager numbers (the
+    members' chunking invariance rests on it)."""
+    target = lambert_conformal_grid(ny=8, nx=10)
+    source = latlon_source(SOURCE_LAT, SOURCE_LON, dtype="float32")
+    eager = regrid(source, target)["t2m"].values
+    lazy = regrid(source.chunk({"time": 1}), target)["t2m"].compute().values
+    assert eager.dtype == lazy.dtype == np.float32
+    np.testing.assert_array_equal(lazy, eager)
+
+
 def test_bilinear_output_carries_target_grid_and_keeps_the_rest() -> None:
     target = lambert_conformal_grid(ny=8, nx=10)
     source = latlon_source(SOURCE_LAT, SOURCE_LON, dtype="float32")

@@ -28,7 +28,8 @@ instead of turning into NaN.
 
 from __future__ import annotations
 
-from typing import Literal, get_args, overload
+import functools
+from typing import Any, Literal, get_args, overload
 
 import numpy as np
 import xarray as xr
@@ -269,19 +270,29 @@ def _on_target(
     return source.assign_coords(target.coords)
 
 
+def _as_dtype(var: xr.DataArray | xr.Variable, dtype: np.dtype) -> Any:
+    """``var`` cast to ``dtype``. A dask array's recorded dtype may not be what its blocks
+    hold (interpolation computes float64 blocks of a float32 array), so its blocks are cast
+    whatever it records: lazy and eager input then give the same numbers."""
+    data = var.data
+    if hasattr(data, "map_blocks"):
+        return var.copy(
+            data=data.map_blocks(functools.partial(np.asarray, dtype=dtype), dtype=dtype)
+        )
+    return var.astype(dtype) if var.dtype != dtype else var
+
+
 def _restore_dtypes(
     result: xr.Dataset | xr.DataArray, source: xr.Dataset | xr.DataArray
 ) -> xr.Dataset | xr.DataArray:
     """Keep floating dtypes (interpolation may promote float32 to float64)."""
     if isinstance(result, xr.DataArray) or isinstance(source, xr.DataArray):
-        if np.issubdtype(source.dtype, np.floating) and result.dtype != source.dtype:
-            result = result.astype(source.dtype)
+        if np.issubdtype(source.dtype, np.floating):
+            result = _as_dtype(result, source.dtype)
         return result
     changed = {
-        name: var.astype(source[name].dtype)
+        name: _as_dtype(var, source[name].dtype)
         for name, var in result.data_vars.items()
-        if name in source.data_vars
-        and np.issubdtype(source[name].dtype, np.floating)
-        and var.dtype != source[name].dtype
+        if name in source.data_vars and np.issubdtype(source[name].dtype, np.floating)
     }
     return result.assign(changed) if changed else result
