@@ -10,6 +10,10 @@ from typing import Any
 __all__ = ["check_model"]
 
 
+#: The samplers of a rectified-flow model: Euler and Heun steps in its time ``t``.
+FLOW_SOLVERS = ("euler", "heun")
+
+
 def check_model(model: Any) -> None:
     """Refuse an inconsistent model: each check names the field, what it holds and what
     was expected."""
@@ -66,6 +70,9 @@ def check_model(model: Any) -> None:
             f"{list(model.output_normalizer.variables)}"
         )
     _check_skip(model)
+    if model.regression is None:
+        _check_flow(model)
+        return
     n_in = len(model.condition_variables) * (2 if model.regression_patch else 1)
     grid_channels = int(getattr(model.regression, "grid_channels", 0))
     expected = getattr(model.regression, "img_in_channels", n_in + grid_channels)
@@ -107,4 +114,36 @@ def _check_student(model: Any) -> None:
         raise ValueError(
             f"the student network is a {type(student).__name__}; expected the diffusion "
             f"network's class, {type(model.diffusion).__name__}"
+        )
+
+
+def _check_flow(model: Any) -> None:
+    """A model without a regression generates whole fields with a rectified-flow DiT."""
+    net = model.diffusion
+    if type(net).__name__ != "FlowDiT":  # nn is a higher layer: checked by name
+        raise ValueError(
+            f"a model without a regression network generates whole fields and needs a FlowDiT "
+            f"diffusion network; got {type(net).__name__}"
+        )
+    if tuple(net.input_shape) != tuple(model.shape):
+        raise ValueError(
+            f"the FlowDiT takes a {tuple(net.input_shape)} domain but the model's grid is "
+            f"{tuple(model.shape)}"
+        )
+    order = net.condition_order.tolist()
+    n_cond = len(model.condition_variables)
+    if order and (min(order) < 0 or max(order) >= n_cond):
+        raise ValueError(
+            f"the FlowDiT's condition_order {order} indexes beyond the model's {n_cond} "
+            f"condition channels {list(model.condition_variables)}"
+        )
+    if net.out_channels != len(model.output_variables):
+        raise ValueError(
+            f"the FlowDiT generates {net.out_channels} channels but the model has "
+            f"{len(model.output_variables)} output variables"
+        )
+    if model.sampler.sampler not in FLOW_SOLVERS or model.student is not None:
+        raise ValueError(
+            f"a FlowDiT samples with {list(FLOW_SOLVERS)} steps and has no student; got "
+            f"sampler={model.sampler.sampler!r}"
         )

@@ -29,8 +29,7 @@ from xcorrdiff._files import file_record, member_path, verify_file
 from xcorrdiff.config import SamplerConfig, StudentConfig
 from xcorrdiff.data.normalize import Normalizer
 from xcorrdiff.data.prepare import VariableSpec
-from xcorrdiff.nn.physicsnemo import SUPPORTED_CLASSES
-from xcorrdiff.nn.registry import build_network
+from xcorrdiff.nn.registry import NETWORK_CLASSES, build_network
 
 __all__ = [
     "FORMAT",
@@ -71,10 +70,10 @@ def _clean_attrs(ds: xr.Dataset) -> xr.Dataset:
 def network_entry(net: torch.nn.Module) -> dict[str, Any]:
     """The ``config.json`` entry of a network: its class and constructor arguments."""
     name = type(net).__name__
-    if SUPPORTED_CLASSES.get(name) is not type(net):
+    if NETWORK_CLASSES.get(name) is not type(net):
         raise TypeError(
             f"network of class {name} cannot be stored in a CorrDiffModel; expected one of "
-            f"{sorted(SUPPORTED_CLASSES)}"
+            f"{sorted(NETWORK_CLASSES)}"
         )
     config = getattr(net, "config", None)
     if not isinstance(config, Mapping):

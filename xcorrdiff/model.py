@@ -69,8 +69,9 @@ class CorrDiffModel:
 
     Parameters
     ----------
-    regression : torch.nn.Module
-        Regression UNet (:class:`xcorrdiff.nn.UNet`) predicting the conditional mean μ.
+    regression : torch.nn.Module or None
+        Regression UNet (:class:`xcorrdiff.nn.UNet`) predicting the conditional mean μ;
+        None for a model that generates whole fields (a :class:`~xcorrdiff.nn.FlowDiT`).
     diffusion : torch.nn.Module or None
         Residual denoiser (:class:`xcorrdiff.nn.EDMPrecondSuperResolution`); ``None`` for a
         model whose diffusion stage is not trained yet.
@@ -131,7 +132,7 @@ class CorrDiffModel:
     def __init__(
         self,
         *,
-        regression: torch.nn.Module,
+        regression: torch.nn.Module | None,
         diffusion: torch.nn.Module | None,
         input_variables: Sequence[VariableSpec],
         output_variables: Sequence[VariableSpec],
@@ -153,7 +154,7 @@ class CorrDiffModel:
         student: torch.nn.Module | None = None,
         student_config: StudentConfig | None = None,
     ) -> None:
-        self.regression = regression.eval()
+        self.regression = regression.eval() if regression is not None else None
         self.diffusion = diffusion.eval() if diffusion is not None else None
         self.student = student.eval() if student is not None else None
         self.student_config = student_config
@@ -238,6 +239,7 @@ class CorrDiffModel:
 
     def __repr__(self) -> str:
         stage = "regression + diffusion" if self.diffusion is not None else "regression only"
+        stage = stage if self.regression is not None else "rectified-flow DiT"
         stage += " + student" if self.student is not None else ""
         return (
             f"<CorrDiffModel ({stage}) inputs={list(self.input_names)} "
@@ -291,6 +293,8 @@ class CorrDiffModel:
             y, x)`` and a ``valid_time`` for a lead-time-aware model).
         """
         batch_size = check_int("batch_size", batch_size, minimum=1)
+        if self.regression is None:
+            raise ValueError("this model has no regression stage: it generates whole fields")
         if device is not None or OPTIONS["device"] is not None:
             self.to(device)
         if self.lead_times:
@@ -411,7 +415,7 @@ class CorrDiffModel:
                 "output": self.output_normalizer.to_dict(),
             },
             "networks": {
-                "regression": network_entry(self.regression),
+                "regression": network_entry(self.regression) if self.regression else None,
                 "diffusion": network_entry(self.diffusion) if self.diffusion is not None else None,
                 **({"student": network_entry(self.student)} if self.student is not None else {}),
             },

@@ -43,6 +43,8 @@ def activation_bytes(
     bytes_per_value : int, default 4
         2 under bfloat16/float16 autocast.
     """
+    if isinstance(config.get("dit"), Mapping):
+        return _dit_activation_bytes(config["dit"], bytes_per_value)
     mult = list(config.get("channel_mult", (1, 2, 2, 2)))
     channels = int(config.get("model_channels", 128))
     blocks = int(config.get("num_blocks", 4))
@@ -61,6 +63,21 @@ def activation_bytes(
     if config.get("bottleneck_attention", True):
         attend += (pixels // 4 ** (len(mult) - 1)) ** 2
     return bytes_per_value * (skips + 4 * widest + attend)
+
+
+def _dit_activation_bytes(config: Mapping[str, Any], bytes_per_value: int) -> int:
+    """Activation bytes of one sample through a DiT: per token, the residual stream, q, k,
+    v, the MLP's hidden layer and working copies (about ``(8 + 2 mlp_ratio)`` widths), and
+    the attention weights (every token pair, or the neighbourhood window)."""
+    size, patch = config["input_size"], config.get("patch_size", 8)
+    sides = (size, size) if isinstance(size, int) else tuple(size)
+    patches = (patch, patch) if isinstance(patch, int) else tuple(patch)
+    tokens = (sides[0] // patches[0]) * (sides[1] // patches[1])
+    hidden, heads = int(config.get("hidden_size", 384)), int(config.get("num_heads", 8))
+    width = (8 + 2 * float(config.get("mlp_ratio", 4.0))) * hidden
+    kernel = int((config.get("attn_kwargs") or {}).get("attn_kernel", 3))
+    window = kernel**2 if config.get("attention_backend") == "natten2d" else tokens
+    return int(bytes_per_value * tokens * (width + heads * window))
 
 
 @dataclass(frozen=True)
@@ -124,7 +141,7 @@ def check_memory(
     width = _FLOAT32 if dtype == "float32" else 2
     per_sample = max(
         activation_bytes(diffusion_config, sample_shape, width),
-        activation_bytes(regression_config, grid_shape, width),
+        activation_bytes(regression_config, grid_shape, width) if regression_config else 0,
     )
     if per_sample > available:
         raise MemoryError(

@@ -55,6 +55,7 @@ from xcorrdiff.inference.blocks import (
     sample_block,
     time_keys,
 )
+from xcorrdiff.inference.flow import check_flow_request, flow_block, flow_scalars
 from xcorrdiff.inference.handles import (
     ModelRef,
     resolve_model,
@@ -116,6 +117,8 @@ def run_downscale(lr: xr.Dataset, model: Any, options: Mapping[str, Any]) -> xr.
     ref, resolved = diffusion_model(model)
     request = make_request(ref, resolved, options)
     observations = options.get("observations")
+    if resolved.regression is None:
+        check_flow_request(request, observations, resolved, lr)
     return run_request(prepare_input(lr, resolved, request), ref, resolved, request, observations)
 
 
@@ -165,7 +168,13 @@ def _downscale_one(lr: xr.Dataset, run: _Run) -> xr.Dataset:
         stations = prepare_observations(
             observations, model, times, check_plausibility=request.inputs.check_plausibility
         )
-    mean, samples = _graph(array, keys, ref, settings, stations)
+    if model.regression is None:
+        scalars = da.from_array(
+            flow_scalars(model, times, array.shape[0]), chunks=(array.chunks[0], -1)
+        )
+        mean, samples = None, _flow_graph(array, scalars, keys, ref, settings)
+    else:
+        mean, samples = _graph(array, keys, ref, settings, stations)
     out = _label(model, settings, condition, samples, mean if request.return_mean else None)
     out.attrs = _provenance(request, __version__)
     if stations is not None:
@@ -273,6 +282,21 @@ def _graph(
         y0, y1, x0, x1 = region
         mean = mean[..., y0:y1, x0:x1]
     return mean, samples
+
+
+def _flow_graph(
+    array: da.Array, scalars: da.Array, keys: da.Array, ref: ModelRef, settings: Settings
+) -> da.Array:
+    """The members ``(member, time, c, y, x)`` of a rectified-flow model."""
+    handle = dask.delayed(ref, name=f"xcorrdiff-model-{ref.digest[:16]}-{id(ref):x}")
+    token = dask.base.tokenize(array.name, scalars.name, ref.digest, settings)
+    h, w = settings.out_shape(array.shape[2:])
+    return da.blockwise(
+        flow_block, "mtcyx", array, "tkyx", scalars, "tj", keys, "t", handle, None,
+        settings=settings, new_axes={"m": settings.request.ensemble.n_ensemble, "c": settings.n_outputs},
+        concatenate=True, dtype=np.float32, meta=np.empty((0, 0, 0, 0, 0), np.float32),
+        name=f"xcorrdiff-flow-{token}", adjust_chunks={"y": h, "x": w},
+    )  # fmt: skip
 
 
 def _label(

@@ -270,7 +270,11 @@ def _sampler(
     info = SAMPLERS[name]
     if num_steps is None:
         num_steps = stored.num_steps if name == stored.sampler else info.default_steps
-    num_steps = check_steps(name, num_steps)
+    # a rectified-flow model's Heun has no minimum (its straight paths do not diverge)
+    flow = model.regression is None
+    num_steps = (
+        check_int("num_steps", num_steps, minimum=1) if flow else check_steps(name, num_steps)
+    )
     given = {"s_churn": s_churn, "renoise": renoise}
     for argument, value in given.items():
         if value is not None and info.noise != argument:

@@ -28,6 +28,7 @@ from xcorrdiff.config import SAMPLERS, SamplerConfig
 from xcorrdiff.data.normalize import Normalizer
 from xcorrdiff.data.prepare import VariableSpec
 from xcorrdiff.data.regrid import latlon_names
+from xcorrdiff.io.era5_hrrr import find_era5_hrrr_package, read_era5_hrrr_package
 from xcorrdiff.nn.physicsnemo import load_physicsnemo, save_physicsnemo
 
 __all__ = ["REQUIRED_FILES", "check_exportable", "read_package", "write_package"]
@@ -59,34 +60,13 @@ REQUIRED_FILES = (
 )
 
 
-def _refuse_dit_package(root: Path) -> None:
-    """Refuse, naming what it is, a package of Earth2Studio's ``CorrDiffEra5Hrrr``: a
-    ``<variant>/metadata.json`` (``x_pred/``) with a ``network`` entry, a DiT checkpoint and
-    a rectified-flow (or EDM) sampler over whole-domain HRRR output."""
-    for meta in sorted([root / "metadata.json", *root.glob("*/metadata.json")]):
-        try:
-            metadata = json.loads(meta.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        network = metadata.get("network") if isinstance(metadata, dict) else None
-        if not isinstance(network, dict):
-            continue
-        kind = network.get("kind")
-        raise ValueError(
-            f"package_dir={os.fspath(root)!r} is a CorrDiffEra5Hrrr package "
-            f"({meta.relative_to(root).as_posix()}: network kind {kind!r}, checkpoint "
-            f"{metadata.get('checkpoint')!r}): its DiT network and rectified-flow sampler are "
-            "not supported by xcorrdiff yet. Run it with Earth2Studio's CorrDiffEra5Hrrr; "
-            f"xcorrdiff reads CorrDiff packages holding {list(REQUIRED_FILES)} "
-            "(docs: user-guide/physicsnemo)"
-        )
-
-
 def read_package(package_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The :class:`~xcorrdiff.model.CorrDiffModel` keyword arguments of a package directory
     (see :meth:`~xcorrdiff.model.CorrDiffModel.from_earth2studio` for its layout and errors)."""
     root = Path(package_dir)
-    _refuse_dit_package(root)
+    variant = find_era5_hrrr_package(root)
+    if variant is not None:
+        return read_era5_hrrr_package(variant)
     missing = [name for name in REQUIRED_FILES if not (root / name).is_file()]
     if missing:
         raise FileNotFoundError(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .compile import maybe_compile, set_channels_last
 from .dit import DiT
+from .flow_dit import FlowDiT
 from .physicsnemo import CheckpointError, load_physicsnemo
 from .precond import (
     CorrDiffRegressionUNet,
@@ -26,6 +27,7 @@ __all__ = [
     "DiT",
     "EDMPrecondSR",
     "EDMPrecondSuperResolution",
+    "FlowDiT",
     "SongUNet",
     "SongUNetPosEmbd",
     "SongUNetPosLtEmbd",

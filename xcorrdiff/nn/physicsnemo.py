@@ -33,7 +33,10 @@ __all__ = [
 ]
 
 #: The classes a checkpoint may name (the table of :mod:`xcorrdiff.nn.registry`).
-SUPPORTED_CLASSES: dict[str, type[torch.nn.Module]] = NETWORK_CLASSES
+#: The PhysicsNeMo classes (xcorrdiff's ``FlowDiT`` wrapper is not one).
+SUPPORTED_CLASSES: dict[str, type[torch.nn.Module]] = {
+    k: v for k, v in NETWORK_CLASSES.items() if k != "FlowDiT"
+}
 
 _REQUIRED_MEMBERS = ("args.json", "model.pt")
 _MAX_JSON_BYTES = 1 << 20

@@ -22,6 +22,7 @@ from xcorrdiff._checks import check_int
 from xcorrdiff._resources import format_bytes, physical_memory
 
 from .dit import DiT
+from .flow_dit import FlowDiT
 from .precond import EDMPrecondSR, EDMPrecondSuperResolution, UNet
 from .song_unet import SongUNet
 from .song_unet_pos import SongUNetPosEmbd
@@ -38,6 +39,7 @@ NETWORK_CLASSES: dict[str, type[torch.nn.Module]] = {
     "SongUNetPosEmbd": SongUNetPosEmbd,
     "SongUNetPosLtEmbd": SongUNetPosLtEmbd,
     "DiT": DiT,
+    "FlowDiT": FlowDiT,
 }
 
 # Inclusive bounds of the integer constructor arguments (far beyond any CorrDiff network).
@@ -73,9 +75,11 @@ def _check_int(where: str, key: str, value: object, low: int, high: int) -> None
     check_int(f"{where}: {key}", value, minimum=low, maximum=high)
 
 
-def _check_int_list(where: str, key: str, value: object, low: int, high: int) -> None:
-    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) > _MAX_LIST:
-        raise _fail(where, key, value, f"a list of at most {_MAX_LIST} integers")
+def _check_int_list(
+    where: str, key: str, value: object, low: int, high: int, longest: int = _MAX_LIST
+) -> None:
+    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) > longest:
+        raise _fail(where, key, value, f"a list of at most {longest} integers")
     for item in value:
         _check_int(where, f"{key} entry", item, low, high)
 
@@ -91,6 +95,12 @@ def check_network_kwargs(kwargs: Mapping[str, Any], *, where: str) -> None:
     for key, (low, high) in _INT_BOUNDS.items():
         if key in kwargs and kwargs[key] is not None:
             _check_int(where, key, kwargs[key], low, high)
+    if isinstance(kwargs.get("dit"), Mapping):  # a FlowDiT
+        _check_int(where, "out_channels", kwargs.get("out_channels"), 1, 4096)
+        order = kwargs.get("condition_order", [])
+        _check_int_list(where, "condition_order", order, 0, 8191, longest=8192)
+        check_network_kwargs(kwargs["dit"], where=where)
+        return
     if "input_size" in kwargs:  # a DiT
         for key in ("input_size", "patch_size"):
             value = kwargs.get(key, 8)
@@ -233,6 +243,8 @@ def build_network(
 
 def _upper_bound_bytes(kwargs: Mapping[str, Any]) -> int:
     """A generous upper bound of a network's float32 weights (within ~10x of the truth)."""
+    if isinstance(kwargs.get("dit"), Mapping):
+        return _upper_bound_bytes(kwargs["dit"])
     if "input_size" in kwargs:  # a DiT: 12 h² per block (attention, MLP at ratio 4, adaLN)
         hidden, depth = int(kwargs.get("hidden_size", 384)), int(kwargs.get("depth", 12))
         ratio = float(kwargs.get("mlp_ratio", 4.0))
