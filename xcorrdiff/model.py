@@ -302,6 +302,7 @@ class CorrDiffModel:
         return self._mean(lr, batch_size, None)
 
     def _mean(self, lr: xr.Dataset, batch_size: int, lead: int | None) -> xr.Dataset:
+        assert self.regression is not None  # checked by regression_mean
         condition = self.prepare(lr)
         array = dataset_to_array(
             condition, list(self.condition_variables), dims=("time", *self.grid_dims)

@@ -288,7 +288,10 @@ def _restore_dtypes(
     """Keep floating dtypes (interpolation may promote float32 to float64)."""
     if isinstance(result, xr.DataArray) or isinstance(source, xr.DataArray):
         if np.issubdtype(source.dtype, np.floating):
-            result = _as_dtype(result, source.dtype)
+            if isinstance(result, xr.DataArray):
+                result = _as_dtype(result, source.dtype)
+            else:
+                result = result.astype(source.dtype)
         return result
     changed = {
         name: _as_dtype(var, source[name].dtype)

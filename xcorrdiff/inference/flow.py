@@ -38,12 +38,20 @@ from xcorrdiff.inference.blocks import (
 )
 from xcorrdiff.inference.handles import ModelRef, model_on, worker_device
 from xcorrdiff.inference.request import DownscaleRequest
-from xcorrdiff.nn.flow_dit import year_phase_conditions
+from xcorrdiff.nn.flow_dit import FlowDiT, year_phase_conditions
 
 if TYPE_CHECKING:
     from xcorrdiff.model import CorrDiffModel
 
-__all__ = ["check_flow_request", "flow_block", "flow_scalars"]
+__all__ = ["check_flow_request", "flow_block", "flow_network", "flow_scalars"]
+
+
+def flow_network(model: CorrDiffModel) -> FlowDiT:
+    """The model's :class:`~xcorrdiff.nn.FlowDiT` (the model checks guarantee it)."""
+    net = model.diffusion
+    if not isinstance(net, FlowDiT):
+        raise TypeError(f"model's diffusion network is a {type(net).__name__}, not a FlowDiT")
+    return net
 
 
 def check_flow_request(
@@ -52,7 +60,7 @@ def check_flow_request(
     """Refuse what a rectified-flow model does not do, naming the argument."""
     sampling, domain = request.sampling, request.domain
     times = lr["time"].values if "time" in lr.coords else None
-    if model.diffusion.day_of_year and (times is None or times.dtype.kind != "M"):
+    if flow_network(model).day_of_year and (times is None or times.dtype.kind != "M"):
         raise ValueError(
             "this model conditions on the day of the year: the input needs a 'time' "
             "coordinate of numpy datetimes (standard calendar); convert cftime dates with "
@@ -78,7 +86,7 @@ def check_flow_request(
 
 def flow_scalars(model: CorrDiffModel, times: np.ndarray | None, n: int) -> np.ndarray:
     """The scalar conditions ``(time, k)`` of the valid ``times``, as the DiT was trained."""
-    net = model.diffusion  # its times checked by check_flow_request
+    net = flow_network(model)  # its times checked by check_flow_request
     stamps = np.asarray(times) if times is not None else np.zeros(n, "datetime64[ns]")
     return year_phase_conditions(stamps, net.presence_flags, net.day_of_year)
 
@@ -99,7 +107,7 @@ def flow_block(
     request = settings.request
     sampling, runtime = request.sampling, request.runtime
     device = worker_device(runtime.device)
-    net = model_on(ref, device).diffusion
+    net = flow_network(model_on(ref, device))
     n_times, n_members, n_out = condition.shape[0], request.ensemble.n_ensemble, settings.n_outputs
     times = flow_times(sampling.num_steps, t_max=net.t_max, shift=net.shift, device=device)
     integrate = flow_heun if sampling.sampler == "heun" else flow_euler

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -168,12 +168,13 @@ class DiT(nn.Module):
         self.tokenizer = PatchTokenizer(
             self.input_size, self.patch_size, in_channels, hidden_size, **(tokenizer_kwargs or {})
         )
-        self.conditioning_embedder = _embedder(
+        embedder = _embedder(
             conditioning_embedder,
             hidden_size,
             self.condition_dim,
             conditioning_embedder_kwargs or {},
         )
+        self.conditioning_embedder = embedder
         kind = ConvDetokenizer if detokenizer == "proj_reshape_2d_conv" else ProjectionDetokenizer
         self.detokenizer = kind(
             self.input_size, self.patch_size, self.out_channels, hidden_size,
@@ -184,7 +185,7 @@ class DiT(nn.Module):
             DiTBlock(
                 hidden_size, num_heads, attention_backend=attention_backend,
                 layernorm_backend=layernorm_backend, mlp_ratio=mlp_ratio,
-                condition_embed_dim=self.conditioning_embedder.output_dim, **block_options, **attn,
+                condition_embed_dim=hidden_size, **block_options, **attn,
             )
             for _ in range(depth)
         )  # fmt: skip
@@ -193,19 +194,15 @@ class DiT(nn.Module):
 
     def _zero_modulation(self) -> None:
         """adaLN-Zero: every block's modulation and the output projection start at zero."""
-        for block in self.blocks:
-            nn.init.zeros_(block.adaptive_modulation[-1].weight)
-            nn.init.zeros_(block.adaptive_modulation[-1].bias)
         detokenizer = self.detokenizer
-        proj = (
-            detokenizer.proj if isinstance(detokenizer, ConvDetokenizer) else detokenizer
-        ).proj_layer
-        last = [proj.adaptive_modulation[-1], proj.output_projection]
+        proj = detokenizer.proj if isinstance(detokenizer, ConvDetokenizer) else detokenizer
+        last = [cast(DiTBlock, b).adaptive_modulation[-1] for b in self.blocks]
+        last += [proj.proj_layer.adaptive_modulation[-1], proj.proj_layer.output_projection]
         if isinstance(detokenizer, ConvDetokenizer):
             last.append([m for m in detokenizer.conv_head if isinstance(m, nn.Conv2d)][-1])
         for layer in last:
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+            for parameter in layer.parameters():
+                nn.init.zeros_(parameter)
 
     def _fp32(self, x: torch.Tensor) -> Any:
         if not self.force_tokenization_fp32:

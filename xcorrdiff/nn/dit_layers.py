@@ -144,7 +144,9 @@ class NeighborhoodSelfAttention(nn.Module):
         grid = [
             t.transpose(1, 2).reshape(b, h, w, self.num_heads, self.head_dim) for t in (q, k, v)
         ]
-        out = neighborhood_attention_2d(*grid, self.attn_kernel, scale=self.scale)
+        out = neighborhood_attention_2d(
+            grid[0], grid[1], grid[2], self.attn_kernel, scale=self.scale
+        )
         return self.proj(out.reshape(b, n, c))
 
 
@@ -168,6 +170,28 @@ def _attention(
     raise ValueError(
         f"attention_backend={backend!r} is not supported; expected one of {list(ATTENTION_BACKENDS)}"
     )
+
+
+class _Mlp(nn.Module):
+    """PhysicsNeMo's ``Mlp``: its layers in ``layers``."""
+
+    def __init__(self, layers: list[nn.Module]) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class _PatchEmbed(nn.Module):
+    """PhysicsNeMo's ``PatchEmbed2D`` without padding: a strided convolution ``proj``."""
+
+    def __init__(self, in_channels: int, hidden_size: int, patch_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, hidden_size, patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
 
 
 class DiTBlock(nn.Module):
@@ -198,8 +222,7 @@ class DiTBlock(nn.Module):
         layers += [nn.Dropout(mlp_drop_rate)] if mlp_drop_rate else []
         layers += [nn.Linear(hidden, hidden_size)]
         layers += [nn.Dropout(mlp_drop_rate)] if mlp_drop_rate and final_mlp_dropout else []
-        self.linear = nn.Module()
-        self.linear.layers = nn.Sequential(*layers)
+        self.linear = _Mlp(layers)
         width = hidden_size if condition_embed_dim is None else condition_embed_dim
         self.adaptive_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * hidden_size))
 
@@ -211,7 +234,7 @@ class DiTBlock(nn.Module):
             modulate(self.pre_attention_norm(x), scale_a, shift_a), latent_hw=latent_hw
         )
         x = torch.addcmul(x, gate_a.unsqueeze(1), attended)
-        mlp = self.linear.layers(modulate(self.pre_mlp_norm(x), scale_m, shift_m))
+        mlp = self.linear(modulate(self.pre_mlp_norm(x), scale_m, shift_m))
         return torch.addcmul(x, gate_m.unsqueeze(1), mlp)
 
 
@@ -228,14 +251,13 @@ class PatchTokenizer(nn.Module):
         pos_embed: str = "learnable",
     ) -> None:
         super().__init__()
-        self.x_embedder = nn.Module()
-        self.x_embedder.proj = nn.Conv2d(in_channels, hidden_size, patch_size, stride=patch_size)
+        self.x_embedder = _PatchEmbed(in_channels, hidden_size, patch_size)
         tokens = (input_size[0] // patch_size[0]) * (input_size[1] // patch_size[1])
         learnable = pos_embed == "learnable"
         self.pos_embed = nn.Parameter(torch.zeros(1, tokens, hidden_size)) if learnable else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.x_embedder.proj(x).flatten(2).transpose(1, 2)
+        tokens = self.x_embedder(x).flatten(2).transpose(1, 2)
         return tokens if self.pos_embed is None else tokens + self.pos_embed
 
 
@@ -343,6 +365,8 @@ class _LearnedTimestep(PositionalEmbedding):
 class DiTConditionEmbedder(nn.Module):
     """Time embedding plus a bias-free linear map of the scalar conditions."""
 
+    output_dim: int
+
     def __init__(self, hidden_size: int, condition_dim: int = 0, **timestep: Any) -> None:
         super().__init__()
         self.output_dim = hidden_size
@@ -361,6 +385,8 @@ class DiTConditionEmbedder(nn.Module):
 class EDMConditionEmbedder(nn.Module):
     """EDM's noise-level mapping: ``[sin, cos]`` embedding, plus the scaled conditions,
     through two linear layers."""
+
+    output_dim: int
 
     def __init__(
         self,

@@ -91,6 +91,7 @@ class FlowDiT(nn.Module):
             raise ValueError(f"prediction={prediction!r} is invalid; expected 'x0' or 'flow'")
         self.dit = DiT(**dit)
         self.out_channels = int(out_channels)
+        self.condition_order: torch.Tensor
         self.register_buffer(
             "condition_order",
             torch.tensor(list(condition_order), dtype=torch.long),
@@ -123,5 +124,5 @@ class FlowDiT(nn.Module):
         """The DiT's prediction for state ``x`` ``(n, C_out, H, W)`` at times ``t``
         ``(n,)`` given the model's condition ``(n, C_cond, H, W)`` and scalars ``(n, k)``."""
         inputs = torch.cat([x, condition.index_select(1, self.condition_order).to(x.dtype)], dim=1)
-        scalars = scalars.to(x.dtype) if scalars.shape[1] else None
-        return self.dit(inputs, t * self.time_scale, scalars)
+        vector = scalars.to(x.dtype) if scalars.shape[1] else None
+        return self.dit(inputs, t * self.time_scale, vector)

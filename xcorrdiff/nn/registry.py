@@ -251,7 +251,7 @@ def _upper_bound_bytes(kwargs: Mapping[str, Any]) -> int:
         size = kwargs["input_size"]
         tokens = size * size if isinstance(size, int) else math.prod(size)
         per_block = (4 + 2 * ratio + 6) * hidden**2
-        return 8 * (depth * per_block + tokens * hidden + 64 * hidden**2)
+        return int(8 * (depth * per_block + tokens * hidden + 64 * hidden**2))
     mult = kwargs.get("channel_mult", (1, 2, 2, 2))
     widest = int(kwargs.get("model_channels", 128)) * max(mult, default=1)
     channels = int(kwargs.get("img_in_channels", kwargs.get("in_channels", 1))) + int(

@@ -219,6 +219,11 @@ def distill(
     parallel = init_distributed(config.runtime.device)
     assert model.diffusion is not None  # checked above
     teacher = model.diffusion.to(parallel.device).eval().requires_grad_(False)
+    if model.regression is None:
+        raise ValueError(
+            "model has no regression stage (a rectified-flow DiT that generates whole fields); "
+            "xcorrdiff does not train such models further"
+        )
     regression = model.regression.to(parallel.device).eval().requires_grad_(False)
     source = DiffusionStage(
         data, config, parallel.device, regression, patch, model.regression_grid(),

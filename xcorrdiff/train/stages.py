@@ -347,6 +347,11 @@ def fit_diffusion(
     patch = crop_patch(config, patch, model.shape, len(data.train))
     parallel = init_distributed(config.runtime.device)
     seed = config.runtime.seed
+    if model.regression is None:
+        raise ValueError(
+            "model has no regression stage (a rectified-flow DiT that generates whole fields); "
+            "xcorrdiff does not train such models further"
+        )
     regression = model.regression.to(parallel.device).eval().requires_grad_(False)
     n_in, n_out = len(data.condition_variables), len(model.output_variables)
     net = seeded_init(
@@ -479,6 +484,7 @@ def _with_diffusion(
     record = {**model.provenance, "diffusion": provenance}
     record.setdefault("config", config.to_dict())
     norms = (model.input_normalizer, model.output_normalizer)
+    assert model.regression is not None  # checked by fit_diffusion
     return _bundle(
         model, norms, (model.regression, diffusion), config, sampler=model.sampler,
         regrid_method=model.regrid_method, provenance=record, residual_scale=scale,
