@@ -117,7 +117,10 @@ SMALL = {
     [
         ({"tokenizer": "hpx_patch_embed"}, r"tokenizer='hpx_patch_embed' is not supported"),
         ({"attention_backend": "transformer_engine"}, r"'transformer_engine' is not supported"),
-        ({"attention_backend": "natten2d_rope"}, r"'natten2d_rope' is not supported"),
+        (
+            {"attention_backend": "natten2d_rope", "hidden_size": 12, "num_heads": 2},
+            r"head_dim=6 must be divisible by 4",
+        ),
         ({"input_size": (8, 10)}, r"input_size=\(8, 10\) is not divisible by patch_size=4"),
         ({"conditioning_embedder": "zero"}, r"conditioning_embedder='zero' is not supported"),
         ({"use_nan_mask_tokens": True}, r"use_nan_mask_tokens=True requires"),

@@ -3,10 +3,11 @@
 State_dict-compatible with PhysicsNeMo 2.2.2's ``physicsnemo.models.dit.DiT`` for the
 configurations a 2-D downscaling model uses: the patch tokenizer, the projecting
 detokenizer (with or without its convolution head), full (``"timm"``) or 2-D neighborhood
-(``"natten2d"``) attention, and the ``"dit"`` or ``"edm"`` noise-level embedders. Its
+(``"natten2d"``, and with rotary embeddings ``"natten2d_rope"``, the released
+``CorrDiffEra5Hrrr`` network's) attention, and the ``"dit"`` or ``"edm"`` noise-level embedders. Its
 arguments are PhysicsNeMo's, so a checkpoint's ``args.json`` builds it; what it does not
-implement (HEALPix tokens, Transformer Engine, rotary embeddings, invalid-region mask
-tokens in use) is refused by name. Inference only: dropout and stochastic depth rates
+implement (HEALPix tokens, Transformer Engine, invalid-region mask tokens in use) is
+refused by name. Inference only: dropout and stochastic depth rates
 are accepted and inactive.
 """
 
@@ -26,6 +27,7 @@ from .dit_layers import (
     EDMConditionEmbedder,
     PatchTokenizer,
     ProjectionDetokenizer,
+    axial_rope,
 )
 from .song_unet import json_config
 
@@ -86,9 +88,11 @@ class DiT(nn.Module):
         Output channels; default ``in_channels``.
     hidden_size, depth, num_heads, mlp_ratio
         Token width, blocks, attention heads, MLP width over token width.
-    attention_backend : {"timm", "natten2d"}, default "timm"
+    attention_backend : {"timm", "natten2d", "natten2d_rope"}, default "timm"
         Full self-attention, or neighborhood attention over ``attn_kwargs["attn_kernel"]``²
-        tokens (:func:`~xcorrdiff.nn.neighborhood.neighborhood_attention_2d`).
+        tokens (:func:`~xcorrdiff.nn.neighborhood.neighborhood_attention_2d`), with axial
+        2-D rotary embeddings of the queries and keys for ``"natten2d_rope"``
+        (``attn_kwargs["rope_theta"]``, default 10000; no additive position embedding).
     layernorm_backend : {"torch", "apex"}, default "torch"
         Both compute the same affine-free layer norm here.
     condition_dim : int, optional
@@ -155,8 +159,8 @@ class DiT(nn.Module):
             )
         attn = dict(attn_kwargs or {})
         if use_nan_mask_tokens:
-            if attention_backend != "natten2d":
-                raise ValueError("use_nan_mask_tokens=True requires attention_backend='natten2d'")
+            if not attention_backend.startswith("natten2d"):
+                raise ValueError("use_nan_mask_tokens=True requires a natten2d attention_backend")
             attn["use_mask_token"] = True
         self.in_channels, self.out_channels = in_channels, out_channels or in_channels
         self.condition_dim = condition_dim or 0
@@ -165,8 +169,14 @@ class DiT(nn.Module):
             self.input_size[1] // self.patch_size[1],
         )
         self.force_tokenization_fp32 = force_tokenization_fp32
+        tokens = dict(tokenizer_kwargs or {})
+        self.rope: tuple[torch.Tensor, torch.Tensor] | None = None
+        if attention_backend == "natten2d_rope":  # positions by rotation, not added (PhysicsNeMo)
+            tokens["pos_embed"] = "none"
+            theta = float(attn.pop("rope_theta", 10000.0))
+            self.rope = axial_rope(*self.latent_hw, hidden_size // num_heads, theta)
         self.tokenizer = PatchTokenizer(
-            self.input_size, self.patch_size, in_channels, hidden_size, **(tokenizer_kwargs or {})
+            self.input_size, self.patch_size, in_channels, hidden_size, **tokens
         )
         embedder = _embedder(
             conditioning_embedder,
@@ -222,8 +232,9 @@ class DiT(nn.Module):
         with self._fp32(x):
             tokens = self.tokenizer(x.float() if self.force_tokenization_fp32 else x).to(dtype)
         c = self.conditioning_embedder(t, condition)
+        rope = None if self.rope is None else tuple(r.to(x.device) for r in self.rope)
         for block in self.blocks:
-            tokens = block(tokens, c, self.latent_hw)
+            tokens = block(tokens, c, self.latent_hw, rope)
         with self._fp32(x):
             out = self.detokenizer(tokens.float() if self.force_tokenization_fp32 else tokens, c)
         return out.to(dtype)

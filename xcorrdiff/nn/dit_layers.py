@@ -34,7 +34,40 @@ __all__ = [
 ]
 
 #: The attention kinds a DiT may name (PhysicsNeMo's ``attention_backend``).
-ATTENTION_BACKENDS = ("timm", "natten2d")
+ATTENTION_BACKENDS = ("timm", "natten2d", "natten2d_rope")
+#: A rotary embedding's tables ``(cos, sin)``, each ``(h, w, head_dim)``.
+Rope = tuple[torch.Tensor, torch.Tensor]
+
+
+def axial_rope(height: int, width: int, head_dim: int, theta: float = 10000.0) -> Rope:
+    """Axial 2-D rotary tables: the first half of each head's channels rotates with the
+    token's row, the second with its column, in adjacent pairs at frequencies
+    ``theta ** (-2j / (head_dim / 2))`` (PhysicsNeMo's ``build_axial_rope_cos_sin_2d``)."""
+    if head_dim % 4:
+        raise ValueError(
+            f"head_dim={head_dim} must be divisible by 4 for axial 2-D rotary embeddings"
+        )
+    half = head_dim // 2
+    freqs = theta ** (-torch.arange(0, half, 2, dtype=torch.float32) / half)
+    rows = (torch.arange(height, dtype=torch.float32)[:, None] * freqs).repeat_interleave(2, -1)
+    cols = (torch.arange(width, dtype=torch.float32)[:, None] * freqs).repeat_interleave(2, -1)
+    angle = torch.cat(
+        [
+            rows[:, None, :].expand(height, width, half),
+            cols[None, :, :].expand(height, width, half),
+        ],
+        dim=-1,
+    )
+    return angle.cos(), angle.sin()
+
+
+def rotate(x: torch.Tensor, rope: Rope) -> torch.Tensor:
+    """``x`` (``..., h, w, head_dim``) with each adjacent channel pair ``(a, b)`` rotated
+    to ``(a cos - b sin, b cos + a sin)``, in float32."""
+    cos, sin = rope
+    pairs = x.float().unflatten(-1, (-1, 2))
+    turned = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
+    return (x.float() * cos + turned * sin).to(x.dtype)
 
 
 def modulate(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -135,12 +168,16 @@ class NeighborhoodSelfAttention(nn.Module):
         )
         self.proj = nn.Linear(hidden_size, hidden_size)
 
-    def forward(self, x: torch.Tensor, latent_hw: tuple[int, int], **_: Any) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, latent_hw: tuple[int, int], rope: Rope | None = None
+    ) -> torch.Tensor:
         b, n, c = x.shape
         h, w = latent_hw
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # (B, heads, L, D)
         q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:  # PhysicsNeMo's natten2d_rope: rotate q and k by position
+            q, k = (rotate(t.unflatten(2, (h, w)), rope).flatten(2, 3) for t in (q, k))
         grid = [
             t.transpose(1, 2).reshape(b, h, w, self.num_heads, self.head_dim) for t in (q, k, v)
         ]
@@ -163,7 +200,7 @@ def _attention(
 ) -> nn.Module:
     if backend == "timm":
         return FullSelfAttention(hidden_size, num_heads, **options)
-    if backend == "natten2d":
+    if backend in ("natten2d", "natten2d_rope"):
         return NeighborhoodSelfAttention(
             hidden_size, num_heads, **{"norm_layer": layernorm, **options}
         )
@@ -226,12 +263,16 @@ class DiTBlock(nn.Module):
         width = hidden_size if condition_embed_dim is None else condition_embed_dim
         self.adaptive_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * hidden_size))
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, c: torch.Tensor, latent_hw: tuple[int, int], rope: Rope | None = None
+    ) -> torch.Tensor:
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.adaptive_modulation(c).chunk(
             6, dim=1
         )
         attended = self.attention(
-            modulate(self.pre_attention_norm(x), scale_a, shift_a), latent_hw=latent_hw
+            modulate(self.pre_attention_norm(x), scale_a, shift_a),
+            latent_hw=latent_hw,
+            **({"rope": rope} if rope is not None else {}),
         )
         x = torch.addcmul(x, gate_a.unsqueeze(1), attended)
         mlp = self.linear(modulate(self.pre_mlp_norm(x), scale_m, shift_m))
