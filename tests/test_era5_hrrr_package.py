@@ -126,6 +126,9 @@ def test_downscale_returns_labeled_members_of_our_integrator() -> None:
     for k, name in enumerate(NAMES):
         np.testing.assert_allclose(ens[name].values, expected[:, :, k], rtol=1e-6, atol=1e-4)
     assert float(ens["t2m"].std("member").mean()) > 0.1  # members differ
+    assert "rectified-flow DiT" in ens.attrs["source"]
+    crps = ens.corrdiff.crps(ens.isel(member=0, drop=True))  # verification runs on it
+    assert all(np.isfinite(float(crps[name])) for name in NAMES)
 
 
 def test_members_are_reproducible_per_time_and_member_and_invariant_to_chunking() -> None:

@@ -92,12 +92,15 @@ def _output_attrs(model: CorrDiffModel) -> dict[Hashable, dict[str, Any]]:
     return attrs
 
 
-def _provenance(request: DownscaleRequest, version: str) -> dict[str, Any]:
+def _provenance(request: DownscaleRequest, version: str, flow: bool = False) -> dict[str, Any]:
     """The output's attributes: what it is, and every field of the request."""
+    method = (
+        "rectified-flow DiT (whole fields)" if flow else "CorrDiff regression + residual diffusion"
+    )
     return {
         "title": "CorrDiff downscaled ensemble",
         "Conventions": "CF-1.8",
-        "source": f"xcorrdiff {version}: CorrDiff regression + residual diffusion",
+        "source": f"xcorrdiff {version}: {method}",
         "xcorrdiff_version": version,
         **request.attrs(),
         "random_streams": (
@@ -176,7 +179,7 @@ def _downscale_one(lr: xr.Dataset, run: _Run) -> xr.Dataset:
     else:
         mean, samples = _graph(array, keys, ref, settings, stations)
     out = _label(model, settings, condition, samples, mean if request.return_mean else None)
-    out.attrs = _provenance(request, __version__)
+    out.attrs = _provenance(request, __version__, flow=model.regression is None)
     if stations is not None:
         out.attrs.update(guidance="DPS (Chung et al. 2023) toward station observations",
                          n_stations=int(stations.values.shape[-1]))  # fmt: skip
