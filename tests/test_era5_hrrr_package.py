@@ -131,6 +131,23 @@ def test_downscale_returns_labeled_members_of_our_integrator() -> None:
     assert all(np.isfinite(float(crps[name])) for name in NAMES)
 
 
+def test_an_era5_file_as_users_have_it_gives_the_same_members() -> None:
+    """ERA5 as its files come: longitudes 0–360 (the package's grid is -180–180), another
+    variable beside, t2m in degrees Celsius: regridded and converted, the same members."""
+    model, lr = _model(), era5()
+    native = lr.corrdiff.downscale(model=model, n_ensemble=2, seed=5, device="cpu")
+    theirs = lr.assign_coords(lon=lr["lon"] % 360)
+    theirs = theirs.assign(
+        t2m=(theirs["t2m"] - 273.15).assign_attrs(units="degC"),
+        sp=xr.full_like(theirs["t2m"], 9.0e4).assign_attrs(units="Pa"),
+    )
+    assert float(theirs["lon"].min()) > 180
+    out = theirs.corrdiff.downscale(model=model, n_ensemble=2, seed=5, device="cpu")
+    assert out["t2m"].attrs["units"] == "K"
+    for name in NAMES:
+        np.testing.assert_allclose(out[name].values, native[name].values, rtol=1e-5, atol=2e-3)
+
+
 def test_members_are_reproducible_per_time_and_member_and_invariant_to_chunking() -> None:
     model, lr = _model(), era5()
     whole = lr.corrdiff.downscale(model=model, n_ensemble=3, seed=1, device="cpu")
