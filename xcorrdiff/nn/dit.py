@@ -118,6 +118,9 @@ class DiT(nn.Module):
     torch.Size([1, 2, 16, 32])
     """
 
+    rope_cos: torch.Tensor | None
+    rope_sin: torch.Tensor | None
+
     def __init__(
         self,
         input_size: int | Sequence[int],
@@ -170,11 +173,15 @@ class DiT(nn.Module):
         )
         self.force_tokenization_fp32 = force_tokenization_fp32
         tokens = dict(tokenizer_kwargs or {})
-        self.rope: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.register_buffer("rope_cos", None, persistent=False)
+        self.register_buffer("rope_sin", None, persistent=False)
         if attention_backend == "natten2d_rope":  # positions by rotation, not added (PhysicsNeMo)
             tokens["pos_embed"] = "none"
             theta = float(attn.pop("rope_theta", 10000.0))
-            self.rope = axial_rope(*self.latent_hw, hidden_size // num_heads, theta)
+            cos, sin = axial_rope(*self.latent_hw, hidden_size // num_heads, theta)
+            # buffers (not in the state dict, as PhysicsNeMo's): they move with the module
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
         self.tokenizer = PatchTokenizer(
             self.input_size, self.patch_size, in_channels, hidden_size, **tokens
         )
@@ -232,7 +239,7 @@ class DiT(nn.Module):
         with self._fp32(x):
             tokens = self.tokenizer(x.float() if self.force_tokenization_fp32 else x).to(dtype)
         c = self.conditioning_embedder(t, condition)
-        rope = None if self.rope is None else tuple(r.to(x.device) for r in self.rope)
+        rope = None if self.rope_cos is None else (self.rope_cos, self.rope_sin)
         for block in self.blocks:
             tokens = block(tokens, c, self.latent_hw, rope)
         with self._fp32(x):
