@@ -175,6 +175,12 @@ def test_a_region_is_the_whole_domain_s_members_there(tmp_path: Path) -> None:
     np.testing.assert_array_equal(written["t2m"].values, whole["t2m"].values)
 
 
+def test_it_is_not_written_as_a_generic_corrdiff_package(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"has no regression network \(a rectified-flow DiT"):
+        _model().save(tmp_path / "pkg", format="earth2studio")
+    assert not (tmp_path / "pkg").exists()
+
+
 def test_the_model_saves_and_loads_with_the_same_members(tmp_path: Path) -> None:
     model, lr = _model(), era5().isel(time=[0])
     model.save(tmp_path / "model")

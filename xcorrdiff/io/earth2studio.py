@@ -240,13 +240,18 @@ def check_exportable(model: Any) -> None:
         if stats.transform != "none"
     }
     problems = []
+    if model.regression is None:
+        problems.append(
+            "no regression network (a rectified-flow DiT: the CorrDiff package holds a "
+            "regression and a residual diffusion network)"
+        )
     if transforms:
         problems.append(f"normalization transforms {transforms} (stats.json holds mean/std only)")
     if model.residual_scale is not None and any(v != 1.0 for v in model.residual_scale.values()):
         problems.append("a residual scale (train with residual_scaling=False)")
     if model.observed is not None:
         problems.append("a land-only mask of observed points (Earth2Studio has none)")
-    if model.regression_patch is not None:
+    if model.regression_patch is not None and model.regression is not None:
         problems.append("a regression trained on patches (PhysicsNeMo's runs on the whole domain)")
     if model.regression_skip() is not None:
         problems.append("an input skip in the regression (train with input_skip=False)")
