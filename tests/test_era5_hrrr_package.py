@@ -250,3 +250,17 @@ def test_a_package_of_unknown_content_is_refused_naming_the_field(
 def test_an_input_lacking_a_package_variable_is_refused_by_name() -> None:
     with pytest.raises(KeyError, match=r"lr lacks the model's input variables \['t2m'\]"):
         era5().drop_vars("t2m").corrdiff.downscale(model=_model(), n_ensemble=1, device="cpu")
+
+
+def test_its_ensemble_spread_can_be_calibrated() -> None:
+    """calibrate scales the initial noise of a rectified-flow model as of an EDM one."""
+    model, lr = _model(), era5()
+    truth = lr.corrdiff.downscale(model=model, n_ensemble=1, seed=99, device="cpu")
+    truth = truth.isel(member=0, drop=True)[NAMES]
+    tuned = xcorrdiff.calibrate(model, lr, truth, scales=(1.0, 1.5), n_ensemble=2, device="cpu")
+    record = tuned.provenance["calibration"]
+    assert len(tuned.sampler.noise_scale) == 3 and record["candidates"] == [1.0, 1.5]
+    wide = lr.corrdiff.downscale(model=xcorrdiff.inference.calibrate.with_noise_scale(
+        model, (1.5, 1.5, 1.5)), n_ensemble=2, seed=0, device="cpu")  # fmt: skip
+    plain = lr.corrdiff.downscale(model=model, n_ensemble=2, seed=0, device="cpu")
+    assert not np.array_equal(wide["t2m"].values, plain["t2m"].values)
