@@ -118,11 +118,11 @@ def _reference() -> tuple[dict, DiT, torch.Tensor, torch.Tensor]:
     return ref, net, mean, std
 
 
-def _velocity(net: DiT, cond: torch.Tensor, vec: torch.Tensor):  # type: ignore[no-untyped-def]
+def _velocity(net: DiT, cond: torch.Tensor, vec: torch.Tensor, prediction: str = "x0"):  # type: ignore[no-untyped-def]
     def v(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
         out = net(torch.cat([x, cond.expand(n, -1, -1, -1)], 1), t * 999.0, vec.expand(n, -1))
-        return velocity(x, out, t, prediction="x0", clip=0.05)
+        return velocity(x, out, t, prediction=prediction, clip=0.05)
 
     return v
 
@@ -135,21 +135,25 @@ def test_one_velocity_equals_earth2studio_s() -> None:
     torch.testing.assert_close(out, torch.from_numpy(ref["velocity"]), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize(("solver", "steps"), [("heun", 4), ("euler", 3)])
+@pytest.mark.parametrize(
+    ("case", "steps", "prediction"), [("heun", 4, "x0"), ("euler", 3, "x0"), ("flow", 4, "flow")]
+)
 @torch.no_grad()
-def test_seeded_members_equal_earth2studio_s(solver: str, steps: int) -> None:
+def test_seeded_members_equal_earth2studio_s(case: str, steps: int, prediction: str) -> None:
     """Given Earth2Studio's conditioning, our DiT and integrators give its members from the
     same seeds: equal to float32 rounding (its ODE right-hand side goes through a score
-    and back, ours is the velocity itself), in physical units."""
+    and back, ours is the velocity itself), in physical units; ``flow``: Heun with the
+    network read as a velocity predictor."""
     ref, net, mean, std = _reference()
-    integrate = flow_heun if solver == "heun" else flow_euler
+    integrate = flow_euler if case == "euler" else flow_heun
     times = flow_times(steps, t_max=0.99, shift=12.0)
     for k in range(2):
         v = _velocity(
-            net, torch.from_numpy(ref[f"cond_concat_{k}"]), torch.from_numpy(ref[f"cond_vec_{k}"])
-        )
+            net, torch.from_numpy(ref[f"cond_concat_{k}"]), torch.from_numpy(ref[f"cond_vec_{k}"]),
+            prediction,
+        )  # fmt: skip
         gens = [torch.Generator().manual_seed(7 + i) for i in range(2)]
         members = integrate(v, flow_initial_state(gens, (3, 16, 24), times), times) * std + mean
-        expected = torch.from_numpy(ref[f"members_{solver}"][:, k])
+        expected = torch.from_numpy(ref[f"members_{case}"][:, k])
         assert float((expected - mean).abs().max()) > 10  # the network moves the fields
         torch.testing.assert_close(members, expected, rtol=1e-6, atol=5e-4)
