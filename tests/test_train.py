@@ -13,7 +13,7 @@ import torch
 import xarray as xr
 
 import xcorrdiff
-from xcorrdiff.config import NetworkConfig
+from xcorrdiff.config import NEW_MODEL_SAMPLER, NetworkConfig
 from xcorrdiff.data.prepare import align_times
 from xcorrdiff.data.regrid import regrid
 from xcorrdiff.data.split import split_times
@@ -96,6 +96,8 @@ def test_fit_returns_a_complete_model(small: tuple[xr.Dataset, xr.Dataset], tmp_
     assert model.shape == (16, 16)
     assert model.input_grid is not None and "lat" in model.input_grid.coords
     assert set(model.provenance) >= {"config", "regression", "diffusion"}
+    assert model.sampler == NEW_MODEL_SAMPLER  # DPM-Solver++(2M), 6 steps
+    assert (model.sampler.sampler, model.sampler.num_steps) == ("dpmpp_2m", 6)
     mean = model.regression_mean(lr.isel(time=slice(0, 3)))
     assert mean["t2m"].dims == ("time", "y", "x") and mean["t2m"].attrs["units"] == "K"
     assert np.isfinite(mean["t2m"].values).all()

@@ -40,7 +40,7 @@ import torch
 import xarray as xr
 
 from xcorrdiff._model_dir import state_digest
-from xcorrdiff.config import SamplerConfig
+from xcorrdiff.config import NEW_MODEL_SAMPLER
 from xcorrdiff.diffusion import (
     PatchGrid,
     build_condition,
@@ -164,7 +164,7 @@ def fit_regression(
         )
     return _bundle(
         layout, (input_norm, output_norm), (result.ema, None), config,
-        sampler=SamplerConfig(), regrid_method=regrid_method, provenance=provenance,
+        sampler=NEW_MODEL_SAMPLER, regrid_method=regrid_method, provenance=provenance,
         observed=data.observed, output_bounds=bounds, input_skip=skip,
     )  # fmt: skip
 
