@@ -84,3 +84,17 @@ def test_activation_estimate_grows_with_pixels_batch_and_precision() -> None:
     large = activation_bytes(net.config, (448, 448))
     assert 4 <= large / small <= 16  # linear in pixels, quadratic in the attention levels
     assert activation_bytes(net.config, (448, 448), 2) * 2 == large
+
+
+def test_a_neighborhood_dit_is_estimated_by_its_window_with_or_without_rotary_embeddings() -> None:
+    """A DiT's attention weights: every token pair for full attention, the kernel's window
+    for neighborhood attention (``natten2d``, and ``natten2d_rope`` as the released
+    CorrDiffEra5Hrrr network)."""
+    dit = {"input_size": [1024, 1792], "patch_size": 2, "hidden_size": 64, "num_heads": 4,
+           "attn_kwargs": {"attn_kernel": 7}}  # fmt: skip
+    tokens, width = 512 * 896, (8 + 2 * 4.0) * 64
+    for backend in ("natten2d", "natten2d_rope"):
+        config = {"dit": {**dit, "attention_backend": backend}}
+        assert activation_bytes(config, (1024, 1792)) == int(4 * tokens * (width + 4 * 49))
+    full = activation_bytes({"dit": {**dit, "attention_backend": "timm"}}, (1024, 1792))
+    assert full == int(4 * tokens * (width + 4 * tokens))

@@ -76,7 +76,8 @@ def _dit_activation_bytes(config: Mapping[str, Any], bytes_per_value: int) -> in
     hidden, heads = int(config.get("hidden_size", 384)), int(config.get("num_heads", 8))
     width = (8 + 2 * float(config.get("mlp_ratio", 4.0))) * hidden
     kernel = int((config.get("attn_kwargs") or {}).get("attn_kernel", 3))
-    window = kernel**2 if config.get("attention_backend") == "natten2d" else tokens
+    neighborhood = str(config.get("attention_backend", "timm")).startswith("natten2d")
+    window = kernel**2 if neighborhood else tokens  # natten2d and natten2d_rope: the window
     return int(bytes_per_value * tokens * (width + heads * window))
 
 
