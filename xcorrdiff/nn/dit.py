@@ -28,6 +28,7 @@ from .dit_layers import (
     PatchTokenizer,
     ProjectionDetokenizer,
     axial_rope,
+    token_grid,
 )
 from .song_unet import json_config
 
@@ -167,10 +168,7 @@ class DiT(nn.Module):
             attn["use_mask_token"] = True
         self.in_channels, self.out_channels = in_channels, out_channels or in_channels
         self.condition_dim = condition_dim or 0
-        self.latent_hw = (
-            self.input_size[0] // self.patch_size[0],
-            self.input_size[1] // self.patch_size[1],
-        )
+        self.latent_hw = token_grid(self.input_size, self.patch_size)
         self.force_tokenization_fp32 = force_tokenization_fp32
         tokens = dict(tokenizer_kwargs or {})
         self.register_buffer("rope_cos", None, persistent=False)
@@ -185,13 +183,12 @@ class DiT(nn.Module):
         self.tokenizer = PatchTokenizer(
             self.input_size, self.patch_size, in_channels, hidden_size, **tokens
         )
-        embedder = _embedder(
+        self.conditioning_embedder = _embedder(
             conditioning_embedder,
             hidden_size,
             self.condition_dim,
             conditioning_embedder_kwargs or {},
         )
-        self.conditioning_embedder = embedder
         kind = ConvDetokenizer if detokenizer == "proj_reshape_2d_conv" else ProjectionDetokenizer
         self.detokenizer = kind(
             self.input_size, self.patch_size, self.out_channels, hidden_size,

@@ -62,12 +62,30 @@ def axial_rope(height: int, width: int, head_dim: int, theta: float = 10000.0) -
 
 
 def rotate(x: torch.Tensor, rope: Rope) -> torch.Tensor:
-    """``x`` (``..., h, w, head_dim``) with each adjacent channel pair ``(a, b)`` rotated
-    to ``(a cos - b sin, b cos + a sin)``, in float32."""
+    """``x`` (``..., head_dim``) with each adjacent channel pair ``(a, b)`` rotated to
+    ``(a cos - b sin, b cos + a sin)`` by the tables ``rope`` (broadcast against ``x``),
+    in float32."""
     cos, sin = rope
     pairs = x.float().unflatten(-1, (-1, 2))
     turned = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
     return (x.float() * cos + turned * sin).to(x.dtype)
+
+
+def token_grid(input_size: tuple[int, int], patch_size: tuple[int, int]) -> tuple[int, int]:
+    """Rows and columns of the token grid of non-overlapping patches."""
+    return input_size[0] // patch_size[0], input_size[1] // patch_size[1]
+
+
+def _head_dim(hidden_size: int, num_heads: int) -> int:
+    if hidden_size % num_heads:
+        raise ValueError(f"hidden_size={hidden_size} is not divisible by num_heads={num_heads}")
+    return hidden_size // num_heads
+
+
+def _split_heads(qkv: torch.Tensor, num_heads: int) -> tuple[torch.Tensor, ...]:
+    """``q, k, v``, each ``(B, heads, L, D)``, of a fused projection ``(B, L, 3 heads D)``."""
+    b, n, _ = qkv.shape
+    return qkv.reshape(b, n, 3, num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
 
 
 def modulate(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -96,9 +114,7 @@ class _TimmAttention(nn.Module):
 
     def __init__(self, dim: int, heads: int, norm: str | None, affine: bool) -> None:
         super().__init__()
-        if dim % heads:
-            raise ValueError(f"hidden_size={dim} is not divisible by num_heads={heads}")
-        self.num_heads, self.head_dim = heads, dim // heads
+        self.num_heads, self.head_dim = heads, _head_dim(dim, heads)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.q_norm = _qk_norm(norm, self.head_dim, affine)
         self.k_norm = _qk_norm(norm, self.head_dim, affine)
@@ -106,8 +122,7 @@ class _TimmAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
+        q, k, v = _split_heads(self.qkv(x), self.num_heads)
         out = F.scaled_dot_product_attention(self.q_norm(q), self.k_norm(k), v)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
@@ -154,36 +169,27 @@ class NeighborhoodSelfAttention(nn.Module):
             raise ValueError(
                 f"na2d_kwargs={dict(na2d_kwargs or {})!r}: only dilation 1 is supported"
             )
-        if hidden_size % num_heads:
-            raise ValueError(f"hidden_size={hidden_size} is not divisible by num_heads={num_heads}")
-        self.num_heads, self.head_dim = num_heads, hidden_size // num_heads
+        self.num_heads, self.head_dim = num_heads, _head_dim(hidden_size, num_heads)
         self.attn_kernel = attn_kernel
         self.scale = (na2d_kwargs or {}).get("scale")
         self.mask_token = nn.Parameter(torch.zeros(1, 1, hidden_size)) if use_mask_token else None
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size, bias=qkv_bias)
-        norm = _layer_norm(self.head_dim, norm_layer) if qk_norm else nn.Identity()
-        self.q_norm, self.k_norm = (
-            norm,
-            (_layer_norm(self.head_dim, norm_layer) if qk_norm else nn.Identity()),
-        )
+        self.q_norm = _layer_norm(self.head_dim, norm_layer) if qk_norm else nn.Identity()
+        self.k_norm = _layer_norm(self.head_dim, norm_layer) if qk_norm else nn.Identity()
         self.proj = nn.Linear(hidden_size, hidden_size)
 
     def forward(
         self, x: torch.Tensor, latent_hw: tuple[int, int], rope: Rope | None = None
     ) -> torch.Tensor:
         b, n, c = x.shape
-        h, w = latent_hw
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # (B, heads, L, D)
+        q, k, v = _split_heads(self.qkv(x), self.num_heads)
         q, k = self.q_norm(q), self.k_norm(k)
+        # NATTEN's layout (B, h, w, heads, D)
+        q, k, v = (t.transpose(1, 2).unflatten(1, latent_hw) for t in (q, k, v))
         if rope is not None:  # PhysicsNeMo's natten2d_rope: rotate q and k by position
-            q, k = (rotate(t.unflatten(2, (h, w)), rope).flatten(2, 3) for t in (q, k))
-        grid = [
-            t.transpose(1, 2).reshape(b, h, w, self.num_heads, self.head_dim) for t in (q, k, v)
-        ]
-        out = neighborhood_attention_2d(
-            grid[0], grid[1], grid[2], self.attn_kernel, scale=self.scale
-        )
+            per_head = (rope[0][:, :, None], rope[1][:, :, None])
+            q, k = rotate(q, per_head), rotate(k, per_head)
+        out = neighborhood_attention_2d(q, k, v, self.attn_kernel, scale=self.scale)
         return self.proj(out.reshape(b, n, c))
 
 
@@ -293,7 +299,7 @@ class PatchTokenizer(nn.Module):
     ) -> None:
         super().__init__()
         self.x_embedder = _PatchEmbed(in_channels, hidden_size, patch_size)
-        tokens = (input_size[0] // patch_size[0]) * (input_size[1] // patch_size[1])
+        tokens = math.prod(token_grid(input_size, patch_size))
         learnable = pos_embed == "learnable"
         self.pos_embed = nn.Parameter(torch.zeros(1, tokens, hidden_size)) if learnable else None
 
@@ -303,9 +309,9 @@ class PatchTokenizer(nn.Module):
 
 
 class _ProjLayer(nn.Module):
-    def __init__(self, hidden_size: int, emb_channels: int, eps: float = 1e-6) -> None:
+    def __init__(self, hidden_size: int, emb_channels: int, layernorm_backend: str) -> None:
         super().__init__()
-        self.proj_layer_norm = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=eps)
+        self.proj_layer_norm = _layer_norm(hidden_size, layernorm_backend)
         self.output_projection = nn.Linear(hidden_size, emb_channels)
         self.adaptive_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 2 * hidden_size))
 
@@ -327,10 +333,11 @@ class ProjectionDetokenizer(nn.Module):
         layernorm_backend: str = "torch",
     ) -> None:
         super().__init__()
-        _layer_norm(hidden_size, layernorm_backend)  # checks the name
         self.patch_size, self.out_channels = patch_size, out_channels
-        self.grid = (input_size[0] // patch_size[0], input_size[1] // patch_size[1])
-        self.proj_layer = _ProjLayer(hidden_size, patch_size[0] * patch_size[1] * out_channels)
+        self.grid = token_grid(input_size, patch_size)
+        self.proj_layer = _ProjLayer(
+            hidden_size, patch_size[0] * patch_size[1] * out_channels, layernorm_backend
+        )
 
     def forward(self, tokens: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         x = self.proj_layer(tokens, c)
