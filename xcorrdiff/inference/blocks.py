@@ -40,6 +40,7 @@ __all__ = [
     "Settings",
     "caller",
     "mean_block",
+    "member_generators",
     "member_seed",
     "sample_block",
     "time_keys",
@@ -174,6 +175,20 @@ class Settings:
             return shape
         y0, y1, x0, x1 = self.request.domain.region
         return (y1 - y0, x1 - x0)
+
+
+def member_generators(
+    rows: Sequence[tuple[int, int]], time_keys: np.ndarray, settings: Settings, device: torch.device
+) -> list[torch.Generator]:
+    """One generator per ``(time, member)`` row of a block, seeded by :func:`member_seed`
+    from the request's seed, the time's key and the lead-time label."""
+    seed = settings.request.ensemble.seed
+    return [
+        torch.Generator(device=device).manual_seed(
+            member_seed(seed, int(time_keys[t]), m, settings.lead_label)
+        )
+        for t, m in rows
+    ]
 
 
 def caller() -> tuple[str, int]:
@@ -440,12 +455,7 @@ def sample_block(
 
     def work(batch: slice) -> None:
         times = torch.tensor([t for t, _ in rows[batch]], device=device)
-        generators = [
-            torch.Generator(device=device).manual_seed(
-                member_seed(request.ensemble.seed, int(time_keys[t]), m, settings.lead_label)
-            )
-            for t, m in rows[batch]
-        ]
+        generators = member_generators(rows[batch], time_keys, settings, device)
         mu = mean_t[times]
         lead = settings.lead(len(times), device)
         denoiser = _denoiser(

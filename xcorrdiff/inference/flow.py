@@ -33,7 +33,7 @@ from xcorrdiff.inference.blocks import (
     _check_outputs,
     _check_ranges,
     _use_caller_threads,
-    member_seed,
+    member_generators,
     run_in_batches,
 )
 from xcorrdiff.inference.handles import ModelRef, model_on, worker_device
@@ -120,12 +120,7 @@ def flow_block(
 
     def work(batch: slice) -> None:
         index = torch.tensor([t for t, _ in rows[batch]], device=device)
-        generators = [
-            torch.Generator(device=device).manual_seed(
-                member_seed(request.ensemble.seed, int(time_keys[t]), m)
-            )
-            for t, m in rows[batch]
-        ]
+        generators = member_generators(rows[batch], time_keys, settings, device)
         x = flow_initial_state(generators, (n_out, *condition.shape[2:]), times)
         if factor is not None:
             x = x * torch.tensor(factor, device=device)[:, None, None]
