@@ -84,6 +84,16 @@ def _check_int_list(
         _check_int(where, f"{key} entry", item, low, high)
 
 
+def _check_sides(where: str, key: str, value: object) -> None:
+    """A size in pixels: one side, or two sides ``(y, x)``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        _check_int(where, key, value, 1, _MAX_SIDE)
+        return
+    _check_int_list(where, key, value, 1, _MAX_SIDE)
+    if len(value) != 2:  # type: ignore[arg-type]
+        raise _fail(where, key, value, "an integer or two sides (y, x)")
+
+
 def check_network_kwargs(kwargs: Mapping[str, Any], *, where: str) -> None:
     """Check the integer and list constructor arguments against generous bounds.
 
@@ -102,20 +112,10 @@ def check_network_kwargs(kwargs: Mapping[str, Any], *, where: str) -> None:
         check_network_kwargs(kwargs["dit"], where=where)
         return
     if "input_size" in kwargs:  # a DiT
-        for key in ("input_size", "patch_size"):
-            value = kwargs.get(key, 8)
-            if isinstance(value, int) and not isinstance(value, bool):
-                _check_int(where, key, value, 1, _MAX_SIDE)
-            else:
-                _check_int_list(where, key, value, 1, _MAX_SIDE)
+        _check_sides(where, "input_size", kwargs["input_size"])
+        _check_sides(where, "patch_size", kwargs.get("patch_size", 8))
         return
-    resolution = kwargs.get("img_resolution")
-    if isinstance(resolution, int) and not isinstance(resolution, bool):
-        _check_int(where, "img_resolution", resolution, 1, _MAX_SIDE)
-    else:
-        _check_int_list(where, "img_resolution", resolution, 1, _MAX_SIDE)
-        if len(resolution) != 2:  # type: ignore[arg-type]
-            raise _fail(where, "img_resolution", resolution, "an integer or two sides (y, x)")
+    _check_sides(where, "img_resolution", kwargs.get("img_resolution"))
     _check_int_list(where, "channel_mult", kwargs.get("channel_mult", [1]), 1, 64)
     _check_int_list(where, "attn_resolutions", kwargs.get("attn_resolutions", []), 1, _MAX_SIDE)
     _check_int_list(where, "resample_filter", kwargs.get("resample_filter", [1, 1]), 0, 64)
