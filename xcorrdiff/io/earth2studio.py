@@ -28,27 +28,11 @@ from xcorrdiff.config import SAMPLERS, SamplerConfig
 from xcorrdiff.data.normalize import Normalizer
 from xcorrdiff.data.prepare import VariableSpec
 from xcorrdiff.data.regrid import latlon_names
+from xcorrdiff.io.e2s_units import PACKAGE_UNITS
 from xcorrdiff.io.era5_hrrr import find_era5_hrrr_package, read_era5_hrrr_package
 from xcorrdiff.nn.physicsnemo import load_physicsnemo, save_physicsnemo
 
 __all__ = ["REQUIRED_FILES", "check_exportable", "read_package", "write_package"]
-
-# Units of the variable names used by Earth2Studio/NGC CorrDiff packages (which carry none).
-_E2S_UNITS = {
-    **{f"{c}{lev}": "m s-1" for c in ("u", "v") for lev in (250, 500, 700, 850, 925, 1000)},
-    **{f"z{lev}": "m2 s-2" for lev in (250, 500, 700, 850, 925, 1000)},
-    **{f"t{lev}": "K" for lev in (250, 500, 700, 850, 925, 1000)},
-    "u10m": "m s-1",
-    "v10m": "m s-1",
-    "u100m": "m s-1",
-    "v100m": "m s-1",
-    "t2m": "K",
-    "d2m": "K",
-    "tcwv": "kg m-2",
-    "sp": "Pa",
-    "msl": "Pa",
-}
-
 
 #: The files every package holds (``input_latlon_grid.nc`` and ``invariants.nc`` optional).
 REQUIRED_FILES = (
@@ -77,7 +61,7 @@ def read_package(package_dir: str | os.PathLike[str]) -> dict[str, Any]:
     metadata = json.loads((root / "metadata.json").read_text(encoding="utf-8"))
     stats = json.loads((root / "stats.json").read_text(encoding="utf-8"))
     extra = metadata.get("xcorrdiff") or {}
-    units = {**_E2S_UNITS, **extra.get("variable_units", {})}
+    units = {**PACKAGE_UNITS, **extra.get("variable_units", {})}
     long_names = extra.get("long_names", {})
     inputs = [str(v) for v in metadata["input_variables"]]
     outputs = [str(v) for v in metadata["output_variables"]]

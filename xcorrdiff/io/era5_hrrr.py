@@ -31,29 +31,15 @@ from xcorrdiff.config import SamplerConfig
 from xcorrdiff.data.normalize import Normalizer
 from xcorrdiff.data.prepare import VariableSpec
 from xcorrdiff.data.time_features import feature_stats
+from xcorrdiff.io.e2s_units import ERA5_HRRR_UNITS
 
 __all__ = ["UNITS", "find_era5_hrrr_package", "read_era5_hrrr_package"]
 
 #: HRRR's native Lambert-conformal axes (metres): 1059 rows, 1799 columns, 3 km apart.
 HRRR_Y = np.linspace(-1587306.1525566636, 1586693.8474433364, 1059)
 HRRR_X = np.linspace(-2697520.1425219304, 2696479.8574780696, 1799)
-_LEVELS = (1000, 925, 850, 700, 500, 300, 250, 200, 100, 50)
-_HYBRID = (*range(1, 12), 13, 15, 20, 25, 30)
 #: Units of the ERA5 and HRRR variable names of the package (which carries none).
-UNITS: dict[str, str] = {
-    **dict.fromkeys(("u10m", "v10m", "u100m", "v100m"), "m s-1"),
-    **dict.fromkeys(("t2m", "d2m"), "K"),
-    **{"tcwv": "kg m-2", "sp": "Pa", "msl": "Pa", "mslp": "Pa", "refc": "dBZ"},
-    **{f"{c}{lev}": "m s-1" for c in "uv" for lev in _LEVELS},
-    **{f"z{lev}": "m2 s-2" for lev in _LEVELS},
-    **{f"t{lev}": "K" for lev in _LEVELS},
-    **{f"q{lev}": "kg kg-1" for lev in _LEVELS},
-    **{f"{c}{lev}hl": "m s-1" for c in "uv" for lev in _HYBRID},
-    **{f"t{lev}hl": "K" for lev in _HYBRID},
-    **{f"q{lev}hl": "kg kg-1" for lev in _HYBRID},
-    **{f"Z{lev}hl": "m" for lev in _HYBRID},
-    **{f"p{lev}hl": "Pa" for lev in _HYBRID},
-}
+UNITS = ERA5_HRRR_UNITS
 _FILES = ("metadata.json", "stats.json", "hrrr_lat.npy", "hrrr_lon.npy", "era5_lat.npy",
           "era5_lon.npy", "invariants.npy")  # fmt: skip
 
