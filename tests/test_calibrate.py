@@ -19,7 +19,13 @@ import xcorrdiff.verify as xv
 from xcorrdiff.config import SamplerConfig, StudentConfig
 from xcorrdiff.diffusion import edm_sigmas, euler, initial_state
 from xcorrdiff.inference.api import downscale
-from xcorrdiff.inference.calibrate import block_means, calibrate, choose, standard_errors
+from xcorrdiff.inference.calibrate import (
+    block_means,
+    calibrate,
+    choose,
+    standard_errors,
+    with_noise_scale,
+)
 from xcorrdiff.model import load_model
 
 KW = {"device": "cpu", "num_steps": 3}
@@ -130,6 +136,13 @@ def test_block_means_and_standard_errors_by_hand() -> None:
     errors = standard_errors([0.0, 1.0], [means, other])
     assert errors[0] == 0.0
     assert math.isclose(errors[1], diff.std(ddof=1) / math.sqrt(diff.size), rel_tol=1e-12)
+
+
+def test_choose_and_with_noise_scale_refuse_bad_arguments() -> None:
+    with pytest.raises(ValueError, match=r"rule='median' is invalid; expected one of"):
+        choose([1.0, 1.5], [0.3, 0.2], [0.0, 0.0], "median")
+    with pytest.raises(ValueError, match=r"student=True but the model has no distilled student"):
+        with_noise_scale(tiny_model(), (1.0, 1.0), student=True)
 
 
 def test_the_rules_choose_by_hand() -> None:

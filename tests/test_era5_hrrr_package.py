@@ -175,6 +175,19 @@ def test_a_region_is_the_whole_domain_s_members_there(tmp_path: Path) -> None:
     np.testing.assert_array_equal(written["t2m"].values, whole["t2m"].values)
 
 
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"prediction": "eps"}, r"prediction='eps' is invalid; expected 'x0' or 'flow'"),
+        ({"condition_order": [0, 1]}, r"condition_order has 2 channels but the DiT takes 9 = 3"),
+        ({"presence_flags": 2}, r"4 scalar conditions .* but the DiT takes condition_dim=3"),
+    ],
+)
+def test_a_flow_dit_refuses_a_layout_its_dit_does_not_take(change: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        FlowDiT(**{**_model().diffusion.config, **change})
+
+
 def test_it_is_not_written_as_a_generic_corrdiff_package(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"has no regression network \(a rectified-flow DiT"):
         _model().save(tmp_path / "pkg", format="earth2studio")

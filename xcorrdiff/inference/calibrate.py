@@ -175,11 +175,17 @@ def standard_errors(crps: list[float], blocks: list[np.ndarray]) -> list[float]:
 def choose(candidates: list[float], crps: list[float], errors: list[float], rule: str) -> float:
     """The candidate ``rule`` picks: the least ``crps``, or (``"one_se"``) the one nearest 1
     in ratio among those within one standard error of the least (ties: the lower score)."""
+    _check_rule(rule)
     least = int(np.argmin(crps))
     if rule == "least_crps":
         return candidates[least]
     near = [k for k in range(len(candidates)) if crps[k] - crps[least] <= errors[k]]
     return candidates[min(near, key=lambda k: (abs(np.log(candidates[k])), crps[k]))]
+
+
+def _check_rule(rule: str) -> None:
+    if rule not in RULES:
+        raise ValueError(f"rule={rule!r} is invalid; expected one of {list(RULES)}")
 
 
 def with_noise_scale(
@@ -207,8 +213,7 @@ def _check(
     student: bool,
     rule: str,
 ) -> list[float]:
-    if rule not in RULES:
-        raise ValueError(f"rule={rule!r} is invalid; expected one of {list(RULES)}")
+    _check_rule(rule)
     if model.diffusion is None:
         raise ValueError("model has no diffusion network to calibrate; train it with fit first")
     if not isinstance(student, bool):
