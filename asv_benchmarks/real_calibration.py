@@ -91,7 +91,7 @@ def main() -> None:
 
     rows = seed_table(
         run_seed, args.seeds, (args.budget, args.members), COLUMNS, workers=args.workers,
-        width=15,
+        width=15, digits=4,
     )  # fmt: skip
     print("\nday-2 search: fair CRPS (standard error of the difference from the least)")
     for row in rows:

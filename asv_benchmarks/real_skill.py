@@ -154,11 +154,11 @@ def run_seed(
 
 def seed_table(
     run: Any, seeds: list[int], arguments: tuple, columns: tuple[str, ...], *,
-    workers: int, width: int = 12,
+    workers: int, width: int = 12, digits: int = 3,
 ) -> list[dict]:  # fmt: skip
     """``run(seed, *arguments)`` for each seed in ``workers`` spawned processes, each row
-    printed as it comes (``columns``, then its ``seconds``), then the columns' mean and
-    standard deviation over the seeds; returns the rows."""
+    printed as it comes (``columns`` to ``digits`` decimals, then its ``seconds``), then the
+    columns' mean and standard deviation over the seeds; returns the rows."""
     print(f"{'seed':>4} " + " ".join(f"{c:>{width}}" for c in columns) + f" {'seconds':>8}")
     rows = []
     context = multiprocessing.get_context("spawn")
@@ -166,13 +166,13 @@ def seed_table(
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         for row in pool.map(run, seeds, *spread):
             rows.append(row)
-            print(f"{row['seed']:>4} " + " ".join(f"{row[c]:>{width}.3f}" for c in columns)
+            print(f"{row['seed']:>4} " + " ".join(f"{row[c]:>{width}.{digits}f}" for c in columns)
                   + f" {row['seconds']:>8.0f}", flush=True)  # fmt: skip
     table = np.array([[row[c] for c in columns] for row in rows])
     summary = [("mean", table.mean(axis=0))]
     summary += [("sd", table.std(axis=0, ddof=1))] if len(rows) > 1 else []
     for label, values in summary:
-        print(f"{label:>4} " + " ".join(f"{v:>{width}.3f}" for v in values))
+        print(f"{label:>4} " + " ".join(f"{v:>{width}.{digits}f}" for v in values))
     return rows
 
 
