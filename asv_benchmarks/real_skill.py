@@ -30,11 +30,13 @@ Seeds run in ``--workers`` processes (default 2). Usage::
 
     python asv_benchmarks/real_skill.py [--seeds 0 1 2 3 4] [--budget 1] [--workers 2]
     python asv_benchmarks/real_skill.py --case small --samplers dpmpp_2m:4 euler:24
+    python asv_benchmarks/real_skill.py --case small --set ema_rampup_ratio=0.5 diffusion.gridtype=none
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import sys
 import tempfile
@@ -79,15 +81,19 @@ def case(name: str = "appalachians") -> tuple[xr.Dataset, xr.Dataset]:
 
 
 def train_config(seed: int, budget: float, folder: str, options: dict):  # type: ignore[no-untyped-def]
+    """The case's ``TrainConfig``; ``options`` are further keywords of it, and its
+    ``"diffusion"`` entry (a dict), fields of the diffusion network's ``NetworkConfig``."""
     import xcorrdiff
     from xcorrdiff.config import NetworkConfig
 
+    options = dict(options)
     net = {"model_channels": 16, "channel_mult": (1, 2), "num_blocks": 1,
            "bottleneck_attention": False}  # fmt: skip
+    diffusion = {"embedding_type": "positional", **options.pop("diffusion", {})}
     return xcorrdiff.TrainConfig(
         preset="tiny",
         regression=NetworkConfig(**net, embedding_type="zero"),
-        diffusion=NetworkConfig(**net, embedding_type="positional"),
+        diffusion=NetworkConfig(**net, **diffusion),
         regression_duration=round(900 * budget),
         diffusion_duration=round(400 * budget),
         learning_rate=4e-3,
@@ -176,6 +182,23 @@ def seed_table(
     return rows
 
 
+def settings(texts: list[str]) -> dict:
+    """``["ema_rampup_ratio=0.5", "diffusion.gridtype=\"none\""]`` → TrainConfig keywords,
+    the diffusion network's fields under ``"diffusion"`` (values JSON, else strings)."""
+    out: dict = {}
+    for text in texts:
+        key, _, raw = text.partition("=")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        if key.startswith("diffusion."):
+            out.setdefault("diffusion", {})[key.removeprefix("diffusion.")] = value
+        else:
+            out[key] = value
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -189,11 +212,14 @@ def main() -> None:
     )
     parser.add_argument("--samplers", nargs="*", default=[], metavar="NAME:STEPS",
                         help="also score these samplers of the same trained model")  # fmt: skip
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON",
+                        help="TrainConfig keywords (diffusion.FIELD: the diffusion network's)")  # fmt: skip
     args = parser.parse_args()
     samplers = tuple((name, int(steps)) for name, steps in (s.split(":") for s in args.samplers))
     columns = COLUMNS + tuple(f"{c}@{n}:{k}" for n, k in samplers for c in ENSEMBLE)
     options = {"input_skip": True} if args.input_skip else {}
     options.update({"residual_folds": args.residual_folds} if args.residual_folds else {})
+    options.update(settings(args.set))
     import xcorrdiff
 
     print(f"xcorrdiff {xcorrdiff.__version__} from {Path(xcorrdiff.__file__).parent}; "
