@@ -186,14 +186,20 @@ def test_calibrate_refuses_truth_without_the_outputs_and_bad_factors() -> None:
         model._validate()
 
 
-def test_fit_calibrates_on_its_validation_times() -> None:
+@pytest.mark.parametrize("daily", [None, "standard", "noleap"])
+def test_fit_calibrates_on_its_validation_times(daily: str | None) -> None:
     """``fit(calibrate=True)``: trained, then calibrated on the last quarter of the record
-    (the validation times); without validation times it is refused before training."""
+    (the validation times); without validation times it is refused before training. Also
+    for a daily record (every time at midnight, as NDFD's or CMIP6's daily fields), whose
+    times an index prints without their clock, in the standard and a CMIP6 calendar."""
     from xcorrdiff.config import NetworkConfig
     from xcorrdiff.train.api import fit
     from xcorrdiff.train.config import TrainConfig
 
     lr, hr = xcorrdiff.tutorial.make_synthetic(n_times=8, hr_shape=(16, 16), factor=4, seed=3)
+    if daily is not None:
+        days = xr.date_range("2011-09-30", periods=8, freq="D", calendar=daily, use_cftime=None)
+        lr, hr = lr.assign_coords(time=days), hr.assign_coords(time=days)
     net = {"model_channels": 4, "channel_mult": (1, 2), "num_blocks": 1}
     config = TrainConfig(
         regression=NetworkConfig(**net, embedding_type="zero"), diffusion=NetworkConfig(**net),

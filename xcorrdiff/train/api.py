@@ -79,10 +79,12 @@ def _on_validation_times(
     model: CorrDiffModel, lr: xr.Dataset, hr: xr.Dataset, config: TrainConfig
 ) -> CorrDiffModel:
     """``model`` calibrated on the validation times its stages recorded (a contiguous
-    span at the end of the record)."""
+    span at the end of the record, as ``str`` of its first and last time)."""
     from xcorrdiff.inference.calibrate import calibrate
 
-    labels = list(lr.indexes["time"].astype(str))
+    # str of each time, as the span was written: an index's astype(str) drops the clock
+    # of an all-midnight (daily) record, "2011-10-02" against "2011-10-02 00:00:00"
+    labels = [str(t) for t in lr.indexes["time"]]
     first, last = model.provenance["diffusion"]["validation_time_span"]
     held = lr["time"][labels.index(first) : labels.index(last) + 1]
     names = list(model.output_names)

@@ -268,7 +268,8 @@ def prepare_data(
             f"a short record: validation_fraction={config.data.validation_fraction} holds out "
             f"{len(validation)} of the {n_times} times ({len(validation) / n_times:.0%}), so "
             f"training sees {len(train)}. Set TrainConfig(validation_fraction=0) to train on "
-            "every time (no validation then), or pass more times",
+            "every time (no validation then, and no times for fit(calibrate=True)), or pass "
+            "more times",
             UserWarning,
             stacklevel=4,
         )
