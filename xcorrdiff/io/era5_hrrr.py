@@ -33,13 +33,11 @@ from xcorrdiff.data.prepare import VariableSpec
 from xcorrdiff.data.time_features import feature_stats
 from xcorrdiff.io.e2s_units import ERA5_HRRR_UNITS
 
-__all__ = ["UNITS", "find_era5_hrrr_package", "read_era5_hrrr_package"]
+__all__ = ["find_era5_hrrr_package", "read_era5_hrrr_package"]
 
 #: HRRR's native Lambert-conformal axes (metres): 1059 rows, 1799 columns, 3 km apart.
 HRRR_Y = np.linspace(-1587306.1525566636, 1586693.8474433364, 1059)
 HRRR_X = np.linspace(-2697520.1425219304, 2696479.8574780696, 1799)
-#: Units of the ERA5 and HRRR variable names of the package (which carries none).
-UNITS = ERA5_HRRR_UNITS
 _FILES = ("metadata.json", "stats.json", "hrrr_lat.npy", "hrrr_lon.npy", "era5_lat.npy",
           "era5_lon.npy", "invariants.npy")  # fmt: skip
 
@@ -62,12 +60,13 @@ def _fail(folder: Path, what: str) -> ValueError:
 
 
 def _variables(folder: Path, names: Sequence[str], role: str) -> list[VariableSpec]:
-    unknown = [n for n in names if n not in UNITS]
+    unknown = [n for n in names if n not in ERA5_HRRR_UNITS]
     if unknown:
         raise _fail(
-            folder, f"{role} {unknown} have no known units; xcorrdiff knows {sorted(UNITS)}"
+            folder,
+            f"{role} {unknown} have no known units; xcorrdiff knows {sorted(ERA5_HRRR_UNITS)}",
         )
-    return [VariableSpec(name=str(n), units=UNITS[n]) for n in names]
+    return [VariableSpec(name=str(n), units=ERA5_HRRR_UNITS[n]) for n in names]
 
 
 def _stats(folder: Path, stats: Mapping[str, Any], group: str, names: Sequence[str]) -> dict:
