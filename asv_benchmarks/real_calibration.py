@@ -11,9 +11,15 @@ the default one-standard-error rule (columns ``factor``, ``..._after``) and the 
 fair CRPS (``least``, ``..._least``); each seed's search (fair CRPS and standard error
 per candidate on day 2) is printed after the table.
 
+``--transfer`` also trains the seed's model on days 0–2 (as ``real_skill.py --case small``
+does) and scores it on day 3 without and with the one-SE factor the two-day model chose
+(columns ``..._3d`` and ``..._3d_factor``): whether a factor found on a held-out day carries
+over to the model retrained on every day.
+
 Usage::
 
     python asv_benchmarks/real_calibration.py [--seeds 0 1 2 3 4] [--budget 1] [--workers 2]
+        [--transfer]
 """
 
 from __future__ import annotations
@@ -32,12 +38,44 @@ COLUMNS = (
     "factor", "least", "crps", "crps_after", "crps_least", "crps_fair", "crps_fair_after",
     "crps_fair_least", "ss", "ss_after", "ss_least",
 )  # fmt: skip
+TRANSFER = ("crps_3d", "crps_3d_factor", "crps_fair_3d", "crps_fair_3d_factor", "ss_3d",
+            "ss_3d_factor")  # fmt: skip
 
 
-def run_seed(seed: int, budget: float, n_members: int) -> dict:
-    """Train on days 0–1, calibrate on day 2, score day 3 before and after."""
+def _scored(model, lr, hr, n_members: int, suffix: str) -> dict:  # type: ignore[no-untyped-def]
+    """CRPS, fair CRPS and spread/skill of ``model``'s members on day 3 (member seed 0),
+    keyed with ``suffix``."""
+    from real_skill import scores
+
+    held = slice(3, 4)
+    ens = lr.isel(time=held).corrdiff.downscale(
+        model, n_members, seed=0, return_mean=True, device="cpu"
+    )
+    s = scores(
+        ens["tmax"].values.astype(np.float64), ens["tmax_mean"].values.astype(np.float64),
+        lr["tmax"].isel(time=held).values.astype(np.float64),
+        hr["tmax"].isel(time=held).values.astype(np.float64),
+    )  # fmt: skip
+    return {f"crps{suffix}": s["crps"], f"crps_fair{suffix}": s["crps_fair"],
+            f"ss{suffix}": s["spread_skill"]}  # fmt: skip
+
+
+def _trained(lr, hr, days: int, seed: int, budget: float):  # type: ignore[no-untyped-def]
+    """The model of ``seed`` trained on the first ``days`` days."""
+    from real_skill import train_config
+
+    with tempfile.TemporaryDirectory() as folder:
+        return lr.isel(time=slice(0, days)).corrdiff.fit(
+            hr.isel(time=slice(0, days)), config=train_config(seed, budget, folder, {}),
+            invariants=[], input_variables=["tmax"], output_variables=["tmax"], progress=False,
+        )  # fmt: skip
+
+
+def run_seed(seed: int, budget: float, n_members: int, transfer: bool = False) -> dict:
+    """Train on days 0–1, calibrate on day 2, score day 3 before and after (``transfer``:
+    also the model trained on days 0–2, without and with the factor)."""
     import torch
-    from real_skill import case, scores, train_config
+    from real_skill import case
 
     import xcorrdiff
     from xcorrdiff.inference.calibrate import choose, with_noise_scale
@@ -45,11 +83,7 @@ def run_seed(seed: int, budget: float, n_members: int) -> dict:
     torch.set_num_threads(1)
     lr, hr = case("small")
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as folder:
-        model = lr.isel(time=slice(0, 2)).corrdiff.fit(
-            hr.isel(time=slice(0, 2)), config=train_config(seed, budget, folder, {}),
-            invariants=[], input_variables=["tmax"], output_variables=["tmax"], progress=False,
-        )  # fmt: skip
+    model = _trained(lr, hr, 2, seed, budget)
     least = xcorrdiff.calibrate(
         model, lr.isel(time=[2]), hr[["tmax"]].isel(time=[2]), n_ensemble=n_members, seed=1,
         device="cpu", rule="least_crps",
@@ -58,21 +92,14 @@ def run_seed(seed: int, budget: float, n_members: int) -> dict:
     factor = choose(search["candidates"], search["crps_fair"]["tmax"],
                     search["standard_error"]["tmax"], "one_se")  # fmt: skip
     after = with_noise_scale(least, (factor,))
-    held = slice(3, 4)
-    truth = hr["tmax"].isel(time=held).values.astype(np.float64)
-    bilinear = lr["tmax"].isel(time=held).values.astype(np.float64)
     row: dict = {"seed": seed, "factor": factor, "least": least.sampler.noise_scale[0],
                  "search": search}  # fmt: skip
     for suffix, candidate in (("", model), ("_after", after), ("_least", least)):
-        ens = lr.isel(time=held).corrdiff.downscale(
-            candidate, n_members, seed=0, return_mean=True, device="cpu"
-        )
-        s = scores(
-            ens["tmax"].values.astype(np.float64), ens["tmax_mean"].values.astype(np.float64),
-            bilinear, truth,
-        )  # fmt: skip
-        row |= {f"crps{suffix}": s["crps"], f"crps_fair{suffix}": s["crps_fair"],
-                f"ss{suffix}": s["spread_skill"]}  # fmt: skip
+        row |= _scored(candidate, lr, hr, n_members, suffix)
+    if transfer:
+        every = _trained(lr, hr, 3, seed, budget)
+        row |= _scored(every, lr, hr, n_members, "_3d")
+        row |= _scored(with_noise_scale(every, (factor,)), lr, hr, n_members, "_3d_factor")
     return {**row, "seconds": time.perf_counter() - started}
 
 
@@ -82,6 +109,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=1.0)
     parser.add_argument("--members", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--transfer", action="store_true", help="also the model of days 0-2")
     args = parser.parse_args()
     import xcorrdiff
 
@@ -90,7 +118,8 @@ def main() -> None:
     from real_skill import seed_table
 
     rows = seed_table(
-        run_seed, args.seeds, (args.budget, args.members), COLUMNS, workers=args.workers,
+        run_seed, args.seeds, (args.budget, args.members, args.transfer),
+        COLUMNS + (TRANSFER if args.transfer else ()), workers=args.workers,
         width=15, digits=4,
     )  # fmt: skip
     print("\nday-2 search: fair CRPS (standard error of the difference from the least)")
