@@ -44,7 +44,9 @@ def fit(
     was trained without (the last ``validation_fraction`` of the record):
     :func:`xcorrdiff.calibrate` chooses each output's initial-noise factor there by fair
     CRPS (16 members) and records its search in ``provenance["calibration"]``. It needs
-    ``validation_fraction > 0``, checked before training.
+    ``validation_fraction > 0``, checked before training. On a record of a few days the
+    held-out times cost more skill than calibration returns (docs/user-guide/training.md,
+    "Calibrating the spread after training"): train such a record on every time.
 
     Returns
     -------
