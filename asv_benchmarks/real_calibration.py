@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -60,22 +59,11 @@ def _scored(model, lr, hr, n_members: int, suffix: str) -> dict:  # type: ignore
             f"ss{suffix}": s["spread_skill"]}  # fmt: skip
 
 
-def _trained(lr, hr, days: int, seed: int, budget: float):  # type: ignore[no-untyped-def]
-    """The model of ``seed`` trained on the first ``days`` days."""
-    from real_skill import train_config
-
-    with tempfile.TemporaryDirectory() as folder:
-        return lr.isel(time=slice(0, days)).corrdiff.fit(
-            hr.isel(time=slice(0, days)), config=train_config(seed, budget, folder, {}),
-            invariants=[], input_variables=["tmax"], output_variables=["tmax"], progress=False,
-        )  # fmt: skip
-
-
 def run_seed(seed: int, budget: float, n_members: int, transfer: bool = False) -> dict:
     """Train on days 0–1, calibrate on day 2, score day 3 before and after (``transfer``:
     also the model trained on days 0–2, without and with the factor)."""
     import torch
-    from real_skill import case
+    from real_skill import case, fit_days
 
     import xcorrdiff
     from xcorrdiff.inference.calibrate import choose, with_noise_scale
@@ -83,7 +71,7 @@ def run_seed(seed: int, budget: float, n_members: int, transfer: bool = False) -
     torch.set_num_threads(1)
     lr, hr = case("small")
     started = time.perf_counter()
-    model = _trained(lr, hr, 2, seed, budget)
+    model = fit_days(lr, hr, 2, seed, budget, {})
     least = xcorrdiff.calibrate(
         model, lr.isel(time=[2]), hr[["tmax"]].isel(time=[2]), n_ensemble=n_members, seed=1,
         device="cpu", rule="least_crps",
@@ -97,7 +85,7 @@ def run_seed(seed: int, budget: float, n_members: int, transfer: bool = False) -
     for suffix, candidate in (("", model), ("_after", after), ("_least", least)):
         row |= _scored(candidate, lr, hr, n_members, suffix)
     if transfer:
-        every = _trained(lr, hr, 3, seed, budget)
+        every = fit_days(lr, hr, 3, seed, budget, {})
         row |= _scored(every, lr, hr, n_members, "_3d")
         row |= _scored(with_noise_scale(every, (factor,)), lr, hr, n_members, "_3d_factor")
     return {**row, "seconds": time.perf_counter() - started}

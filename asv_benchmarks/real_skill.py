@@ -107,6 +107,18 @@ def train_config(seed: int, budget: float, folder: str, options: dict):  # type:
     )
 
 
+def fit_days(lr, hr, days: int, seed: int, budget: float, options: dict):  # type: ignore[no-untyped-def]
+    """The model of training ``seed`` fitted on the first ``days`` days of the case
+    ``(lr, hr)`` (terrain, where the case has it, as the invariant)."""
+    train = slice(0, days)
+    with tempfile.TemporaryDirectory() as folder:
+        return lr.isel(time=train).corrdiff.fit(
+            hr.isel(time=train), config=train_config(seed, budget, folder, options),
+            invariants=[n for n in hr.data_vars if n != "tmax"], input_variables=["tmax"],
+            output_variables=["tmax"], progress=False,
+        )  # fmt: skip
+
+
 def scores(members: np.ndarray, mean: np.ndarray, bilinear: np.ndarray, truth: np.ndarray) -> dict:
     """The held-out scores (see the module docstring); ``members`` ``(M, ...)``."""
     m = members.shape[0]
@@ -135,13 +147,9 @@ def run_seed(
 
     torch.set_num_threads(1)
     lr, hr = case(name)
-    train, held = slice(0, 3), slice(3, 4)
+    held = slice(3, 4)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as folder:
-        model = lr.isel(time=train).corrdiff.fit(
-            hr.isel(time=train), config=train_config(seed, budget, folder, options), invariants=[n for n in hr.data_vars if n != "tmax"],
-            input_variables=["tmax"], output_variables=["tmax"], progress=False,
-        )  # fmt: skip
+    model = fit_days(lr, hr, 3, seed, budget, options)
     ens = lr.isel(time=held).corrdiff.downscale(
         model, n_members, seed=0, return_mean=True, device="cpu"
     )
