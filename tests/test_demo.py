@@ -202,12 +202,14 @@ def test_demo_is_reproducible_and_overwrites_its_own_output(
 
 def test_demo_samples_with_the_models_sampler(tmp_path: Path) -> None:
     model = copy.copy(tiny_model())
-    model.sampler = SamplerConfig(sampler="heun", num_steps=12)
+    scales = (1.1,) * len(model.output_names)  # as xcorrdiff.calibrate records them
+    model.sampler = SamplerConfig(sampler="heun", num_steps=12, noise_scale=scales)
     result, text = _run(tmp_path / "out", model=model, num_steps=None, progress=True)
-    assert "2 members, 12 Heun steps, weather seed 1" in result.report
+    assert "2 members, 12 Heun steps (noise calibrated), weather seed 1" in result.report
     assert "46/46" in text  # 1 time x 2 members x 23 evaluations (Heun: 2 per step, 1 on the last)
     settings = json.loads((result.out / MARKER).read_text())["settings"]
     assert settings["sampler"] == "heun" and settings["num_steps"] == 12
+    assert settings["noise_scale"] == list(scales) and settings["student_noise_scale"] is None
 
 
 def test_demo_puts_the_student_beside_the_teacher(tmp_path: Path) -> None:
@@ -222,6 +224,8 @@ def test_demo_puts_the_student_beside_the_teacher(tmp_path: Path) -> None:
     assert "with the 2-step distilled student" in result.report
     summary = json.loads((result.out / MARKER).read_text())
     assert summary["settings"]["student_steps"] == 2
+    assert summary["settings"]["noise_scale"] is None  # not calibrated: no suffix either
+    assert "(noise calibrated)" not in result.report
     assert summary["scores"]["u10m"]["crps_student"] > 0
     assert "downscale (student)" in summary["seconds"]
     plain, _ = _run(tmp_path / "plain", num_steps=4)

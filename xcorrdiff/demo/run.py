@@ -345,9 +345,11 @@ def run_demo(
         scores, criteria, oracle, bilinear = _score(fields, lr, n_ensemble, seed, clock)
         clock.lap("oracle ensemble and scores")
         steps, sampler = fields.steps, resolved.sampler.sampler
+        factors = _noise_scales(resolved)
+        calibrated = " (noise calibrated)" if factors["noise_scale"] is not None else ""
         header = (
-            f" — {n_times} held-out time(s) x {shape[0]}x{shape[1]} points, "
-            f"{n_ensemble} members, {steps} {sampler.capitalize()} steps, weather seed {data_seed}"
+            f" — {n_times} held-out time(s) x {shape[0]}x{shape[1]} points, {n_ensemble} "
+            f"members, {steps} {sampler.capitalize()} steps{calibrated}, weather seed {data_seed}"
         )
         report = format_tables(scores, criteria, header) + _speed(fields, clock.seconds)
         print(report, file=report_stream, flush=True)
@@ -363,6 +365,7 @@ def run_demo(
             "sampler": sampler,
             "num_steps": steps,
             "student_steps": fields.student_steps,
+            **factors,
             "seed": seed,
             "data_seed": data_seed,
             "hr_shape": list(hr_shape),
@@ -448,6 +451,17 @@ def _with_student(
     steps = model.student_config.sampler.num_steps
     return dataclasses.replace(fields, student=ens[list(fields.members.data_vars)],
                                student_steps=steps)  # fmt: skip
+
+
+def _noise_scales(model: CorrDiffModel) -> dict[str, list[float] | None]:
+    """The calibrated initial-noise factors of the model's sampler and of its student's
+    (:func:`xcorrdiff.calibrate`), None where not calibrated."""
+    student = model.student_config.sampler if model.student_config is not None else None
+    scales = {"noise_scale": model.sampler, "student_noise_scale": student}
+    return {
+        key: None if own is None or own.noise_scale is None else list(own.noise_scale)
+        for key, own in scales.items()
+    }
 
 
 def _speed(fields: _Fields, seconds: dict[str, float]) -> str:
