@@ -10,6 +10,8 @@ scored against the truth:
   pooled over outputs (0 is flat);
 * high-k power of the members over the truth's (:func:`xcorrdiff.verify.high_wavenumber_power`),
   averaged over the outputs (1 is right; the regression mean's is far below);
+* a row's label notes the calibrated noise factors its sampler runs with, where the model
+  has them (``--model`` of a model calibrated by :func:`xcorrdiff.calibrate`);
 * seconds per member of the whole ``downscale`` call (input preparation and regression
   mean included), and that time over 12-step Euler's (run first), all in the same run.
 
@@ -128,6 +130,14 @@ def parse_runs(texts: list[str]) -> list[tuple[str, int, str | None]]:
     return out
 
 
+def calibrated(model, student: bool) -> str:  # type: ignore[no-untyped-def]
+    """A row label's note of the noise factors (``xcorrdiff.calibrate``) its sampler runs
+    with: the model's apply to every sampler named in the call, the student's to it."""
+    own = model.student_config.sampler if student else model.sampler
+    scales = own.noise_scale
+    return "" if scales is None else ", noise ×" + "/".join(f"{v:g}" for v in scales)
+
+
 def row_text(label: str, nfe: object, values: dict) -> str:
     cells = []
     for c in COLUMNS:
@@ -189,6 +199,7 @@ def main() -> None:
         if precision is not None:
             options["precision"] = precision
             label += f" ({precision})"
+        label += calibrated(model, name == "student")
         started = time.perf_counter()
         try:
             ens = lr.corrdiff.downscale(
