@@ -80,13 +80,13 @@ def draw(rows: list[dict], out: Path, title: str) -> None:
         ratio_ax.plot(nfe, ratios.mean(axis=1), "o-", ms=3, color=line.get_color(), label=name)
         ratio_ax.fill_between(nfe, ratios.min(axis=1), ratios.max(axis=1),
                               color=line.get_color(), alpha=0.15)  # fmt: skip
-    for row in points:
+    for i, row in enumerate(points):
         if row["nfe"] is None:  # the oracle ensemble: the floor
             crps_ax.axhline(row["crps_fair"], color="k", ls=":", lw=1, label=row["label"])
             continue
-        ratio = np.array(row["spread_skill"])
-        crps_ax.plot(row["nfe"], row["crps_fair"], "*", ms=10, label=row["label"])
-        ratio_ax.errorbar(row["nfe"], ratio.mean(), fmt="*", ms=10, label=row["label"],
+        ratio, color = np.array(row["spread_skill"]), f"C{(len(lines) + i) % 10}"
+        crps_ax.plot(row["nfe"], row["crps_fair"], "*", ms=10, color=color, label=row["label"])
+        ratio_ax.errorbar(row["nfe"], ratio.mean(), fmt="*", ms=10, color=color, label=row["label"],
                           yerr=[[ratio.mean() - ratio.min()], [ratio.max() - ratio.mean()]])  # fmt: skip
     ratio_ax.axhspan(*BAND, color="0.85", zorder=0, label=f"rule's band {BAND[0]}–{BAND[1]}")
     ratio_ax.axhline(1.0, color="k", lw=0.8)

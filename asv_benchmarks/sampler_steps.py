@@ -30,7 +30,7 @@ Usage::
     python asv_benchmarks/sampler_steps.py [--case known|real] [--times 8] [--members 32]
         [--nfe 1 2 3 4 6 8 12 18 24 36] [--samplers euler heun dpmpp_2m ancestral]
         [--runs euler:4,24 dpmpp_2m:2,4 dpmpp_2m:4@bfloat16 student ...] [--model DIR]
-        [--csv table.csv]
+        [--uncalibrated] [--csv table.csv]
 """
 
 from __future__ import annotations
@@ -58,11 +58,17 @@ COLUMNS = (
 )
 
 
-def known_case(n_times: int, path: str = "demo"):  # type: ignore[no-untyped-def]
-    """The demo model (or the model at ``path``), held-out synthetic inputs and truth."""
+def known_case(n_times: int, path: str = "demo", uncalibrated: bool = False):  # type: ignore[no-untyped-def]
+    """The demo model (or the model at ``path``; ``uncalibrated``: its sampler's and its
+    student's noise factors removed), held-out synthetic inputs and truth."""
     from xcorrdiff.demo.run import DATA_SEED, _held_out_data, _load
+    from xcorrdiff.inference.calibrate import with_noise_scale
 
     model = _load(path, "cpu")
+    if uncalibrated:
+        model = with_noise_scale(model, None)  # type: ignore[arg-type]
+        if model.student_config is not None:
+            model = with_noise_scale(model, None, student=True)  # type: ignore[arg-type]
     lr, hr = _held_out_data(model, n_times, DATA_SEED, (128, 128), 8)
     return model, lr, hr[list(model.output_names)]
 
@@ -162,6 +168,11 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--train-seed", type=int, default=0)
     parser.add_argument("--model", default="demo", help="known case: the model (a directory)")
+    parser.add_argument(
+        "--uncalibrated", action="store_true",
+        help="known case: without the model's calibrated noise factors (the demo model's "
+        "grid before 2026-12-08)",
+    )  # fmt: skip
     parser.add_argument("--member-batch-size", type=int, default=8)
     parser.add_argument("--csv", type=Path, default=None)
     args = parser.parse_args()
@@ -170,7 +181,9 @@ def main() -> None:
 
     samplers = args.samplers or list(SAMPLERS)
     model, lr, truth = (
-        known_case(args.times, args.model) if args.case == "known" else real_case(args.train_seed)
+        known_case(args.times, args.model, args.uncalibrated)
+        if args.case == "known"
+        else real_case(args.train_seed)
     )
     print(f"xcorrdiff {xcorrdiff.__version__}; case {args.case}: {truth.sizes['time']} time(s), "
           f"{args.members} members, outputs {list(truth.data_vars)}")  # fmt: skip
