@@ -10,9 +10,14 @@ steps from sigma_max = 80 (see docs/performance.md, "Samplers: cost and skill by
 evaluations", for the table that chose it; before issue 26 it was 24 Euler steps, see
 docs/user-guide/training.md, "Residual scaling", for sigma_max). Last, a 2-step student of
 that sampler is distilled on the same data (``xcorrdiff.train.distill``, 1,024 samples;
-``--student-of DIR`` runs this step alone on a trained model, as was done for the packaged
-one). The demo (``xcorrdiff demo``) scores the model and its student on weather seed 1,
-which is not in this training set.
+``--student-of DIR`` runs this step and the next on a trained model, as was done for the
+packaged one). Last, the model's sampler's initial-noise factors are calibrated
+(``xcorrdiff.calibrate``, its defaults: 16 members, the one-standard-error rule) on 8 times
+of weather seed 3, which neither training nor any score of the demo or the benchmarks uses
+(``--calibrate-of DIR`` runs this step alone on a trained model, as was done for the
+packaged one). The student stays uncalibrated: calibrated the same way, its precipitation
+came out over-dispersed on the benchmark's times (docs/performance.md, "Samplers"). The demo (``xcorrdiff demo``) scores the model
+and its student on weather seed 1, which is in neither set.
 
 Usage::
 
@@ -53,6 +58,9 @@ SAMPLER = SamplerConfig(sampler="dpmpp_2m", num_steps=4, sigma_max=80.0)
 #: The distilled student (xcorrdiff.train.distill): its evaluations and training samples.
 STUDENT_STEPS = 2
 STUDENT_SAMPLES = 1024
+#: Calibration of the sampler's noise factors (xcorrdiff.calibrate): weather seed and times.
+CALIBRATION_SEED = 3
+CALIBRATION_TIMES = 8
 
 
 def main() -> None:
@@ -62,7 +70,11 @@ def main() -> None:
     parser.add_argument("--checkpoint-dir", type=Path, default=None)
     parser.add_argument(
         "--student-of", type=Path, default=None, metavar="MODEL_DIR",
-        help="skip both stages: distil the student of this trained model (the last step)",
+        help="skip both stages: distil the student of this trained model, then calibrate",
+    )  # fmt: skip
+    parser.add_argument(
+        "--calibrate-of", type=Path, default=None, metavar="MODEL_DIR",
+        help="skip training and distillation: calibrate this model's sampler (the last step)",
     )  # fmt: skip
     args = parser.parse_args()
     if args.out.exists() and not args.overwrite:
@@ -71,30 +83,48 @@ def main() -> None:
 
     torch.set_num_threads(THREADS)
     start = time.perf_counter()
+    if args.calibrate_of is not None:
+        model = xcorrdiff.load_model(args.calibrate_of, device="cpu")
+    else:
+        model = trained_with_student(args.student_of, checkpoints)
+    model = calibrated(model)
+    minutes = (time.perf_counter() - start) / 60
+    path = model.save(args.out, overwrite=args.overwrite)
+    size = sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 1e6
+    final = model.provenance["diffusion"]["final_validation"]
+    print(
+        f"done in {minutes:.1f} min on {platform.machine()} CPU ({THREADS} torch thread), "
+        f"torch {torch.__version__}; {size:.1f} MB saved to {path}\n"
+        f"diffusion validation loss {final['val_loss']:.4f} vs zero residual "
+        f"{final['val_loss_zero_residual']:.4f}; student of {STUDENT_STEPS} steps distilled on "
+        f"{model.provenance['student']['samples']} samples; noise factors "
+        f"{model.provenance['calibration']['chosen']}"
+    )
+
+
+def trained_with_student(student_of: Path | None, checkpoints: Path) -> xcorrdiff.CorrDiffModel:
+    """Both stages (or the model at ``student_of``), with :data:`SAMPLER` and the student."""
     lr, hr = make_synthetic(n_times=N_TIMES, hr_shape=HR_SHAPE, factor=FACTOR, seed=WEATHER_SEED)
     hr = hr[VARIABLES]
     config = xcorrdiff.TrainConfig(
         preset=PRESET, output_transforms=OUTPUT_TRANSFORMS, checkpoint_dir=str(checkpoints)
     )
     print(f"training {PRESET!r} on {N_TIMES} times of seed {WEATHER_SEED}; log in {checkpoints}")
-
-    if args.student_of is None:
+    if student_of is None:
         model = lr.corrdiff.fit(hr, config=config)
         model.sampler = SAMPLER
     else:
-        model = xcorrdiff.load_model(args.student_of)
-    model = distill(model, lr, hr, STUDENT_STEPS, config=config, duration=STUDENT_SAMPLES)
-    minutes = (time.perf_counter() - start) / 60
-    path = model.save(args.out, overwrite=args.overwrite)
-    size = sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 1e6
-    final = model.provenance["diffusion"]["final_validation"]
-    print(
-        f"trained in {minutes:.1f} min on {platform.machine()} CPU ({THREADS} torch thread), "
-        f"torch {torch.__version__}; {size:.1f} MB saved to {path}\n"
-        f"diffusion validation loss {final['val_loss']:.4f} vs zero residual "
-        f"{final['val_loss_zero_residual']:.4f}; student of {STUDENT_STEPS} steps distilled on "
-        f"{model.provenance['student']['samples']} samples"
+        model = xcorrdiff.load_model(student_of, device="cpu")
+    return distill(model, lr, hr, STUDENT_STEPS, config=config, duration=STUDENT_SAMPLES)
+
+
+def calibrated(model: xcorrdiff.CorrDiffModel) -> xcorrdiff.CorrDiffModel:
+    """``model`` with its sampler's noise factors calibrated on :data:`CALIBRATION_TIMES`
+    times of weather seed :data:`CALIBRATION_SEED`."""
+    lr, hr = make_synthetic(
+        n_times=CALIBRATION_TIMES, hr_shape=HR_SHAPE, factor=FACTOR, seed=CALIBRATION_SEED
     )
+    return xcorrdiff.calibrate(model, lr, hr[VARIABLES], device="cpu")
 
 
 if __name__ == "__main__":

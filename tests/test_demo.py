@@ -277,9 +277,15 @@ def test_packaged_demo_model_loads_by_name() -> None:
     assert model.output_names == ("t2m", "u10m", "v10m", "precip")
     assert model.shape == (128, 128) and model.diffusion is not None
     # What examples/train_demo_model.py makes: scaled residuals, and the sampler chosen by
-    # docs/performance.md's table: 4 DPM-Solver++(2M) steps from 80.
+    # docs/performance.md's table: 4 DPM-Solver++(2M) steps from 80, its initial noise
+    # calibrated by xcorrdiff.calibrate on another weather seed (its student's is not).
     assert model.residual_scale is not None and set(model.residual_scale) == set(model.output_names)
-    assert model.sampler == SamplerConfig(sampler="dpmpp_2m", num_steps=4, sigma_max=80.0)
+    chosen = model.provenance["calibration"]["chosen"]
+    scales = tuple(chosen[n] for n in model.output_names)
+    assert model.sampler == SamplerConfig(
+        sampler="dpmpp_2m", num_steps=4, sigma_max=80.0, noise_scale=scales
+    )
+    assert model.student_config is not None and model.student_config.sampler.noise_scale is None
     size = sum(p.stat().st_size for p in DEMO_MODEL_DIR.iterdir())
     assert size <= 20e6, f"the packaged model is {size / 1e6:.1f} MB; the limit is 20 MB"
 
