@@ -2,11 +2,12 @@
 
 The packaged demo model (its own sampler, its shipped noise factors removed) is calibrated
 by :func:`xcorrdiff.calibrate` on ``--times`` held-out synthetic times of one weather seed
-(the demo's data seed), then both the model and its calibrated copy downscale ``--times`` times of *another* weather seed,
-which calibration never saw, with ``--members`` members; per output variable the fair
-CRPS and the spread/skill ratio (Fortin-corrected; 1 is calibrated) before and after, and
-the factor calibration chose. One search gives both of calibrate's rules: the default
-one-standard-error rule (``factor``, ``after``) and the least fair CRPS (``least``).
+(the demo's data seed), then both the model and its calibrated copy downscale ``--times``
+times of *another* weather seed, which calibration never saw, with ``--members`` members;
+per output variable the fair CRPS and the spread/skill ratio (Fortin-corrected; 1 is
+calibrated) before and after, and the factor calibration chose. One search gives both of
+calibrate's rules: the default one-standard-error rule (``factor``, ``after``) and the
+least fair CRPS (``least``).
 ``--student``: the same for the demo model's distilled student (its own sampler
 calibrated, its members scored).
 

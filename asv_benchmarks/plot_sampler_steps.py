@@ -27,6 +27,8 @@ BAND = (0.85, 1.15)
 #: The CRPS axis ends this factor above the least fair CRPS drawn (rows above it, the
 #: one- and two-evaluation rows of a grid, are off the plot; the table has them).
 CRPS_SPAN = 1.3
+#: The NFE axis's ticks: the issue's set of evaluation counts.
+TICKS = (1, 2, 3, 4, 6, 8, 12, 18, 24, 36)
 
 
 def read_rows(paths: list[Path]) -> list[dict]:
@@ -86,14 +88,16 @@ def draw(rows: list[dict], out: Path, title: str) -> None:
             continue
         ratio, color = np.array(row["spread_skill"]), f"C{(len(lines) + i) % 10}"
         crps_ax.plot(row["nfe"], row["crps_fair"], "*", ms=10, color=color, label=row["label"])
-        ratio_ax.errorbar(row["nfe"], ratio.mean(), fmt="*", ms=10, color=color, label=row["label"],
-                          yerr=[[ratio.mean() - ratio.min()], [ratio.max() - ratio.mean()]])  # fmt: skip
+        bar = [[ratio.mean() - ratio.min()], [ratio.max() - ratio.mean()]]
+        ratio_ax.errorbar(row["nfe"], ratio.mean(), yerr=bar, fmt="*", ms=10, color=color,
+                          label=row["label"])  # fmt: skip
     ratio_ax.axhspan(*BAND, color="0.85", zorder=0, label=f"rule's band {BAND[0]}–{BAND[1]}")
     ratio_ax.axhline(1.0, color="k", lw=0.8)
-    for ax, ylabel in ((crps_ax, "fair CRPS (mean of the outputs)"),
-                       (ratio_ax, "spread/skill (mean; shading: range of the outputs)")):  # fmt: skip
+    ylabels = ("fair CRPS (mean of the outputs)",
+               "spread/skill (mean; shading: range of the outputs)")  # fmt: skip
+    for ax, ylabel in zip((crps_ax, ratio_ax), ylabels, strict=True):
         ax.set_xscale("log", base=2)
-        ax.set_xticks([1, 2, 3, 4, 6, 8, 12, 18, 24, 36], labels=[1, 2, 3, 4, 6, 8, 12, 18, 24, 36])
+        ax.set_xticks(TICKS, labels=[str(t) for t in TICKS])
         ax.set_xlabel("network evaluations per member (NFE)")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)

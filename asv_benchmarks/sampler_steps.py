@@ -58,7 +58,9 @@ COLUMNS = (
 )
 
 
-def known_case(n_times: int, path: str = "demo", uncalibrated: bool = False):  # type: ignore[no-untyped-def]
+def known_case(  # type: ignore[no-untyped-def]
+    n_times: int, path: str = "demo", uncalibrated: bool = False
+):
     """The demo model (or the model at ``path``; ``uncalibrated``: its sampler's and its
     student's noise factors removed), held-out synthetic inputs and truth."""
     from xcorrdiff.demo.run import DATA_SEED, _held_out_data, _load

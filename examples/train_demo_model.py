@@ -8,7 +8,7 @@ factor=8)``, weather seed 0, terrain seed 0), the ``tiny`` preset with its defau
 the CPU with one torch thread. The model's default sampler is set to 4 DPM-Solver++(2M)
 steps from sigma_max = 80 (see docs/performance.md, "Samplers: cost and skill by network
 evaluations", for the table that chose it; before issue 26 it was 24 Euler steps, see
-docs/user-guide/training.md, "Residual scaling", for sigma_max). Last, a 2-step student of
+docs/user-guide/training.md, "Residual scaling", for sigma_max). Then a 2-step student of
 that sampler is distilled on the same data (``xcorrdiff.train.distill``, 1,024 samples;
 ``--student-of DIR`` runs this step and the next on a trained model, as was done for the
 packaged one). Last, the model's sampler's initial-noise factors are calibrated
@@ -16,8 +16,9 @@ packaged one). Last, the model's sampler's initial-noise factors are calibrated
 of weather seed 3, which neither training nor any score of the demo or the benchmarks uses
 (``--calibrate-of DIR`` runs this step alone on a trained model, as was done for the
 packaged one). The student stays uncalibrated: calibrated the same way, its precipitation
-came out over-dispersed on the benchmark's times (docs/performance.md, "Samplers"). The demo (``xcorrdiff demo``) scores the model
-and its student on weather seed 1, which is in neither set.
+came out over-dispersed on the benchmark's times (docs/performance.md, "Samplers"). The
+demo (``xcorrdiff demo``) scores the model and its student on weather seed 1, which is in
+neither set.
 
 Usage::
 

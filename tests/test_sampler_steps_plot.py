@@ -21,8 +21,9 @@ def _table(path: Path, rows: list[tuple[str, str, float, list[float]]]) -> Path:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
         for label, nfe, fair, ratios in rows:  # as sampler_steps.py writes them
-            writer.writerow({"label": label, "nfe": nfe, "crps": fair + 0.01, "crps_fair": fair,
-                             "spread_skill": str(ratios), "rank_flatness": 0.1, "power": 1.0})  # fmt: skip
+            writer.writerow({"label": label, "nfe": nfe, "crps": fair + 0.01,
+                             "crps_fair": fair, "spread_skill": str(ratios),
+                             "rank_flatness": 0.1, "power": 1.0})  # fmt: skip
     return path
 
 
@@ -34,7 +35,8 @@ def test_rows_are_read_once_and_grouped_by_sampler(tmp_path: Path) -> None:
     second = _table(tmp_path / "b.csv", [
         ("oracle", "", 0.5, [2.0, 2.0]), ("euler 12", "12", 0.5, [2.0, 2.0]),
         ("euler 24", "24", 0.2875, [0.9, 0.85]),
-        ("dpmpp_2m 4, noise ×1.1/1.2", "4", 0.2885, [1.0, 0.95]), ("student 2", "2", 0.2893, [1, 1]),
+        ("dpmpp_2m 4, noise ×1.1/1.2", "4", 0.2885, [1.0, 0.95]),
+        ("student 2", "2", 0.2893, [1, 1]),
     ])  # fmt: skip
     rows = plot.read_rows([first, second])
     assert [r["label"] for r in rows].count("euler 12") == 1
